@@ -1,0 +1,77 @@
+# airflow-rest-bridge: `make run` and `make test` are the two commands a new machine needs.
+#
+#   make run            set up everything (a throwaway SQLite Airflow home with a demo DAG)
+#                       and start the daemon on http://127.0.0.1:$(PORT)/admin/rest_api/
+#   make test           lint, type-check, unit tests, then the integration suite against
+#                       real Airflow $(AIRFLOW_VERSIONS), each in its own cached virtualenv
+#
+# Airflow virtualenvs are cached in $(CACHE) between runs.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CACHE ?= $(HOME)/.cache/airflow-rest-bridge
+AIRFLOW_VERSIONS := 2.11.2 3.3.2
+AIRFLOW_VERSION ?= 3.3.2
+PORT ?= 8799
+DEMO_HOME := .airflow-demo/$(AIRFLOW_VERSION)
+airflow_bin = $(CACHE)/airflow-$(1)/bin/airflow
+
+.PHONY: run test lint unit integration dev airflow-venvs airflow-constraints clean
+
+$(BIN)/.installed: setup.py tests/requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e . -r tests/requirements-dev.txt
+	touch $@
+
+dev: $(BIN)/.installed
+
+# One virtualenv per Airflow version, installed with uv against pinned constraints; a second
+# run only checks that everything is already there.
+airflow-venvs: dev
+	@for v in $(AIRFLOW_VERSIONS); do $(MAKE) --no-print-directory airflow-venv-$$v; done
+
+airflow-venv-%: dev
+	@test -x $(call airflow_bin,$*) || $(BIN)/uv venv --quiet --python $(PYTHON) $(CACHE)/airflow-$*
+	VIRTUAL_ENV=$(CACHE)/airflow-$* $(BIN)/uv pip install --quiet \
+		apache-airflow==$* -c tests/airflow-constraints/airflow-$*-constraints.txt
+
+run: dev airflow-venv-$(AIRFLOW_VERSION)
+	$(BIN)/python tests/demo/make_home.py $(call airflow_bin,$(AIRFLOW_VERSION)) $(DEMO_HOME) --port $(PORT)
+	@echo
+	@echo "airflow-rest-bridge: http://127.0.0.1:$(PORT)/admin/rest_api/ (Airflow $(AIRFLOW_VERSION), home $(DEMO_HOME))"
+	@echo "try:  curl 'http://127.0.0.1:$(PORT)/admin/rest_api/api?api=list_dags'"
+	@echo "      curl -N 'http://127.0.0.1:$(PORT)/admin/rest_api/api?api=test&dag_id=bridge_demo&task_id=slow_lines&execution_date=2024-01-02T03:04:05&stream=true'"
+	@echo
+	AIRFLOW_HOME=$(abspath $(DEMO_HOME)) \
+	AIRFLOW__REST_API_PLUGIN__AIRFLOW_EXECUTABLE=$(call airflow_bin,$(AIRFLOW_VERSION)) \
+		$(BIN)/airflow-rest-bridge --config $(abspath $(DEMO_HOME))/airflow.cfg
+
+lint: dev
+	$(BIN)/ruff check bridge tests setup.py
+	$(BIN)/ruff format --check bridge tests setup.py
+	$(BIN)/mypy bridge
+
+unit: dev
+	$(BIN)/pytest -m "not airflow"
+
+integration: airflow-venvs
+	@for v in $(AIRFLOW_VERSIONS); do \
+		echo "== integration suite against Airflow $$v"; \
+		BRIDGE_TEST_AIRFLOW=$(call airflow_bin,$$v) $(BIN)/pytest -m airflow || exit 1; \
+	done
+
+test: lint unit integration
+
+# Re-pin the Airflow virtualenvs' packages after changing AIRFLOW_VERSIONS.
+airflow-constraints: airflow-venvs
+	@for v in $(AIRFLOW_VERSIONS); do \
+		{ echo "# Every package of a working apache-airflow==$$v install, pinned (Airflow's own"; \
+		  echo "# constraints files are not on PyPI). Regenerate with: make airflow-constraints"; \
+		  VIRTUAL_ENV=$(CACHE)/airflow-$$v $(BIN)/uv pip freeze | grep -v '^apache-airflow=='; \
+		} > tests/airflow-constraints/airflow-$$v-constraints.txt; \
+	done
+
+clean:
+	rm -rf $(VENV) .airflow-demo .pytest_cache .mypy_cache .ruff_cache *.egg-info

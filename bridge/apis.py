@@ -1,0 +1,675 @@
+"""The table of every seed API: arguments (seed names) and how each runs on Airflow 2.x / 3.x.
+
+This is the one source of truth for validation, the test page's forms and the README's API
+list. Arguments are defined once here and shared between APIs where the seed shared them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge.catalogue import (
+    Api,
+    Arg,
+    Cli,
+    Context,
+    Kind,
+    Plan,
+    RequestError,
+    Unavailable,
+    Values,
+)
+
+# --- arguments shared by several APIs ---------------------------------------------------------
+DAG_ID = Arg("dag_id", Kind.ID, "The id of the dag", required=True)
+TASK_ID = Arg("task_id", Kind.ID, "The id of the task", required=True)
+EXECUTION_DATE = Arg(
+    "execution_date",
+    Kind.DATE_OR_RUN,
+    "The execution (logical) date of the DAG run, e.g. 2017-01-02T03:04:05, or a run_id",
+    required=True,
+)
+SUBDIR = Arg("subdir", Kind.DAGS_PATH, "File or directory (inside the dags folder) to look in")
+TASK_REGEX = Arg("task_regex", Kind.TEXT, "A regex to filter specific task_ids")
+START_DATE = Arg("start_date", Kind.DATE, "Start date, YYYY-MM-DD (or an ISO datetime)")
+END_DATE = Arg("end_date", Kind.DATE, "End date, YYYY-MM-DD (or an ISO datetime)")
+MARK_SUCCESS = Arg("mark_success", Kind.BOOL, "Mark jobs as succeeded without running them")
+LOCAL = Arg("local", Kind.BOOL, "Run the task using the LocalExecutor")
+POOL = Arg("pool", Kind.ID, "Resource pool to use")
+DRY_RUN = Arg("dry_run", Kind.BOOL, "Perform a dry run")
+IGNORE_DEPENDENCIES = Arg(
+    "ignore_dependencies", Kind.BOOL, "Ignore task-specific dependencies (upstream, retry delay)"
+)
+DO_PICKLE = Arg("do_pickle", Kind.BOOL, "Pickle the DAG and send it to the workers")
+PID = Arg("pid", Kind.SERVER_PATH, "PID file location (inside the allowed folders)")
+DAEMON = Arg("daemon", Kind.BOOL, "Daemonize instead of running in the foreground")
+STDOUT = Arg("stdout", Kind.SERVER_PATH, "Redirect stdout to this file (inside allowed folders)")
+STDERR = Arg("stderr", Kind.SERVER_PATH, "Redirect stderr to this file (inside allowed folders)")
+LOG_FILE = Arg("log-file", Kind.SERVER_PATH, "Location of the log file (inside allowed folders)")
+SERVICE_ARGS = (PID, DAEMON, STDOUT, STDERR, LOG_FILE)
+SERVICE_OPTIONS = {
+    "pid": "--pid",
+    "daemon": "--daemon",
+    "stdout": "--stdout",
+    "stderr": "--stderr",
+    "log-file": "--log-file",
+}
+DAG_TASK_DATE = ("dag_id", "task_id", "execution_date")
+SUBDIR_OPTION = {"subdir": "--subdir"}
+# Airflow 3 finds DAGs through DAG bundles; the seed's subdir is checked, then ignored.
+NO_SUBDIR_ON_3 = {"subdir": "Airflow 3 reads DAGs from DAG bundles, not from a subdir"}
+
+
+def _dag_task_date(words: tuple[str, ...], major: int, **extra: Any) -> Cli:
+    """The common 'dag_id task_id execution_date [--subdir]' command shape."""
+    options = extra.pop("options", {})
+    if major == 2:
+        return Cli(words, DAG_TASK_DATE, options={**SUBDIR_OPTION, **options}, **extra)
+    return Cli(words, DAG_TASK_DATE, options=options, ignored=NO_SUBDIR_ON_3, **extra)
+
+
+def _dag_only(words: tuple[str, ...], major: int, **extra: Any) -> Cli:
+    if major == 2:
+        return Cli(words, positionals=("dag_id",), options=SUBDIR_OPTION, **extra)
+    return Cli(words, positionals=("dag_id",), ignored=NO_SUBDIR_ON_3, **extra)
+
+
+def _by_version(make: Any, *args: Any, **kwargs: Any) -> dict[int, Any]:
+    return {major: make(*args, major, **kwargs) for major in (2, 3)}
+
+
+# --- the multi-action APIs: variables, connections, pool --------------------------------------
+
+
+def _one_action(values: Values, actions: tuple[str, ...], api: str) -> str | None:
+    chosen = [a for a in actions if a in values and values[a] is not False]
+    if len(chosen) > 1:
+        raise RequestError(f"{api} takes one action at a time; got {chosen}")
+    return chosen[0] if chosen else None
+
+
+def _split_fields(text: str, count: int, form: str) -> list[str]:
+    parts = text.strip().split(None, count - 1)
+    if len(parts) < count - 1 or not parts:
+        raise RequestError(f"expected the form '{form}', got {text!r}")
+    return parts + [""] * (count - len(parts))
+
+
+def plan_variables(values: Values, ctx: Context) -> Plan:
+    """variables: set/get/delete/import/export one at a time; no action lists the keys."""
+    from bridge.catalogue import parse_value
+
+    action = _one_action(values, ("set", "get", "delete", "import", "export"), "variables")
+    if action is None and values.get("cmd") == "set":  # the seed page's key/value form
+        if "key" not in values:
+            raise RequestError("cmd=set needs 'key' (and 'value')")
+        key, value = values["key"], values.get("value", "")
+        action = "set"
+    elif action == "set":
+        key, value = _split_fields(values["set"], 2, "KEY VALUE")
+        key = parse_value(Arg("set", Kind.ID, ""), key, ctx)
+    if action == "set":
+        flags = ["--json"] if values.get("json") else []
+        return Plan(["variables", "set", *flags, "--", key, value])
+    if action == "get":
+        flags = ["--json"] if values.get("json") else []
+        if "default" in values:
+            flags.append(f"--default={values['default']}")
+        return Plan(["variables", "get", *flags, "--", values["get"]])
+    if action == "delete":
+        return Plan(["variables", "delete", "--", values["delete"]])
+    if action in ("import", "export"):
+        return Plan(["variables", action, "--", values[action]])
+    json_flag = ["--output=json"] if values.get("output") == "json" else []
+    return Plan(["variables", "list", *json_flag], json_output=bool(json_flag))
+
+
+def plan_connections(values: Values, ctx: Context) -> Plan:
+    """connections: list (default), add (conn_id + conn_uri or conn_type), delete (conn_id)."""
+    action = _one_action(values, ("list", "add", "delete"), "connections") or "list"
+    if action == "list":
+        json_flag = ["--output=json"] if values.get("output") == "json" else []
+        return Plan(["connections", "list", *json_flag], json_output=bool(json_flag))
+    if "conn_id" not in values:
+        raise RequestError(f"connections {action} needs 'conn_id'")
+    if action == "delete":
+        return Plan(["connections", "delete", "--", values["conn_id"]])
+    if "conn_uri" not in values and "conn_type" not in values:
+        raise RequestError("connections add needs 'conn_uri' or 'conn_type'")
+    flags = [
+        f"--conn-{name.removeprefix('conn_')}={values[name]}"
+        for name in ("conn_uri", "conn_type", "conn_extra")
+        if name in values
+    ]
+    return Plan(["connections", "add", *flags, "--", values["conn_id"]])
+
+
+def plan_pool(values: Values, ctx: Context) -> Plan:
+    """pool: set 'NAME SLOTS DESCRIPTION', get NAME, delete NAME; no action lists pools."""
+    from bridge.catalogue import parse_value
+
+    action = _one_action(values, ("set", "get", "delete"), "pool")
+    json_flag = ["--output=json"] if values.get("output") == "json" else []
+    if action is None and values.get("cmd") == "set":  # the seed page's three-field form
+        fields = [values.get(n, "") for n in ("pool_name", "slot_count", "pool_description")]
+        action = "set"
+    elif action == "set":
+        fields = _split_fields(values["set"], 3, "NAME SLOTS DESCRIPTION")
+    if action == "set":
+        name = parse_value(Arg("pool_name", Kind.ID, ""), fields[0], ctx)
+        slots = parse_value(Arg("slot_count", Kind.INT, ""), fields[1], ctx)
+        argv = ["pools", "set", *json_flag, "--", name, slots, fields[2]]
+        return Plan(argv, json_output=bool(json_flag))
+    if action in ("get", "delete"):
+        return Plan(
+            ["pools", action, *json_flag, "--", values[action]], json_output=bool(json_flag)
+        )
+    return Plan(["pools", "list", *json_flag], json_output=bool(json_flag))
+
+
+def plan_list_dags(values: Values, ctx: Context) -> Plan:
+    """list_dags: 'dags list', or 'dags report' when report=true."""
+    words = ["dags", "report"] if values.get("report") else ["dags", "list"]
+    warnings: tuple[str, ...] = ()
+    flags = []
+    if "subdir" in values:
+        if ctx.airflow_major == 2:
+            flags.append(f"--subdir={values['subdir']}")
+        else:
+            warnings = (f"'subdir' was ignored: {NO_SUBDIR_ON_3['subdir']}",)
+    json_output = values.get("output") == "json"
+    if json_output:
+        flags.append("--output=json")
+    return Plan([*words, *flags], warnings, json_output)
+
+
+def summarize_trigger(data: Any) -> dict[str, Any]:
+    """The run that trigger_dag created (the seed did not report it)."""
+    run = data[0] if isinstance(data, list) and data else data
+    if not isinstance(run, dict):
+        return {}
+    return {
+        "dag_run": {
+            "dag_id": run.get("dag_id"),
+            "run_id": run.get("dag_run_id") or run.get("run_id"),
+            "logical_date": run.get("logical_date"),
+            "state": run.get("state"),
+        }
+    }
+
+
+REMOVED_IN_3 = "removed in Airflow 3"
+SEED_ONLY = "removed from the Airflow CLI in 2.0"
+SERVICE_REASONS = {"do_pickle": "DAG pickling was removed from Airflow"}
+
+
+APIS: tuple[Api, ...] = (
+    Api("version", "Displays the version of Airflow you're using", internal=True),
+    Api(
+        "rest_api_plugin_version",
+        "Displays the version of this REST API bridge you're using",
+        internal=True,
+    ),
+    Api(
+        "render",
+        "Render a task instance's template(s)",
+        (DAG_ID, TASK_ID, EXECUTION_DATE, SUBDIR),
+        _by_version(_dag_task_date, ("tasks", "render")),
+    ),
+    Api(
+        "variables",
+        "CRUD operations on variables: one of set ('KEY VALUE'), get, delete, import, export; "
+        "none lists the keys",
+        (
+            Arg("set", Kind.TEXT, "Set a variable: 'KEY VALUE' (the value may contain spaces)"),
+            Arg("get", Kind.ID, "Get the value of a variable"),
+            Arg("json", Kind.BOOL, "Deserialize (get) or serialize (set) a JSON variable"),
+            Arg("default", Kind.TEXT, "Default value returned if the variable does not exist"),
+            Arg("import", Kind.SERVER_PATH, "Import variables from a JSON file on the host"),
+            Arg("export", Kind.SERVER_PATH, "Export variables to a JSON file on the host"),
+            Arg("delete", Kind.ID, "Delete a variable"),
+            Arg("cmd", Kind.TEXT, "With cmd=set: set 'key' to 'value' (the seed page's form)"),
+            Arg("key", Kind.ID, "Variable key, with cmd=set"),
+            Arg("value", Kind.TEXT, "Variable value, with cmd=set"),
+        ),
+        {2: plan_variables, 3: plan_variables},
+    ),
+    Api(
+        "connections",
+        "List/Add/Delete connections",
+        (
+            Arg("list", Kind.BOOL, "List all connections"),
+            Arg("add", Kind.BOOL, "Add a connection"),
+            Arg("delete", Kind.BOOL, "Delete a connection"),
+            Arg("conn_id", Kind.ID, "Connection id, required to add/delete a connection"),
+            Arg("conn_uri", Kind.TEXT, "Connection URI, required to add without conn_type"),
+            Arg("conn_type", Kind.TEXT, "Connection type, required to add without conn_uri"),
+            Arg("conn_extra", Kind.TEXT, "Connection 'Extra' field (JSON), optional for add"),
+        ),
+        {2: plan_connections, 3: plan_connections},
+    ),
+    Api(
+        "pause",
+        "Pauses a DAG",
+        (DAG_ID, SUBDIR),
+        _by_version(_dag_only, ("dags", "pause"), fixed=("--yes",)),
+    ),
+    Api(
+        "unpause",
+        "Unpauses a DAG",
+        (DAG_ID, SUBDIR),
+        _by_version(_dag_only, ("dags", "unpause"), fixed=("--yes",)),
+    ),
+    Api(
+        "task_failed_deps",
+        "Returns the unmet dependencies for a task instance from the scheduler's perspective",
+        (DAG_ID, TASK_ID, EXECUTION_DATE, SUBDIR),
+        _by_version(_dag_task_date, ("tasks", "failed-deps")),
+    ),
+    Api(
+        "trigger_dag",
+        "Trigger a DAG run; the envelope's dag_run says which run was created",
+        (
+            DAG_ID,
+            SUBDIR,
+            Arg("run_id", Kind.RUN_ID, "Helps to identify this run"),
+            Arg("conf", Kind.JSON, "JSON object stored as the DagRun's conf"),
+            Arg("exec_date", Kind.DATE, "The execution (logical) date of the run"),
+        ),
+        {
+            2: Cli(
+                ("dags", "trigger"),
+                positionals=("dag_id",),
+                options={
+                    "run_id": "--run-id",
+                    "conf": "--conf",
+                    "exec_date": "--exec-date",
+                    **SUBDIR_OPTION,
+                },
+                always_json=True,
+            ),
+            3: Cli(
+                ("dags", "trigger"),
+                positionals=("dag_id",),
+                options={"run_id": "--run-id", "conf": "--conf", "exec_date": "--logical-date"},
+                ignored=NO_SUBDIR_ON_3,
+                always_json=True,
+            ),
+        },
+        summarize=summarize_trigger,
+    ),
+    Api(
+        "test",
+        "Test a task instance: run it without checking dependencies or recording its state",
+        (
+            DAG_ID,
+            TASK_ID,
+            EXECUTION_DATE,
+            SUBDIR,
+            DRY_RUN,
+            Arg("task_params", Kind.JSON, "A JSON params dict sent to the task"),
+        ),
+        {
+            2: _dag_task_date(
+                ("tasks", "test"),
+                2,
+                options={"dry_run": "--dry-run", "task_params": "--task-params"},
+            ),
+            3: _dag_task_date(
+                ("tasks", "test"),
+                3,
+                options={"task_params": "--task-params"},
+                reasons={"dry_run": REMOVED_IN_3 + "; use render to see templated fields"},
+            ),
+        },
+    ),
+    Api(
+        "dag_state",
+        "Get the status of a dag run",
+        (
+            DAG_ID,
+            Arg(
+                "execution_date",
+                Kind.DATE_OR_RUN,
+                "The execution (logical) date of the DAG run, or its run_id",
+                required=True,
+            ),
+            SUBDIR,
+        ),
+        {
+            2: Cli(
+                ("dags", "state"),
+                positionals=("dag_id", "execution_date"),
+                options=SUBDIR_OPTION,
+            ),
+            3: Cli(
+                ("dags", "state"),
+                positionals=("dag_id", "execution_date"),
+                ignored=NO_SUBDIR_ON_3,
+            ),
+        },
+    ),
+    Api(
+        "run",
+        "Run a single task instance",
+        (
+            DAG_ID,
+            TASK_ID,
+            EXECUTION_DATE,
+            SUBDIR,
+            MARK_SUCCESS,
+            Arg("force", Kind.BOOL, "Ignore previous task instance state, rerun regardless"),
+            POOL,
+            Arg("cfg_path", Kind.SERVER_PATH, "Config file to use instead of airflow.cfg"),
+            LOCAL,
+            Arg("ignore_all_dependencies", Kind.BOOL, "Ignore all non-critical dependencies"),
+            IGNORE_DEPENDENCIES,
+            Arg("ignore_depends_on_past", Kind.BOOL, "Ignore depends_on_past dependencies"),
+            Arg("ship_dag", Kind.BOOL, "Pickle (serialize) the DAG and ship it to the worker"),
+            Arg("pickle", Kind.INT, "Serialized pickle id of the DAG (used internally)"),
+        ),
+        {
+            2: _dag_task_date(
+                ("tasks", "run"),
+                2,
+                options={
+                    "mark_success": "--mark-success",
+                    "force": "--force",
+                    "pool": "--pool",
+                    "cfg_path": "--cfg-path",
+                    "local": "--local",
+                    "ignore_all_dependencies": "--ignore-all-dependencies",
+                    "ignore_dependencies": "--ignore-dependencies",
+                    "ignore_depends_on_past": "--ignore-depends-on-past",
+                    "ship_dag": "--ship-dag",
+                    "pickle": "--pickle",
+                },
+            ),
+            3: Unavailable(
+                "'airflow tasks run' was removed in Airflow 3: task instances run only through "
+                "an executor. Use trigger_dag (with a scheduler running) to run the DAG, or "
+                "test to run one task in place."
+            ),
+        },
+    ),
+    Api(
+        "list_tasks",
+        "List the tasks within a DAG",
+        (DAG_ID, Arg("tree", Kind.BOOL, "Tree view"), SUBDIR),
+        {
+            2: Cli(
+                ("tasks", "list"),
+                positionals=("dag_id",),
+                options={**SUBDIR_OPTION, "tree": "--tree"},
+            ),
+            3: Cli(
+                ("tasks", "list"),
+                positionals=("dag_id",),
+                ignored=NO_SUBDIR_ON_3,
+                reasons={"tree": REMOVED_IN_3 + "; 'airflow dags show' draws the graph"},
+            ),
+        },
+    ),
+    Api(
+        "backfill",
+        "Run subsections of a DAG for a specified date range",
+        (
+            DAG_ID,
+            TASK_REGEX,
+            START_DATE,
+            END_DATE,
+            MARK_SUCCESS,
+            LOCAL,
+            Arg("donot_pickle", Kind.BOOL, "Do not pickle the DAG for the workers"),
+            Arg("include_adhoc", Kind.BOOL, "Include dags with the adhoc argument"),
+            IGNORE_DEPENDENCIES,
+            Arg(
+                "ignore_first_depends_on_past",
+                Kind.BOOL,
+                "Ignore depends_on_past for the first set of tasks only",
+            ),
+            SUBDIR,
+            POOL,
+            DRY_RUN,
+        ),
+        {
+            2: Cli(
+                ("dags", "backfill"),
+                positionals=("dag_id",),
+                fixed=("--yes",),
+                options={
+                    **SUBDIR_OPTION,
+                    "task_regex": "--task-regex",
+                    "start_date": "--start-date",
+                    "end_date": "--end-date",
+                    "mark_success": "--mark-success",
+                    "local": "--local",
+                    "donot_pickle": "--donot-pickle",
+                    "ignore_dependencies": "--ignore-dependencies",
+                    "ignore_first_depends_on_past": "--ignore-first-depends-on-past",
+                    "pool": "--pool",
+                    "dry_run": "--dry-run",
+                },
+                reasons={"include_adhoc": SEED_ONLY},
+            ),
+            3: Cli(
+                ("backfill", "create"),
+                options={
+                    "dag_id": "--dag-id",
+                    "start_date": "--from-date",
+                    "end_date": "--to-date",
+                    "dry_run": "--dry-run",
+                },
+                ignored=NO_SUBDIR_ON_3,
+                also_required=("start_date", "end_date"),
+                reasons={
+                    name: "Airflow 3 backfills are created for the scheduler to run, which "
+                    "takes no per-run task options"
+                    for name in (
+                        "task_regex",
+                        "mark_success",
+                        "local",
+                        "donot_pickle",
+                        "include_adhoc",
+                        "ignore_dependencies",
+                        "ignore_first_depends_on_past",
+                        "pool",
+                    )
+                },
+            ),
+        },
+    ),
+    Api(
+        "list_dags",
+        "List all the DAGs (report=true: the DagBag loading report)",
+        (SUBDIR, Arg("report", Kind.BOOL, "Show the DagBag loading report")),
+        {2: plan_list_dags, 3: plan_list_dags},
+    ),
+    Api(
+        "kerberos",
+        "Start a kerberos ticket renewer",
+        (
+            Arg("principal", Kind.TEXT, "kerberos principal", required=True),
+            Arg("keytab", Kind.SERVER_PATH, "keytab (inside the allowed folders)"),
+            *SERVICE_ARGS,
+        ),
+        _by_version(
+            lambda major: Cli(
+                ("kerberos",),
+                positionals=("principal",),
+                options={"keytab": "--keytab", **SERVICE_OPTIONS},
+            )
+        ),
+        requires_command="kerberos",
+        long_running=True,
+    ),
+    Api(
+        "worker",
+        "Start a Celery worker node",
+        (
+            DO_PICKLE,
+            Arg("queues", Kind.TEXT, "Comma delimited list of queues to serve"),
+            Arg("concurrency", Kind.INT, "The number of worker processes"),
+            *SERVICE_ARGS,
+        ),
+        _by_version(
+            lambda major: Cli(
+                ("celery", "worker"),
+                options={"queues": "--queues", "concurrency": "--concurrency", **SERVICE_OPTIONS},
+                reasons=SERVICE_REASONS,
+            )
+        ),
+        requires_command="celery",
+        long_running=True,
+    ),
+    Api(
+        "flower",
+        "Start a Celery Flower",
+        (
+            Arg("hostname", Kind.TEXT, "Set the hostname on which to run the server"),
+            Arg("port", Kind.INT, "The port on which to run the server"),
+            Arg("flower_conf", Kind.SERVER_PATH, "Configuration file for flower"),
+            Arg("broker_api", Kind.TEXT, "Broker api"),
+            *SERVICE_ARGS,
+        ),
+        _by_version(
+            lambda major: Cli(
+                ("celery", "flower"),
+                options={
+                    "hostname": "--hostname",
+                    "port": "--port",
+                    "flower_conf": "--flower-conf",
+                    "broker_api": "--broker-api",
+                    **SERVICE_OPTIONS,
+                },
+            )
+        ),
+        requires_command="celery",
+        long_running=True,
+    ),
+    Api(
+        "scheduler",
+        "Start a scheduler instance",
+        (
+            Arg("dag_id", Kind.ID, "The id of the dag"),
+            SUBDIR,
+            Arg("run-duration", Kind.INT, "Set number of seconds to execute before exiting"),
+            Arg("num_runs", Kind.INT, "Set the number of runs to execute before exiting"),
+            DO_PICKLE,
+            *SERVICE_ARGS,
+        ),
+        {
+            2: Cli(
+                ("scheduler",),
+                options={
+                    **SUBDIR_OPTION,
+                    "num_runs": "--num-runs",
+                    "do_pickle": "--do-pickle",
+                    **SERVICE_OPTIONS,
+                },
+                reasons={"dag_id": SEED_ONLY, "run-duration": SEED_ONLY},
+            ),
+            3: Cli(
+                ("scheduler",),
+                options={"num_runs": "--num-runs", **SERVICE_OPTIONS},
+                ignored=NO_SUBDIR_ON_3,
+                reasons={"dag_id": SEED_ONLY, "run-duration": SEED_ONLY, **SERVICE_REASONS},
+            ),
+        },
+        requires_command="scheduler",
+        long_running=True,
+    ),
+    Api(
+        "task_state",
+        "Get the status of a task instance",
+        (DAG_ID, TASK_ID, EXECUTION_DATE, SUBDIR),
+        _by_version(_dag_task_date, ("tasks", "state")),
+    ),
+    Api(
+        "pool",
+        "CRUD operations on pools: set ('NAME SLOTS DESCRIPTION'), get, delete; none lists",
+        (
+            Arg("set", Kind.TEXT, "Set a pool: 'NAME SLOTS DESCRIPTION'"),
+            Arg("get", Kind.ID, "Get pool info"),
+            Arg("delete", Kind.ID, "Delete a pool"),
+            Arg("cmd", Kind.TEXT, "With cmd=set: pool_name, slot_count, pool_description"),
+            Arg("pool_name", Kind.ID, "Pool name, with cmd=set"),
+            Arg("slot_count", Kind.INT, "Slot count, with cmd=set"),
+            Arg("pool_description", Kind.TEXT, "Description, with cmd=set"),
+        ),
+        {2: plan_pool, 3: plan_pool},
+    ),
+    Api(
+        "serve_logs",
+        "Serve logs generated by workers",
+        (),
+        _by_version(
+            lambda major: Unavailable(
+                f"Airflow {major}.x has no separate serve_logs command: the log server runs "
+                "inside 'airflow scheduler' and 'airflow celery worker' (use the scheduler or "
+                "worker API)"
+            )
+        ),
+    ),
+    Api(
+        "clear",
+        "Clear a set of task instances, as if they never ran (never prompts)",
+        (
+            DAG_ID,
+            TASK_REGEX,
+            START_DATE,
+            END_DATE,
+            SUBDIR,
+            Arg("upstream", Kind.BOOL, "Include upstream tasks"),
+            Arg("downstream", Kind.BOOL, "Include downstream tasks"),
+            Arg("only_failed", Kind.BOOL, "Only failed jobs"),
+            Arg("only_running", Kind.BOOL, "Only running jobs"),
+            Arg("exclude_subdags", Kind.BOOL, "Exclude subdags"),
+        ),
+        {
+            major: Cli(
+                ("tasks", "clear"),
+                positionals=("dag_id",),
+                fixed=("--yes",),
+                options={
+                    "task_regex": "--task-regex",
+                    "start_date": "--start-date",
+                    "end_date": "--end-date",
+                    "upstream": "--upstream",
+                    "downstream": "--downstream",
+                    "only_failed": "--only-failed",
+                    "only_running": "--only-running",
+                    **(
+                        {**SUBDIR_OPTION, "exclude_subdags": "--exclude-subdags"}
+                        if major == 2
+                        else {}
+                    ),
+                },
+                ignored=NO_SUBDIR_ON_3 if major == 3 else {},
+                reasons={"exclude_subdags": "SubDAGs were removed in Airflow 3"},
+            )
+            for major in (2, 3)
+        },
+    ),
+    Api(
+        "deploy_dag",
+        "Deploy a DAG file into the dags folder (POST multipart)",
+        (
+            Arg("dag_file", Kind.FILE, "Python file to upload and deploy", required=True),
+            Arg("force", Kind.BOOL, "Replace an existing file (its old version is kept)"),
+            Arg("pause", Kind.BOOL, "Pause the DAG(s) after deploying"),
+            Arg("unpause", Kind.BOOL, "Unpause the DAG(s) after deploying"),
+        ),
+        internal=True,
+        methods=("POST",),
+    ),
+    Api(
+        "refresh_dag",
+        "Re-parse the DAG files so that a changed DAG shows up in Airflow",
+        (DAG_ID,),
+        internal=True,
+    ),
+)
+
+BY_NAME: dict[str, Api] = {api.name: api for api in APIS}
+NAMES: tuple[str, ...] = tuple(BY_NAME)

@@ -1,0 +1,232 @@
+"""Running a validated call and answering with the seed's envelope or a live stream.
+
+Everything here happens after validation: a :class:`Call` is already a safe argv. Buffered
+calls collect output (capped) into the envelope; streamed calls send output as it comes and
+end with one result record. Either way the command's process group is stopped when the
+request ends early, unless the operator set kill_on_disconnect = false.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
+
+from bridge import envelope
+from bridge.catalogue import Api
+from bridge.config import Settings
+from bridge.dags import parse_json_output
+from bridge.noise import StreamText
+from bridge.redact import mask_argv
+from bridge.runner import Command, Outcome
+from bridge.state import Runtime
+
+log = logging.getLogger(__name__)
+audit = logging.getLogger("bridge.audit")
+
+StreamMode = Literal["text", "ndjson"]
+
+
+@dataclass
+class Call:
+    """One validated command, ready to run."""
+
+    api: Api
+    argv: list[str]  # the full argv, the airflow executable first
+    env: dict[str, str]
+    peer: str
+    warnings: list[str] = field(default_factory=list)
+    json_output: bool = False
+    data_wanted: bool = False  # the caller asked output=json: return the parsed data
+
+    def display(self, token: str | None) -> str:
+        """The command as run, secrets masked: for ``airflow_cmd`` and the logs."""
+        return shlex.join(mask_argv(self.argv, token))
+
+
+def http_code_for(outcome: Outcome) -> int:
+    if outcome.timed_out:
+        return 504
+    return 200 if outcome.exit_code == 0 else 500
+
+
+def _outcome_warnings(outcome: Outcome, settings: Settings) -> list[str]:
+    if outcome.timed_out:
+        return [f"the command timed out after {settings.command_timeout:g} s and was stopped"]
+    if outcome.exit_code != 0:
+        return [f"the command exited with code {outcome.exit_code}"]
+    return []
+
+
+def _audit(call: Call, settings: Settings, outcome: Outcome | None, how: str) -> None:
+    audit.info(
+        "peer=%s api=%s cmd=%s exit=%s duration=%.3fs %s",
+        call.peer,
+        call.api.name,
+        call.display(settings.rest_api_plugin_expected_http_token),
+        outcome.exit_code if outcome else None,
+        outcome.duration if outcome else 0.0,
+        how,
+    )
+
+
+async def buffered(call: Call, settings: Settings, base: dict[str, Any]) -> web.Response:
+    """Run to the end and answer with the full envelope."""
+    texts = {
+        name: StreamText(settings.filter_loading_messages_in_cli_response)
+        for name in ("stdout", "stderr")
+    }
+    collected: dict[str, list[str]] = {"stdout": [], "stderr": []}
+    sizes = {"stdout": 0, "stderr": 0}
+    truncated = False
+    async with Command(
+        call.argv, env=call.env, timeout=settings.command_timeout, grace=settings.kill_grace_period
+    ) as command:
+        async for chunk in command:
+            piece = texts[chunk.stream].feed(chunk.data)
+            if sizes[chunk.stream] + len(piece) > settings.max_output_size:
+                truncated = True
+                continue  # keep draining so the command is not blocked on a full pipe
+            sizes[chunk.stream] += len(piece)
+            collected[chunk.stream].append(piece)
+    outcome = command.outcome
+    assert outcome is not None
+    for name, text in texts.items():
+        collected[name].append(text.finish())
+    output = {name: "".join(parts) for name, parts in collected.items()}
+    warnings = list(call.warnings) + _outcome_warnings(outcome, settings)
+    if truncated:
+        warnings.append(f"output was cut at max_output_size ({settings.max_output_size} bytes)")
+    extra = _parsed_extras(call, output["stdout"], warnings) if outcome.exit_code == 0 else {}
+    _audit(call, settings, outcome, "buffered")
+    return envelope.respond(
+        envelope.finish(
+            base,
+            http_code=http_code_for(outcome),
+            output=output,
+            airflow_cmd=call.display(settings.rest_api_plugin_expected_http_token),
+            warnings=warnings,
+            exit_code=outcome.exit_code,
+            extra=extra,
+        )
+    )
+
+
+def _parsed_extras(call: Call, stdout: str, warnings: list[str]) -> dict[str, Any]:
+    if not call.json_output:
+        return {}
+    data = parse_json_output(stdout)
+    if data is None:
+        warnings.append("the CLI's JSON output could not be parsed")
+        return {}
+    extra: dict[str, Any] = {}
+    if call.data_wanted:
+        extra["data"] = data
+    if call.api.summarize is not None:
+        extra.update(call.api.summarize(data))
+    return extra
+
+
+async def streamed(
+    request: web.Request,
+    call: Call,
+    settings: Settings,
+    runtime: Runtime,
+    base: dict[str, Any],
+    mode: StreamMode,
+) -> web.StreamResponse:
+    """Send output while the command runs, then one result record."""
+    response = web.StreamResponse(
+        status=200,
+        headers={
+            "Content-Type": "text/plain; charset=utf-8"
+            if mode == "text"
+            else "application/x-ndjson; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        },
+    )
+    response.enable_chunked_encoding()
+    encode = _text_event if mode == "text" else _ndjson_event
+    texts = {
+        name: StreamText(settings.filter_loading_messages_in_cli_response)
+        for name in ("stdout", "stderr")
+    }
+    ended_with_newline = True
+    stdout_parts: list[str] = []
+    stdout_size = 0
+    command = Command(
+        call.argv, env=call.env, timeout=settings.command_timeout, grace=settings.kill_grace_period
+    )
+    await response.prepare(request)
+    async with command:
+        try:
+            async for chunk in command:
+                piece = texts[chunk.stream].feed(chunk.data)
+                if not piece:
+                    continue
+                if (
+                    chunk.stream == "stdout"
+                    and call.json_output
+                    and stdout_size < settings.max_output_size
+                ):
+                    stdout_parts.append(piece)
+                    stdout_size += len(piece)
+                ended_with_newline = piece.endswith("\n")
+                await response.write(encode(chunk.stream, piece))
+            for name, text in texts.items():
+                if rest := text.finish():
+                    ended_with_newline = rest.endswith("\n")
+                    await response.write(encode(name, rest))
+        except (ConnectionResetError, asyncio.CancelledError):
+            _client_gone(command, settings, runtime, call)
+            raise
+    outcome = command.outcome
+    assert outcome is not None
+    warnings = list(call.warnings) + _outcome_warnings(outcome, settings)
+    extra = _parsed_extras(call, "".join(stdout_parts), warnings) if outcome.exit_code == 0 else {}
+    result = envelope.finish(
+        base,
+        http_code=http_code_for(outcome),
+        airflow_cmd=call.display(settings.rest_api_plugin_expected_http_token),
+        warnings=warnings,
+        exit_code=outcome.exit_code,
+        extra=extra,
+    )
+    _audit(call, settings, outcome, f"stream={mode}")
+    try:
+        if mode == "text":
+            await response.write(
+                (b"" if ended_with_newline else b"\n") + envelope.text_result_line(result)
+            )
+        else:
+            await response.write(envelope.ndjson_line({"event": "result", **result}))
+        await response.write_eof()
+    except ConnectionResetError:
+        log.info("client left before the result record of %s", call.api.name)
+    return response
+
+
+def _client_gone(command: Command, settings: Settings, runtime: Runtime, call: Call) -> None:
+    if settings.kill_on_disconnect:
+        log.info("client left; stopping %s (pid %s)", call.api.name, command.pid)
+        _audit(call, settings, None, "client left: process group stopped")
+    else:
+        log.info("client left; %s (pid %s) runs on", call.api.name, command.pid)
+        runtime.keep(command.detach())
+
+
+def _text_event(stream: str, text: str) -> bytes:
+    return text.encode()
+
+
+def _ndjson_event(stream: str, text: str) -> bytes:
+    return envelope.ndjson_line({"event": "output", "stream": stream, "text": text})
+
+
+EventEncoder = Callable[[str, str], bytes]

@@ -1,0 +1,103 @@
+"""Reading a request's arguments: the query string, then a urlencoded or multipart body.
+
+As in the seed, a query-string value wins over a body value of the same name. Multipart text
+fields are read under a size cap; the one file part a request may carry (deploy_dag's
+``dag_file``) is streamed to a staged temp file by :mod:`bridge.dags` as it arrives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import BodyPartReader, web
+from multidict import MultiDict
+
+from bridge import dags
+from bridge.catalogue import MAX_VALUE_LENGTH, RequestError
+from bridge.config import Settings
+
+MAX_FIELDS = 200
+
+
+@dataclass
+class RequestInput:
+    query: MultiDict[str]
+    form: MultiDict[str] = field(default_factory=MultiDict)
+    upload: dags.StagedUpload | None = None
+
+    def raw(self) -> dict[str, list[str]]:
+        """Every argument name with its values; query-string values win over the body."""
+        merged: dict[str, list[str]] = {}
+        for source in (self.query, self.form):
+            for name in source:
+                merged.setdefault(name, source.getall(name))
+        return merged
+
+    def discard(self) -> None:
+        """Remove a staged upload that was not installed."""
+        if self.upload is not None:
+            self.upload.discard()
+            self.upload = None
+
+
+def _text(value: object, name: str) -> str:
+    if isinstance(value, str):
+        return value
+    raise RequestError(f"'{name}' must be a text field, not a file")
+
+
+async def read(request: web.Request, settings: Settings) -> RequestInput:
+    """Parse the query and body; raises RequestError (4xx) for bodies it will not take."""
+    query = MultiDict(request.query)
+    found = RequestInput(query=query)
+    if request.method != "POST" or not request.body_exists:
+        return found
+    content_type = request.content_type
+    if content_type == "multipart/form-data":
+        try:
+            await _read_multipart(request, settings, found)
+        except BaseException:
+            found.discard()
+            raise
+    elif content_type in ("application/x-www-form-urlencoded", ""):
+        posted = await request.post()
+        found.form = MultiDict((name, _text(value, name)) for name, value in posted.items())
+    else:
+        raise RequestError(
+            f"unsupported Content-Type {content_type!r}: send the query string, "
+            "application/x-www-form-urlencoded or multipart/form-data",
+            status=415,
+        )
+    return found
+
+
+async def _read_multipart(request: web.Request, settings: Settings, found: RequestInput) -> None:
+    reader = await request.multipart()
+    api = request.query.get("api", "")
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise RequestError("nested multipart bodies are not accepted")
+        name = part.name or ""
+        if len(found.form) >= MAX_FIELDS:
+            raise RequestError(f"more than {MAX_FIELDS} form fields")
+        if part.filename is not None:
+            if name != "dag_file" or (api or found.form.get("api", "")) != "deploy_dag":
+                raise RequestError(f"unexpected file field {name!r}: only deploy_dag takes a file")
+            if found.upload is not None:
+                raise RequestError("only one dag_file may be uploaded per request")
+            found.upload = await dags.stage_upload(part, settings)
+            continue
+        value = await _read_field(part, name)
+        found.form.add(name, value)
+
+
+async def _read_field(part: BodyPartReader, name: str) -> str:
+    data = bytearray()
+    while chunk := await part.read_chunk(16 * 1024):
+        data += chunk
+        if len(data) > MAX_VALUE_LENGTH * 4:
+            raise RequestError(f"form field {name!r} is too large", status=413)
+    try:
+        return data.decode(part.get_charset("utf-8"))
+    except (UnicodeDecodeError, LookupError):
+        raise RequestError(f"form field {name!r} is not valid UTF-8") from None

@@ -1,0 +1,280 @@
+"""Running one argv: output chunks as they come, the exit code, a timeout, process-group stop.
+
+Never a shell: the argv goes to ``create_subprocess_exec`` as a list. The child gets its own
+session (so its whole process group can be stopped), stdin from /dev/null (so a prompt can
+never hang it) and ``PYTHONUNBUFFERED=1`` from the caller's environment (so output streams).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 64 * 1024  # read(n), not readline(): a long line must not break the reader
+QUEUE_DEPTH = 64  # chunks in flight; a slow client slows the child instead of our memory
+_POLL = 0.05  # how often to look whether a stopped group's last members are gone
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Bytes the command wrote to one of its streams."""
+
+    stream: Literal["stdout", "stderr"]
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How the command ended."""
+
+    exit_code: int | None
+    duration: float
+    timed_out: bool = False
+
+
+class Command:
+    """One CLI command. Use as ``async with Command(...) as cmd: async for chunk in cmd``.
+
+    Leaving the ``async with`` block always stops the command's whole process group (TERM, a
+    grace period, KILL) if anything of it is still running, also when the block is left by
+    cancellation or a client that went away.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        timeout: float,
+        grace: float,
+        cwd: str | None = None,
+    ) -> None:
+        self.argv = list(argv)
+        self._env = dict(env)
+        self._timeout = timeout
+        self._grace = grace
+        self._cwd = cwd
+        self._proc: asyncio.subprocess.Process | None = None
+        self._queue: asyncio.Queue[Chunk | None] = asyncio.Queue(maxsize=QUEUE_DEPTH)
+        self._readers: list[asyncio.Task[None]] = []
+        self._started = 0.0
+        self._detached = False
+        self.outcome: Outcome | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    async def __aenter__(self) -> Command:
+        self._started = time.monotonic()
+        self._proc = await asyncio.create_subprocess_exec(
+            *self.argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self._env,
+            cwd=self._cwd,
+            start_new_session=True,
+        )
+        assert self._proc.stdout is not None and self._proc.stderr is not None
+        self._readers = [
+            asyncio.create_task(self._pump(self._proc.stdout, "stdout")),
+            asyncio.create_task(self._pump(self._proc.stderr, "stderr")),
+        ]
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._detached:
+            return  # the task made by detach() owns the process now
+        # Shielded: a second cancellation must not leave the process group running.
+        await asyncio.shield(self._cleanup())
+
+    def detach(self) -> asyncio.Task[None]:
+        """Let the command run on without a reader (kill_on_disconnect = false).
+
+        Its output is discarded from now on; the returned task waits for it to end (or for
+        the timeout) and then cleans up its process group like a reader would.
+        """
+        self._detached = True
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        return asyncio.create_task(self._finish_detached())
+
+    async def _finish_detached(self) -> None:
+        assert self._proc is not None
+        remaining = self._started + self._timeout - time.monotonic()
+        try:
+            await asyncio.wait_for(self._proc.wait(), timeout=max(0.0, remaining))
+        except TimeoutError:
+            log.warning("detached command timed out: %s", self.argv[:3])
+        finally:
+            await asyncio.shield(self._cleanup())
+
+    async def _pump(self, stream: asyncio.StreamReader, name: Literal["stdout", "stderr"]) -> None:
+        try:
+            while data := await stream.read(READ_SIZE):
+                if not self._detached:
+                    await self._queue.put(Chunk(name, data))
+        except OSError as exc:  # a broken pipe ends this stream like EOF does
+            log.warning("reading %s of %s failed: %s", name, self.argv[:3], exc)
+        if not self._detached:
+            await self._queue.put(None)
+
+    def __aiter__(self) -> AsyncIterator[Chunk]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[Chunk]:
+        """Yield output until both streams close and the command exits, or the timeout."""
+        assert self._proc is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        exited = asyncio.ensure_future(self._proc.wait())
+        open_streams = 2
+        drain_until: float | None = None
+        group_stopped = False
+        timed_out = False
+        try:
+            while open_streams:
+                if exited.done() and drain_until is None:
+                    # The command is gone; whatever it left behind gets a grace period to
+                    # finish writing, then the group is stopped so the pipes close.
+                    drain_until = loop.time() + self._grace
+                limit = deadline if drain_until is None else min(deadline, drain_until)
+                remaining = limit - loop.time()
+                if remaining <= 0:
+                    if drain_until is None or limit != drain_until:
+                        timed_out = True
+                        break
+                    if group_stopped:
+                        # Something outside our process group (a daemonized child that
+                        # kept the pipe) holds the output open: stop reading it.
+                        break
+                    await self._stop_group()
+                    group_stopped = True
+                    drain_until = loop.time() + self._grace
+                    continue
+                getter = asyncio.ensure_future(self._queue.get())
+                waiting: set[asyncio.Future[Any]] = {getter}
+                if not exited.done():
+                    waiting.add(exited)
+                done, _ = await asyncio.wait(
+                    waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+                if getter not in done:
+                    getter.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await getter
+                    continue
+                item = getter.result()
+                if item is None:
+                    open_streams -= 1
+                    continue
+                yield item
+            if timed_out:
+                log.warning("command timed out after %.0f s: %s", self._timeout, self.argv[:3])
+                await self._stop_group()
+            exit_code = await self._proc.wait()
+        finally:
+            exited.cancel()
+        self.outcome = Outcome(
+            exit_code=exit_code, duration=time.monotonic() - self._started, timed_out=timed_out
+        )
+
+    async def _stop_group(self) -> None:
+        """TERM the process group, give it the grace period, then KILL what is left."""
+        proc = self._proc
+        if proc is None:
+            return
+        if not _signal_group(proc.pid, signal.SIGTERM):
+            return
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self._grace
+        while loop.time() < give_up:
+            if proc.returncode is None:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(proc.wait(), timeout=max(0.0, give_up - loop.time()))
+                continue
+            if not _signal_group(proc.pid, 0):
+                return  # every member of the group has exited
+            await asyncio.sleep(_POLL)
+        if _signal_group(proc.pid, signal.SIGKILL):
+            log.warning("process group %s ignored SIGTERM; sent SIGKILL", proc.pid)
+        await proc.wait()
+
+    async def _cleanup(self) -> None:
+        try:
+            await self._stop_group()
+        finally:
+            for reader in self._readers:
+                reader.cancel()
+            await asyncio.gather(*self._readers, return_exceptions=True)
+
+
+def _signal_group(pgid: int, signum: int) -> bool:
+    """Signal a whole process group; False when none of it is left."""
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # the group id was reused by someone else's process
+        return False
+    return True
+
+
+class CommandSlots:
+    """The limit on concurrent commands: over it a request is refused (429), never queued."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.running = 0
+
+    def try_acquire(self) -> bool:
+        if self.running >= self.limit:
+            return False
+        self.running += 1
+        return True
+
+    def release(self) -> None:
+        self.running -= 1
+
+
+@dataclass(frozen=True)
+class Captured:
+    """A finished command's whole output (for the bridge's own bookkeeping calls)."""
+
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool
+
+
+async def capture(
+    argv: Sequence[str], *, env: Mapping[str, str], timeout: float, grace: float
+) -> Captured:
+    """Run ``argv`` to the end and return its output, decoded."""
+    streams: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+    async with Command(argv, env=env, timeout=timeout, grace=grace) as command:
+        async for chunk in command:
+            streams[chunk.stream].append(chunk.data)
+    outcome = command.outcome
+    return Captured(
+        exit_code=outcome.exit_code if outcome else None,
+        stdout=b"".join(streams["stdout"]).decode("utf-8", "replace"),
+        stderr=b"".join(streams["stderr"]).decode("utf-8", "replace"),
+        timed_out=bool(outcome and outcome.timed_out),
+    )

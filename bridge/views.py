@@ -1,0 +1,270 @@
+"""Request handlers. A call reads as a straight line:
+auth (middleware) -> read arguments -> catalogue validates -> argv -> runner -> envelope/stream.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+import bridge
+from bridge import dags, envelope, execute, forms
+from bridge.apis import APIS, BY_NAME, NAMES
+from bridge.catalogue import Api, Context, RequestError, collect, plan_cli
+from bridge.config import Settings
+from bridge.redact import mask_arguments
+from bridge.state import RUNTIME, SETTINGS, Runtime
+
+log = logging.getLogger(__name__)
+STREAM_MODES: dict[str, execute.StreamMode] = {"true": "text", "text": "text", "ndjson": "ndjson"}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every failure becomes the seed's envelope; a bug is logged and answered 500 plainly."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except RequestError as exc:
+        return envelope.error(_bare_envelope(request), exc.status, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return envelope.error(_bare_envelope(request), exc.status, exc.reason)
+    except Exception:
+        log.exception("unexpected error for %s %s", request.method, request.path)
+        return envelope.error(_bare_envelope(request), 500, "internal error; see the daemon log")
+
+
+def _bare_envelope(request: web.Request) -> dict[str, Any]:
+    settings = request.app[SETTINGS]
+    token = settings.rest_api_plugin_expected_http_token
+    return envelope.start(mask_arguments(dict(request.query), token), {}, envelope.now())
+
+
+async def health(request: web.Request) -> web.Response:
+    """Liveness, without auth: the daemon answers and knows its Airflow."""
+    runtime = request.app[RUNTIME]
+    info = runtime.airflow
+    return web.json_response(
+        {
+            "status": "OK",
+            "bridge_version": bridge.__version__,
+            "airflow_version": info.version if info else None,
+            "commands_running": runtime.slots.running,
+        }
+    )
+
+
+async def index_redirect(request: web.Request) -> web.Response:
+    raise web.HTTPFound(request.app.router["index"].url_for())
+
+
+@aiohttp_jinja2.template("index.html")
+async def index(request: web.Request) -> dict[str, Any]:
+    """The browser test page."""
+    settings = request.app[SETTINGS]
+    info = request.app[RUNTIME].airflow
+    assert info is not None
+    return {
+        "apis": APIS,
+        "airflow": info,
+        "settings": settings,
+        "bridge_version": bridge.__version__,
+        "availability": {
+            api.name: availability(api, settings, request.app[RUNTIME]) for api in APIS
+        },
+        "api_url": request.app.router["api"].url_for(),
+    }
+
+
+def availability(api: Api, settings: Settings, runtime: Runtime) -> str | None:
+    """None when the API can be called here, else why not."""
+    if api.name in settings.disabled_apis:
+        return f"the API '{api.name}' is disabled by the operator (disabled_apis)"
+    info = runtime.airflow
+    assert info is not None
+    return api.availability(info.major, info.commands)
+
+
+def _stream_mode(request: web.Request, raw: dict[str, list[str]]) -> execute.StreamMode | None:
+    requested = (raw.get("stream") or [""])[0].strip().lower()
+    if requested in ("", "false", "0", "no", "off"):
+        if "application/x-ndjson" in request.headers.get("Accept", ""):
+            return "ndjson"
+        return None
+    if requested not in STREAM_MODES:
+        raise RequestError("stream must be true, text or ndjson (or false)")
+    return STREAM_MODES[requested]
+
+
+async def api(request: web.Request) -> web.StreamResponse:
+    """``/admin/rest_api/api?api=NAME&ARG=VALUE...``: every seed API."""
+    settings = request.app[SETTINGS]
+    runtime = request.app[RUNTIME]
+    if request.method not in ("GET", "POST"):
+        raise RequestError(f"method {request.method} is not allowed; use GET or POST", 405)
+    token = settings.rest_api_plugin_expected_http_token
+    received = await forms.read(request, settings)
+    try:
+        raw = received.raw()
+        base = envelope.start(
+            mask_arguments(dict(received.query), token),
+            mask_arguments(dict(received.form), token),
+            envelope.now(),
+        )
+        name = (raw.get("api") or [""])[0].strip().lower()
+        if name not in BY_NAME:
+            said = f"API '{name}' was not found" if name else "API should be provided"
+            raise RequestError(f"{said}; valid names: {', '.join(NAMES)}")
+        chosen = BY_NAME[name]
+        if request.method not in chosen.methods:
+            raise RequestError(f"{name} must be called with {' or '.join(chosen.methods)}", 405)
+        why_not = availability(chosen, settings, runtime)
+        if why_not:
+            raise RequestError(why_not)
+        return await _dispatch(request, chosen, raw, received, base)
+    finally:
+        received.discard()
+
+
+async def _dispatch(
+    request: web.Request,
+    chosen: Api,
+    raw: dict[str, list[str]],
+    received: forms.RequestInput,
+    base: dict[str, Any],
+) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    runtime = request.app[RUNTIME]
+    info = runtime.airflow
+    assert info is not None
+    ctx = Context(info.major, settings.dags_folder, settings.allowed_paths)
+    values = collect(chosen, raw, ctx)
+    mode = _stream_mode(request, raw)
+    want_json = _wants_json(raw)
+    if chosen.name == "version":
+        return envelope.respond(envelope.finish(base, http_code=200, output=info.version))
+    if chosen.name == "rest_api_plugin_version":
+        return envelope.respond(envelope.finish(base, http_code=200, output=bridge.__version__))
+    if want_json:
+        values["output"] = "json"
+    call = execute.Call(
+        api=chosen,
+        argv=[],
+        env=settings.child_environment(_os_environ()),
+        peer=request.remote or "?",
+    )
+    if chosen.name == "deploy_dag":
+        return await _deploy(request, values, received, base, call)
+    if chosen.name == "refresh_dag":
+        return await _refresh(request, values, base, call)
+    plan = plan_cli(chosen, values, ctx, want_json)
+    call.argv = [info.executable, *plan.argv]
+    call.warnings = list(plan.warnings)
+    call.json_output = plan.json_output
+    call.data_wanted = want_json
+    if chosen.long_running and values.get("daemon"):
+        mode = None  # the CLI forks and returns at once: a plain envelope says how it went
+    if not runtime.slots.try_acquire():
+        raise_busy(settings)
+    try:
+        if mode is None:
+            return await execute.buffered(call, settings, base)
+        return await execute.streamed(request, call, settings, runtime, base, mode)
+    finally:
+        runtime.slots.release()
+
+
+def raise_busy(settings: Settings) -> None:
+    raise RequestError(
+        f"{settings.max_concurrent_commands} commands are already running "
+        "(max_concurrent_commands); retry shortly",
+        status=429,
+    )
+
+
+def _wants_json(raw: dict[str, list[str]]) -> bool:
+    requested = (raw.get("output") or [""])[0].strip().lower()
+    if requested in ("", "table", "text"):
+        return False
+    if requested != "json":
+        raise RequestError("output may only be 'json' (or left out for the CLI's table)")
+    return True
+
+
+def _os_environ() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+async def _deploy(
+    request: web.Request,
+    values: dict[str, Any],
+    received: forms.RequestInput,
+    base: dict[str, Any],
+    call: execute.Call,
+) -> web.Response:
+    settings = request.app[SETTINGS]
+    runtime = request.app[RUNTIME]
+    info = runtime.airflow
+    assert info is not None
+    staged = received.upload
+    if staged is None:
+        raise RequestError("dag_file should be provided (POST multipart/form-data)")
+    if values.get("pause") and values.get("unpause"):
+        raise RequestError("give pause or unpause, not both")
+    async with dags.upload_lock(runtime.upload_locks, staged.name):
+        installed = dags.install(staged, settings, force=bool(values.get("force")))
+        received.upload = None
+    output: dict[str, Any] = {"file": str(installed.target), "dag_ids": []}
+    if installed.backup is not None:
+        output["backup"] = str(installed.backup)
+    warnings: list[str] = []
+    dag_ids = await dags.dags_in_file(
+        info.executable, call.env, settings, installed.target, info.major
+    )
+    output["dag_ids"] = dag_ids
+    if not dag_ids:
+        warnings.append("Airflow lists no DAG from this file yet")
+    action = "pause" if values.get("pause") else "unpause" if values.get("unpause") else ""
+    for dag_id in dag_ids if action else []:
+        result = await dags.capture(
+            [info.executable, "dags", action, "--yes", "--", dag_id],
+            env=call.env,
+            timeout=settings.command_timeout,
+            grace=settings.kill_grace_period,
+        )
+        if result.exit_code != 0:
+            warnings.append(f"could not {action} {dag_id}: exit code {result.exit_code}")
+    log.info(
+        "deployed %s (%d bytes) dags=%s peer=%s", installed.target, staged.size, dag_ids, call.peer
+    )
+    return envelope.respond(envelope.finish(base, http_code=200, output=output, warnings=warnings))
+
+
+async def _refresh(
+    request: web.Request, values: dict[str, Any], base: dict[str, Any], call: execute.Call
+) -> web.Response:
+    settings = request.app[SETTINGS]
+    info = request.app[RUNTIME].airflow
+    assert info is not None
+    dag_id = values["dag_id"]
+    fileloc = await dags.dag_file_of(info.executable, call.env, settings, dag_id)
+    if fileloc is None:
+        raise RequestError(f"The DAG ID '{dag_id}' does not exist", status=404)
+    argv = [info.executable, "dags", "reserialize"]
+    if info.major == 2 and fileloc:
+        argv.append(f"--subdir={fileloc}")
+    result = await dags.capture(
+        argv, env=call.env, timeout=settings.command_timeout, grace=settings.kill_grace_period
+    )
+    code = 200 if result.exit_code == 0 else 500
+    output = f"DAG [{dag_id}] is now fresh as a daisy" if code == 200 else result.stderr[-2000:]
+    return envelope.respond(
+        envelope.finish(base, http_code=code, output=output, exit_code=result.exit_code)
+    )

@@ -1,0 +1,37 @@
+"""airflow-rest-bridge: the Airflow CLI over HTTP, as a standalone daemon."""
+
+import re
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "bridge" / "__init__.py").read_text())[1]
+
+setup(
+    name="airflow-rest-bridge",
+    version=VERSION,
+    description="Drive the Apache Airflow CLI over HTTP: a standalone aiohttp daemon",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    # templates/ and static/ sit at the top of the repository and are installed inside the
+    # package, so that a non-editable install serves the test page too.
+    packages=["bridge", "bridge.templates", "bridge.static"],
+    package_dir={"bridge": "bridge", "bridge.templates": "templates", "bridge.static": "static"},
+    package_data={"bridge.templates": ["*.html"], "bridge.static": ["*.css", "*.js", "*.svg"]},
+    install_requires=[
+        "aiohttp==3.14.5",
+        "aiohttp-jinja2==1.6",
+        "jinja2==3.1.6",
+        "multidict==6.7.1",
+    ],
+    entry_points={"console_scripts": ["airflow-rest-bridge = bridge.cli:main"]},
+    classifiers=[
+        "Framework :: AsyncIO",
+        "Framework :: aiohttp",
+        "Framework :: Apache Airflow",
+        "Programming Language :: Python :: 3",
+    ],
+)
