@@ -22,9 +22,12 @@ from bridge.config import parse_bool
 class RequestError(ValueError):
     """The request cannot be run as asked; ``status`` is the HTTP code to answer with."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(
+        self, message: str, status: int = 400, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = headers or {}
 
 
 class Kind(enum.Enum):
@@ -196,6 +199,11 @@ def parse_value(arg: Arg, text: str, ctx: Context) -> Any:
     if kind is Kind.DAGS_PATH:
         return str(confine(arg.name, value, (ctx.dags_folder,), base=ctx.dags_folder))
     if kind is Kind.SERVER_PATH:
+        if not ctx.allowed_paths:
+            raise RequestError(
+                f"argument '{arg.name}' names a path on the host, and the operator allows "
+                "none (allowed_paths is empty)"
+            )
         return str(confine(arg.name, value, ctx.allowed_paths, base=ctx.allowed_paths[0]))
     raise RequestError(f"argument '{arg.name}' must be sent as a file upload (multipart)")
 
@@ -283,8 +291,8 @@ def _plan_from_cli(api: Api, cli: Cli, values: Values, ctx: Context, want_json: 
         )
     options: list[str] = []
     for name, value in values.items():
-        if name in cli.positionals:
-            continue
+        if name in cli.positionals or name == "output" or value is False:
+            continue  # output=json is handled below; a false boolean adds nothing
         if name in cli.ignored:
             warnings.append(f"'{name}' was ignored: {cli.ignored[name]}")
             continue

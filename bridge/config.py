@@ -73,9 +73,15 @@ class Settings:
         env = dict(base)
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONIOENCODING"] = "utf-8"
-        env.setdefault("AIRFLOW_HOME", str(self.airflow_home))
+        env["AIRFLOW_HOME"] = str(self.airflow_home)
         if self.config_path is not None:
             env["AIRFLOW_CONFIG"] = str(self.config_path)
+        # Airflow's executors start task processes as plain "airflow" (backfill on 2.x does),
+        # so the configured installation must come first on PATH.
+        executable = Path(self.airflow_executable)
+        if executable.is_absolute():
+            path = env.get("PATH", os.defpath)
+            env["PATH"] = os.pathsep.join([str(executable.parent), path])
         return env
 
 

@@ -17,6 +17,7 @@ from bridge.catalogue import MAX_VALUE_LENGTH, RequestError
 from bridge.config import Settings
 
 MAX_FIELDS = 200
+MAX_QUERY_STRING = 64 * 1024
 
 
 @dataclass
@@ -48,6 +49,8 @@ def _text(value: object, name: str) -> str:
 
 async def read(request: web.Request, settings: Settings) -> RequestInput:
     """Parse the query and body; raises RequestError (4xx) for bodies it will not take."""
+    if len(request.query_string) > MAX_QUERY_STRING:
+        raise RequestError(f"the query string is longer than {MAX_QUERY_STRING} bytes", 414)
     query = MultiDict(request.query)
     found = RequestInput(query=query)
     if request.method != "POST" or not request.body_exists:

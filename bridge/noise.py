@@ -104,12 +104,14 @@ class StreamText:
             return text
         text = self._partial + text
         lines = text.splitlines(keepends=True)
-        if lines and not lines[-1].endswith(("\n", "\r")):
+        # A trailing '\r' may be half of a '\r\n' split across reads: wait for the rest.
+        if lines and (not lines[-1].endswith("\n")):
             self._partial = lines.pop()
         else:
             self._partial = ""
         out = [kept for line in lines for kept in self._filter.line(line)]
         if len(self._partial) > self._max_partial:  # no newline in sight: pass it on as is
+            out.extend(self._filter.flush())  # held lines came first
             out.append(self._partial)
             self._partial = ""
         return "".join(out)

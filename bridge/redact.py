@@ -8,7 +8,11 @@ from collections.abc import Iterable, Mapping
 
 MASK = "***"
 # scheme://user:password@host -> scheme://user:***@host
-_URI_PASSWORD = re.compile(r"(?P<head>://[^:/@\s]*:)(?P<secret>[^@\s]+)(?P<tail>@)")
+# The password may itself contain '@': the host part is what follows the last '@' before
+# the path, query or end.
+_URI_PASSWORD = re.compile(
+    r"(?P<head>://[^:/@\s]*:)(?P<secret>\S*?)(?P<tail>@)(?=[^@/?#\s]*(?:[/?#\s]|$))"
+)
 # Airflow's own list of names whose values it masks (core.sensitive_var_conn_names defaults).
 _SENSITIVE_NAME = re.compile(
     r"access_token|api_key|apikey|authorization|passphrase|passwd|password|private_key"
@@ -52,8 +56,8 @@ def mask_arguments(args: Mapping[str, str], token: str | None = None) -> dict[st
             name == "value" and is_sensitive_name(args.get("key", ""))
         ):
             text = MASK
-        elif name == "set" and is_sensitive_name(value.strip().split(" ", 1)[0]):
-            text = value.strip().split(" ", 1)[0] + " " + MASK
+        elif name == "set" and value.split() and is_sensitive_name(value.split(None, 1)[0]):
+            text = value.split(None, 1)[0] + " " + MASK
         masked[name] = text
     return masked
 

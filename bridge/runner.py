@@ -242,15 +242,20 @@ class CommandSlots:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.running = 0
+        self.idle = asyncio.Event()  # set while no command runs (shutdown and tests wait on it)
+        self.idle.set()
 
     def try_acquire(self) -> bool:
         if self.running >= self.limit:
             return False
         self.running += 1
+        self.idle.clear()
         return True
 
     def release(self) -> None:
         self.running -= 1
+        if self.running == 0:
+            self.idle.set()
 
 
 @dataclass(frozen=True)

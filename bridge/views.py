@@ -29,7 +29,7 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         response: web.StreamResponse = await handler(request)
         return response
     except RequestError as exc:
-        return envelope.error(_bare_envelope(request), exc.status, str(exc))
+        return envelope.error(_bare_envelope(request), exc.status, str(exc), exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -42,7 +42,9 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
 def _bare_envelope(request: web.Request) -> dict[str, Any]:
     settings = request.app[SETTINGS]
     token = settings.rest_api_plugin_expected_http_token
-    return envelope.start(mask_arguments(dict(request.query), token), {}, envelope.now())
+    too_long = len(request.query_string) > forms.MAX_QUERY_STRING
+    arguments = {} if too_long else mask_arguments(dict(request.query), token)
+    return envelope.start(arguments, {}, envelope.now())
 
 
 async def health(request: web.Request) -> web.Response:
@@ -184,6 +186,7 @@ def raise_busy(settings: Settings) -> None:
         f"{settings.max_concurrent_commands} commands are already running "
         "(max_concurrent_commands); retry shortly",
         status=429,
+        headers={"Retry-After": "1"},
     )
 
 

@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""A stand-in for the `airflow` executable, for fault injection only.
+
+The bridge maps `api=test&dag_id=MARKER&task_id=MODE&execution_date=...` to
+`fake_airflow.py tasks test -- MARKER MODE DATE`: MODE picks the fault, MARKER (unique per
+test) appears in every process's command line so a test can look for leftovers in /proc.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+
+def forever() -> None:
+    while True:
+        time.sleep(60)
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["version"]:
+        print("3.3.2")
+        return 0
+    if "--" not in argv:
+        print("usage: fake_airflow.py tasks test -- MARKER MODE DATE", file=sys.stderr)
+        return 2
+    marker, mode = argv[argv.index("--") + 1 : argv.index("--") + 3]
+    print(f"started {marker} {mode}", flush=True)
+    if mode == "ok":
+        print("hello", flush=True)
+        return 0
+    if mode == "crash":
+        print("something went wrong", file=sys.stderr, flush=True)
+        return 3
+    if mode == "short":  # a few lines over about a second, then success
+        for n in range(3):
+            time.sleep(0.3)
+            print(f"tick {n}", flush=True)
+        return 0
+    if mode == "hang":
+        forever()
+    if mode == "ignore_term":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        forever()
+    if mode == "grandchildren":
+        for _ in range(2):
+            subprocess.Popen(
+                [sys.executable, "-c", "import time; time.sleep(600)", marker],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        print("spawned", flush=True)
+        forever()
+    if mode.startswith("flood"):  # flood5 writes 5 MiB of lines to stdout
+        megabytes = int(mode.removeprefix("flood") or 1)
+        line = ("x" * 1023 + "\n").encode()
+        out = os.fdopen(sys.stdout.fileno(), "wb", closefd=False)
+        for _ in range(megabytes * 1024):
+            out.write(line)
+        out.flush()
+        return 0
+    print(f"unknown mode {mode}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,319 @@
+"""The API catalogue: availability per Airflow major, the argv each API becomes, validation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from bridge.apis import APIS, BY_NAME
+from bridge.catalogue import Api, Context, Plan, RequestError, collect, plan_cli
+
+ALL_COMMANDS = frozenset({"celery", "kerberos", "scheduler", "dags", "tasks"})
+D, T, DATE = "demo", "hello", "2024-01-02T03:04:05"
+DTD = {"dag_id": D, "task_id": T, "execution_date": DATE}
+DS = {"dag_id": D, "execution_date": DATE}
+UNAVAILABLE = {("run", 3), ("serve_logs", 2), ("serve_logs", 3)}
+
+# (api, major) -> (required arguments, expected argv) for every API available with ALL_COMMANDS.
+REQUIRED: dict[tuple[str, int], tuple[dict[str, str], list[str]]] = {}
+for major in (2, 3):
+    REQUIRED |= {
+        ("render", major): (DTD, ["tasks", "render", "--", D, T, DATE]),
+        ("variables", major): ({}, ["variables", "list"]),
+        ("connections", major): ({}, ["connections", "list"]),
+        ("pause", major): ({"dag_id": D}, ["dags", "pause", "--yes", "--", D]),
+        ("unpause", major): ({"dag_id": D}, ["dags", "unpause", "--yes", "--", D]),
+        ("task_failed_deps", major): (DTD, ["tasks", "failed-deps", "--", D, T, DATE]),
+        ("trigger_dag", major): ({"dag_id": D}, ["dags", "trigger", "--output=json", "--", D]),
+        ("test", major): (DTD, ["tasks", "test", "--", D, T, DATE]),
+        ("dag_state", major): (DS, ["dags", "state", "--", D, DATE]),
+        ("list_tasks", major): ({"dag_id": D}, ["tasks", "list", "--", D]),
+        ("list_dags", major): ({}, ["dags", "list"]),
+        ("kerberos", major): ({"principal": "me@REALM"}, ["kerberos", "--", "me@REALM"]),
+        ("worker", major): ({}, ["celery", "worker"]),
+        ("flower", major): ({}, ["celery", "flower"]),
+        ("scheduler", major): ({}, ["scheduler"]),
+        ("task_state", major): (DTD, ["tasks", "state", "--", D, T, DATE]),
+        ("pool", major): ({}, ["pools", "list"]),
+        ("clear", major): ({"dag_id": D}, ["tasks", "clear", "--yes", "--", D]),
+    }
+REQUIRED[("run", 2)] = (DTD, ["tasks", "run", "--", D, T, DATE])
+REQUIRED[("backfill", 2)] = ({"dag_id": D}, ["dags", "backfill", "--yes", "--", D])
+REQUIRED[("backfill", 3)] = (
+    {"dag_id": D, "start_date": "2024-01-01", "end_date": "2024-01-03"},
+    ["backfill", "create", "--dag-id=demo", "--from-date=2024-01-01", "--to-date=2024-01-03"],
+)
+
+
+def context(tmp_path: Path, major: int) -> Context:
+    return Context(major, dags_folder=tmp_path / "dags", allowed_paths=(tmp_path,))
+
+
+def plan(
+    tmp_path: Path,
+    api: str,
+    major: int,
+    raw: Mapping[str, str | list[str]],
+    want_json: bool = False,
+) -> Plan:
+    ctx = context(tmp_path, major)
+    texts = {k: [v] if isinstance(v, str) else v for k, v in raw.items()}
+    values = collect(BY_NAME[api], texts, ctx)
+    if want_json:
+        values["output"] = "json"  # as views.py passes it on
+    return plan_cli(BY_NAME[api], values, ctx, want_json)
+
+
+def refused(tmp_path: Path, api: str, major: int, raw: Mapping[str, str], **kw: bool) -> str:
+    with pytest.raises(RequestError) as caught:
+        plan(tmp_path, api, major, raw, **kw)
+    assert caught.value.status == 400
+    return str(caught.value)
+
+
+# --- availability and the argv of each API ------------------------------------------------
+
+
+@pytest.mark.parametrize("major", [2, 3])
+@pytest.mark.parametrize("api", APIS, ids=lambda a: a.name)
+def test_availability(api: Api, major: int) -> None:
+    why = api.availability(major, ALL_COMMANDS)
+    assert (why is not None) == ((api.name, major) in UNAVAILABLE)
+    if not api.internal and why is None:
+        assert (api.name, major) in REQUIRED
+
+
+@pytest.mark.parametrize(("name", "major"), sorted(REQUIRED))
+def test_required_arguments_argv(tmp_path: Path, name: str, major: int) -> None:
+    raw, argv = REQUIRED[(name, major)]
+    assert plan(tmp_path, name, major, raw).argv == argv
+
+
+@pytest.mark.parametrize(
+    ("name", "major", "mentions"),
+    [
+        ("serve_logs", 2, ["scheduler"]),
+        ("serve_logs", 3, ["scheduler"]),
+        ("run", 3, ["trigger_dag", "test"]),
+    ],
+)
+def test_unavailable_says_what_to_use(name: str, major: int, mentions: list[str]) -> None:
+    why = BY_NAME[name].availability(major, ALL_COMMANDS)
+    assert why is not None and all(word in why for word in mentions)
+
+
+@pytest.mark.parametrize("major", [2, 3])
+@pytest.mark.parametrize("name", ["worker", "flower"])
+def test_celery_apis_need_the_celery_command(name: str, major: int) -> None:
+    api = BY_NAME[name]
+    without = api.availability(major, frozenset({"dags", "tasks", "scheduler"}))
+    assert without is not None and "celery" in without
+    assert api.availability(major, frozenset({"celery"})) is None
+
+
+# --- exact argv for the important cases ----------------------------------------------------
+
+
+@pytest.mark.parametrize(("major", "flag"), [(2, "--exec-date"), (3, "--logical-date")])
+def test_trigger_dag_argv(tmp_path: Path, major: int, flag: str) -> None:
+    raw = {"dag_id": D, "run_id": "r1", "conf": '{"a":1}', "exec_date": "2024-01-02"}
+    result = plan(tmp_path, "trigger_dag", major, raw)
+    assert result.argv == [
+        *("dags", "trigger", "--run-id=r1", '--conf={"a": 1}', f"{flag}=2024-01-02"),
+        *("--output=json", "--", D),
+    ]
+    assert result.json_output is True
+
+
+@pytest.mark.parametrize("major", [2, 3])
+def test_clear_always_has_yes(tmp_path: Path, major: int) -> None:
+    raw = {"dag_id": D, "task_regex": "-x", "only_failed": "true"}
+    argv = plan(tmp_path, "clear", major, raw).argv
+    assert argv == ["tasks", "clear", "--yes", "--task-regex=-x", "--only-failed", "--", D]
+
+
+def test_test_dry_run_on_2_and_refused_on_3(tmp_path: Path) -> None:
+    argv = plan(tmp_path, "test", 2, {**DTD, "dry_run": ""}).argv
+    assert argv == ["tasks", "test", "--dry-run", "--", D, T, DATE]
+    assert "dry_run" in refused(tmp_path, "test", 3, {**DTD, "dry_run": "true"})
+
+
+def test_subdir_on_2_becomes_an_option_inside_the_dags_folder(tmp_path: Path) -> None:
+    argv = plan(tmp_path, "pause", 2, {"dag_id": D, "subdir": "team/x.py"}).argv
+    subdir = (tmp_path / "dags").resolve() / "team" / "x.py"
+    assert argv == ["dags", "pause", "--yes", f"--subdir={subdir}", "--", D]
+
+
+@pytest.mark.parametrize("name", ["test", "list_dags"])
+def test_subdir_on_3_is_ignored_with_a_warning(tmp_path: Path, name: str) -> None:
+    raw = {**(DTD if name == "test" else {}), "subdir": "x.py"}
+    result = plan(tmp_path, name, 3, raw)
+    assert not any("subdir" in part for part in result.argv)
+    assert any("subdir" in warning for warning in result.warnings)
+    assert "subdir" in refused(tmp_path, name, 3, {**raw, "subdir": "../../etc"})
+
+
+def test_backfill_on_3_requires_both_dates(tmp_path: Path) -> None:
+    assert "end_date" in refused(tmp_path, "backfill", 3, {"dag_id": D, "start_date": "2024-01-01"})
+    assert "start_date" in refused(tmp_path, "backfill", 3, {"dag_id": D, "end_date": "2024-01-01"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "argv"),
+    [
+        ({"set": "KEY VALUE with spaces"}, ["variables", "set", "--", "KEY", "VALUE with spaces"]),
+        ({"cmd": "set", "key": "k1", "value": "v -x"}, ["variables", "set", "--", "k1", "v -x"]),
+        ({"get": "k1", "json": "1"}, ["variables", "get", "--json", "--", "k1"]),
+        ({"delete": "k1"}, ["variables", "delete", "--", "k1"]),
+    ],
+)
+def test_variables_argv(tmp_path: Path, raw: dict[str, str], argv: list[str]) -> None:
+    assert plan(tmp_path, "variables", 2, raw).argv == argv
+
+
+def test_variables_import_stays_in_allowed_paths(tmp_path: Path) -> None:
+    argv = plan(tmp_path, "variables", 3, {"import": "vars.json"}).argv
+    assert argv == ["variables", "import", "--", str(tmp_path.resolve() / "vars.json")]
+    assert "import" in refused(tmp_path, "variables", 3, {"import": "/etc/passwd"})
+
+
+POOL_FORM = {
+    "cmd": "set",
+    "pool_name": "NAME",
+    "slot_count": "3",
+    "pool_description": "some description",
+}
+
+
+@pytest.mark.parametrize("raw", [{"set": "NAME 3 some description"}, POOL_FORM])
+def test_pool_set(tmp_path: Path, raw: dict[str, str]) -> None:
+    argv = plan(tmp_path, "pool", 3, raw).argv
+    assert argv == ["pools", "set", "--", "NAME", "3", "some description"]
+
+
+@pytest.mark.parametrize("raw", [{"set": "NAME"}, {"set": "NAME many x"}, {"set": "-N 3 d"}])
+def test_pool_set_refuses_bad_fields(tmp_path: Path, raw: dict[str, str]) -> None:
+    refused(tmp_path, "pool", 2, raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "argv"),
+    [
+        (
+            {"add": "", "conn_id": "pg", "conn_uri": "postgres://u:p@h/db"},
+            ["connections", "add", "--conn-uri=postgres://u:p@h/db", "--", "pg"],
+        ),
+        (
+            {"add": "", "conn_id": "h", "conn_type": "http"},
+            ["connections", "add", "--conn-type=http", "--", "h"],
+        ),
+        ({"delete": "", "conn_id": "pg"}, ["connections", "delete", "--", "pg"]),
+    ],
+)
+def test_connections_argv(tmp_path: Path, raw: dict[str, str], argv: list[str]) -> None:
+    assert plan(tmp_path, "connections", 2, raw).argv == argv
+
+
+@pytest.mark.parametrize(
+    ("raw", "needs"),
+    [({"add": "", "conn_uri": "x://h"}, "conn_id"), ({"add": "", "conn_id": "c"}, "conn_uri")],
+)
+def test_connections_add_needs_id_and_uri_or_type(
+    tmp_path: Path, raw: dict[str, str], needs: str
+) -> None:
+    assert needs in refused(tmp_path, "connections", 3, raw)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("connections", {"add": "", "delete": "", "conn_id": "c"}),
+        ("variables", {"get": "a", "delete": "a"}),
+        ("pool", {"get": "a", "set": "a 1 d"}),
+    ],
+)
+def test_two_actions_at_once(tmp_path: Path, name: str, raw: dict[str, str]) -> None:
+    assert "one action" in refused(tmp_path, name, 2, raw)
+
+
+# --- output=json ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("major", [2, 3])
+@pytest.mark.parametrize("name", ["list_dags", "variables", "connections", "pool"])
+def test_output_json_where_supported(tmp_path: Path, name: str, major: int) -> None:
+    result = plan(tmp_path, name, major, {}, want_json=True)
+    assert result.argv == [*REQUIRED[(name, major)][1], "--output=json"]
+    assert result.json_output is True
+
+
+@pytest.mark.parametrize("major", [2, 3])
+def test_output_json_refused_for_render(tmp_path: Path, major: int) -> None:
+    assert "output" in refused(tmp_path, "render", major, DTD, want_json=True)
+
+
+@pytest.mark.parametrize("major", [2, 3])
+def test_output_json_on_cli_apis(tmp_path: Path, major: int) -> None:
+    argv = plan(tmp_path, "trigger_dag", major, {"dag_id": D}, want_json=True).argv
+    assert argv == ["dags", "trigger", "--output=json", "--", D]
+    assert "output=json is not supported" in refused(tmp_path, "render", major, DTD, want_json=True)
+
+
+# --- validation ----------------------------------------------------------------------------
+
+BAD = [
+    ("pause", {"dag_id": "--help"}, "dag_id"),
+    ("pause", {"dag_id": "../x"}, "dag_id"),
+    ("pause", {"dag_id": "$(rm -rf /)"}, "dag_id"),
+    ("pause", {"dag_id": "de\x00mo"}, "dag_id"),
+    ("pause", {"dag_id": ""}, "dag_id"),
+    ("trigger_dag", {"dag_id": D, "conf": "not json"}, "conf"),
+    ("trigger_dag", {"dag_id": D, "conf": "[1,2]"}, "conf"),
+    ("trigger_dag", {"dag_id": D, "exec_date": "yesterday"}, "exec_date"),
+    ("trigger_dag", {"dag_id": D, "run_id": "-r"}, "run_id"),
+    ("render", {**DTD, "execution_date": "2024-13-45"}, "execution_date"),
+    ("backfill", {"dag_id": D, "start_date": "yesterday"}, "start_date"),
+    ("pause", {"dag_id": D, "subdir": "../../etc"}, "subdir"),
+    ("pause", {"dag_id": D, "subdir": "/etc"}, "subdir"),
+    ("variables", {"import": "/etc/passwd"}, "import"),
+    ("variables", {"export": "../../outside.json"}, "export"),
+    ("test", {**DTD, "dry_run": "maybe"}, "dry_run"),
+    ("scheduler", {"num_runs": "-1"}, "num_runs"),
+    ("render", {"dag_id": D}, "required"),
+]
+
+
+@pytest.mark.parametrize(("name", "raw", "mentions"), BAD)
+def test_bad_input_is_a_400(tmp_path: Path, name: str, raw: dict[str, str], mentions: str) -> None:
+    assert mentions in refused(tmp_path, name, 2, raw)
+
+
+def test_two_different_values_for_one_argument(tmp_path: Path) -> None:
+    with pytest.raises(RequestError, match="dag_id") as caught:
+        plan(tmp_path, "pause", 2, {"dag_id": ["a", "b"]})
+    assert caught.value.status == 400
+    assert plan(tmp_path, "pause", 2, {"dag_id": ["a", "a"]}).argv[-1] == "a"
+
+
+def test_server_path_with_no_allowed_paths_is_a_400(tmp_path: Path) -> None:
+    ctx = Context(2, dags_folder=tmp_path / "dags", allowed_paths=())
+    with pytest.raises(RequestError):
+        collect(BY_NAME["variables"], {"import": ["vars.json"]}, ctx)
+
+
+def test_execution_date_also_takes_a_run_id(tmp_path: Path) -> None:
+    run_id = "manual__2024-01-02T03:04:05+00:00"
+    argv = plan(tmp_path, "task_state", 3, {**DTD, "execution_date": run_id}).argv
+    assert argv == ["tasks", "state", "--", D, T, run_id]
+
+
+@pytest.mark.parametrize("text", ["", "true", "1", "on", "yes", "TRUE", "Yes"])
+def test_true_booleans_add_the_flag(tmp_path: Path, text: str) -> None:
+    assert "--dry-run" in plan(tmp_path, "test", 2, {**DTD, "dry_run": text}).argv
+
+
+@pytest.mark.parametrize("text", ["false", "0", "off", "no", "False"])
+def test_false_booleans_add_nothing(tmp_path: Path, text: str) -> None:
+    assert plan(tmp_path, "test", 2, {**DTD, "dry_run": text}).argv == REQUIRED[("test", 2)][1]

@@ -1,0 +1,286 @@
+"""bridge.config.load: where airflow.cfg is found, what it yields, and what it refuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge import config
+from bridge.config import DEFAULT_PORT, ConfigError, Settings, load, with_listen
+
+SECTION = "[rest_api_plugin]"
+
+
+def write_cfg(path: Path, body: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+def plugin_cfg(path: Path, **keys: str) -> Path:
+    lines = [SECTION, *(f"{key} = {value}" for key, value in keys.items())]
+    return write_cfg(path, "\n".join(lines) + "\n")
+
+
+# --- discovery ------------------------------------------------------------------------------
+
+
+def test_airflow_config_env_wins_over_airflow_home(tmp_path: Path) -> None:
+    chosen = plugin_cfg(tmp_path / "elsewhere" / "custom.cfg", listen_port="9101")
+    plugin_cfg(tmp_path / "home" / "airflow.cfg", listen_port="9102")
+    environ = {"AIRFLOW_CONFIG": str(chosen), "AIRFLOW_HOME": str(tmp_path / "home")}
+
+    settings = load(None, environ)
+
+    assert settings.listen_port == 9101
+    assert settings.config_path == chosen
+    assert settings.airflow_home == tmp_path / "home"
+
+
+def test_airflow_home_cfg_is_used_without_airflow_config(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    cfg = plugin_cfg(home / "airflow.cfg", listen_port="9103")
+
+    settings = load(None, {"AIRFLOW_HOME": str(home)})
+
+    assert settings.listen_port == 9103
+    assert settings.config_path == cfg
+    assert settings.airflow_home == home
+    assert settings.dags_folder == home / "dags"
+
+
+def test_home_airflow_cfg_is_the_last_resort(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = plugin_cfg(tmp_path / "airflow" / "airflow.cfg", listen_port="9104")
+
+    settings = load(None, {})
+
+    assert settings.listen_port == 9104
+    assert settings.config_path == cfg
+    assert settings.airflow_home == tmp_path / "airflow"
+
+
+def test_missing_file_gives_defaults(tmp_path: Path) -> None:
+    home = tmp_path / "no-such-home"
+
+    settings = load(None, {"AIRFLOW_HOME": str(home)})
+
+    assert settings.config_path is None
+    assert settings.listen_host == "127.0.0.1"
+    assert settings.listen_port == DEFAULT_PORT
+    assert settings.dags_folder == home / "dags"
+    assert settings.allowed_paths == (home,)
+    assert settings.auth_enabled is False
+
+
+def test_missing_section_gives_defaults(tmp_path: Path) -> None:
+    cfg = write_cfg(tmp_path / "airflow.cfg", "[core]\nload_examples = False\n")
+
+    settings = load(cfg, {})
+
+    defaults = Settings()
+    assert settings.config_path == cfg
+    for name in ("listen_port", "max_concurrent_commands", "kill_on_disconnect", "log_loading"):
+        assert getattr(settings, name) == getattr(defaults, name), name
+    assert settings.rest_api_plugin_http_token_header_name == "rest_api_plugin_http_token"
+    assert settings.rest_api_plugin_expected_http_token is None
+
+
+def test_default_port_is_not_one_of_airflows() -> None:
+    assert DEFAULT_PORT not in (8080, 8793, 8794, 5555)
+
+
+def test_explicit_config_that_does_not_exist_raises(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load(tmp_path / "missing.cfg", {})
+
+
+def test_unparseable_file_raises(tmp_path: Path) -> None:
+    cfg = write_cfg(tmp_path / "airflow.cfg", "listen_port = 1\n")  # no section header
+    with pytest.raises(ConfigError, match="cannot be parsed"):
+        load(cfg, {})
+
+
+# --- every key ------------------------------------------------------------------------------
+
+
+def every_key(tmp_path: Path) -> dict[str, tuple[str, object]]:
+    """key -> (text in the file, parsed value); must cover config.KNOWN_KEYS exactly."""
+    return {
+        "log_loading": ("true", True),
+        "filter_loading_messages_in_cli_response": ("false", False),
+        "rest_api_plugin_http_token_header_name": ("X-Bridge-Token", "X-Bridge-Token"),
+        "rest_api_plugin_expected_http_token": ("s3cret", "s3cret"),
+        "listen_host": ("0.0.0.0", "0.0.0.0"),
+        "listen_port": ("9001", 9001),
+        "allow_unauthenticated_remote_access": ("yes", True),
+        "airflow_executable": ("/opt/af/bin/airflow", "/opt/af/bin/airflow"),
+        "command_timeout": ("12.5", 12.5),
+        "kill_grace_period": ("2", 2.0),
+        "max_concurrent_commands": ("7", 7),
+        "max_upload_size": ("2M", 2 * 1024 * 1024),
+        "max_output_size": ("512K", 512 * 1024),
+        "kill_on_disconnect": ("off", False),
+        "disabled_apis": ("Run, clear", frozenset({"run", "clear"})),
+        "allowed_paths": (f"{tmp_path}/a, {tmp_path}/b", (tmp_path / "a", tmp_path / "b")),
+        "backups_folder": (f"{tmp_path}/bk", tmp_path / "bk"),
+        "backups_to_keep": ("0", 0),
+        "tls_cert_file": (f"{tmp_path}/c.pem", tmp_path / "c.pem"),
+        "tls_key_file": (f"{tmp_path}/k.pem", tmp_path / "k.pem"),
+    }
+
+
+def test_every_known_key_parses_from_the_file(tmp_path: Path) -> None:
+    table = every_key(tmp_path)
+    assert set(table) == set(config.KNOWN_KEYS)
+    cfg = plugin_cfg(tmp_path / "airflow.cfg", **{k: text for k, (text, _) in table.items()})
+
+    settings = load(cfg, {})
+
+    for key, (_, expected) in table.items():
+        assert getattr(settings, key) == expected, key
+    assert settings.tls_enabled and settings.auth_enabled
+
+
+@pytest.mark.parametrize(
+    ("key", "file_text", "env_text", "attribute", "expected"),
+    [
+        ("listen_port", "9001", "9002", "listen_port", 9002),
+        ("kill_on_disconnect", "true", "false", "kill_on_disconnect", False),
+        ("disabled_apis", "run", "clear,pool", "disabled_apis", frozenset({"clear", "pool"})),
+        ("command_timeout", "10", "20", "command_timeout", 20.0),
+    ],
+)
+def test_environment_beats_the_file(
+    tmp_path: Path, key: str, file_text: str, env_text: str, attribute: str, expected: object
+) -> None:
+    cfg = plugin_cfg(tmp_path / "airflow.cfg", **{key: file_text})
+    environ = {f"AIRFLOW__REST_API_PLUGIN__{key.upper()}": env_text}
+
+    assert getattr(load(cfg, environ), attribute) == expected
+
+
+def test_environment_applies_without_a_file(tmp_path: Path) -> None:
+    environ = {"AIRFLOW_HOME": str(tmp_path), "AIRFLOW__REST_API_PLUGIN__LISTEN_PORT": "9333"}
+    assert load(None, environ).listen_port == 9333
+
+
+def test_core_dags_folder_from_file_and_environment(tmp_path: Path) -> None:
+    cfg = write_cfg(tmp_path / "airflow.cfg", f"[core]\ndags_folder = {tmp_path}/file-dags\n")
+
+    assert load(cfg, {}).dags_folder == tmp_path / "file-dags"
+    environ = {"AIRFLOW__CORE__DAGS_FOLDER": str(tmp_path / "env-dags")}
+    assert load(cfg, environ).dags_folder == tmp_path / "env-dags"
+
+
+def test_dags_folder_expands_airflow_home_placeholder(tmp_path: Path) -> None:
+    cfg = write_cfg(tmp_path / "airflow.cfg", "[core]\ndags_folder = {AIRFLOW_HOME}/mine\n")
+    assert load(cfg, {"AIRFLOW_HOME": str(tmp_path)}).dags_folder == tmp_path / "mine"
+
+
+# --- malformed values -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "text"),
+    [
+        ("listen_port", "abc"),
+        ("listen_port", "70000"),
+        ("max_concurrent_commands", "0"),
+        ("kill_on_disconnect", "maybe"),
+        ("max_upload_size", "-1"),
+        ("max_output_size", "lots"),
+        ("command_timeout", "0"),
+        ("backups_to_keep", "-2"),
+        ("rest_api_plugin_http_token_header_name", "bad header"),
+    ],
+)
+def test_malformed_value_names_the_key(tmp_path: Path, key: str, text: str) -> None:
+    cfg = plugin_cfg(tmp_path / "airflow.cfg", **{key: text})
+    with pytest.raises(ConfigError) as caught:
+        load(cfg, {})
+    assert key in str(caught.value)
+
+
+def test_malformed_environment_value_names_the_key(tmp_path: Path) -> None:
+    environ = {"AIRFLOW_HOME": str(tmp_path), "AIRFLOW__REST_API_PLUGIN__LISTEN_PORT": "abc"}
+    with pytest.raises(ConfigError, match="listen_port"):
+        load(None, environ)
+
+
+# --- exposure and TLS -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "::"])
+def test_remote_listen_without_token_is_refused(tmp_path: Path, host: str) -> None:
+    cfg = plugin_cfg(tmp_path / "airflow.cfg", listen_host=host)
+    with pytest.raises(ConfigError, match="allow_unauthenticated_remote_access"):
+        load(cfg, {})
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"rest_api_plugin_expected_http_token": "t0ken"},
+        {"allow_unauthenticated_remote_access": "true"},
+    ],
+)
+def test_remote_listen_allowed_with_token_or_explicit_opt_in(
+    tmp_path: Path, extra: dict[str, str]
+) -> None:
+    cfg = plugin_cfg(tmp_path / "airflow.cfg", listen_host="0.0.0.0", **extra)
+    assert load(cfg, {}).listen_host == "0.0.0.0"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost"])
+def test_loopback_needs_no_token(tmp_path: Path, host: str) -> None:
+    cfg = plugin_cfg(tmp_path / "airflow.cfg", listen_host=host)
+    assert load(cfg, {}).listen_host == host
+
+
+def test_with_listen_rechecks_exposure(tmp_path: Path) -> None:
+    settings = load(None, {"AIRFLOW_HOME": str(tmp_path)})
+
+    moved = with_listen(settings, None, 9555)
+    assert (moved.listen_host, moved.listen_port) == ("127.0.0.1", 9555)
+    with pytest.raises(ConfigError, match=r"0\.0\.0\.0"):
+        with_listen(settings, "0.0.0.0", None)
+
+    cfg = plugin_cfg(tmp_path / "airflow.cfg", rest_api_plugin_expected_http_token="t")
+    assert with_listen(load(cfg, {}), "0.0.0.0", 80).listen_host == "0.0.0.0"
+
+
+@pytest.mark.parametrize("present", ["tls_cert_file", "tls_key_file"])
+def test_tls_cert_and_key_must_come_together(tmp_path: Path, present: str) -> None:
+    cfg = plugin_cfg(tmp_path / "airflow.cfg", **{present: str(tmp_path / "x.pem")})
+    with pytest.raises(ConfigError, match="tls_cert_file and tls_key_file"):
+        load(cfg, {})
+
+
+def test_token_is_not_in_repr(tmp_path: Path) -> None:
+    cfg = plugin_cfg(tmp_path / "airflow.cfg", rest_api_plugin_expected_http_token="hush-42")
+    assert "hush-42" not in repr(load(cfg, {}))
+
+
+# --- the child's environment ----------------------------------------------------------------
+
+
+def test_child_environment(tmp_path: Path) -> None:
+    cfg = plugin_cfg(tmp_path / "airflow.cfg")
+    settings = load(cfg, {})
+
+    env = settings.child_environment({"LANG": "C.UTF-8", "PYTHONUNBUFFERED": "0"})
+
+    assert env["PYTHONUNBUFFERED"] == "1"
+    assert env["AIRFLOW_CONFIG"] == str(cfg)
+    assert env["LANG"] == "C.UTF-8"
+
+
+def test_child_environment_without_a_file_sets_no_airflow_config(tmp_path: Path) -> None:
+    settings = load(None, {"AIRFLOW_HOME": str(tmp_path / "empty")})
+    env = settings.child_environment({})
+    assert env["PYTHONUNBUFFERED"] == "1"
+    assert "AIRFLOW_CONFIG" not in env
