@@ -247,6 +247,7 @@ APIS: tuple[Api, ...] = (
             Arg("conn_extra", Kind.TEXT, "Connection 'Extra' field (JSON), optional for add"),
         ),
         {2: plan_connections, 3: plan_connections},
+        mask_output=True,
     ),
     Api(
         "pause",

@@ -127,6 +127,8 @@ class Api:
     requires_command: str | None = None  # top-level CLI command/group that must exist
     methods: tuple[str, ...] = ("GET", "POST")
     long_running: bool = False  # a service that runs in the foreground unless daemon=true
+    # The CLI echoes secrets in its output (connections add prints the URI): mask them.
+    mask_output: bool = False
     # Derives extra envelope fields from the CLI's parsed JSON output (e.g. trigger_dag's run).
     summarize: Callable[[Any], dict[str, Any]] | None = None
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
+import signal
 import ssl
 import sys
 from pathlib import Path
@@ -16,7 +18,7 @@ from bridge import config
 from bridge.access_log import AccessLogger
 from bridge.airflow_info import AirflowNotUsable
 from bridge.app import create_app
-from bridge.dags import clean_stale_uploads
+from bridge.uploads import clean_stale_uploads
 
 log = logging.getLogger("bridge")
 
@@ -76,26 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if settings.dags_folder.is_dir():
         clean_stale_uploads(settings.dags_folder)
-    scheme = "https" if ssl_context else "http"
-    log.info(
-        "airflow-rest-bridge %s on %s://%s:%s/admin/rest_api/ (auth %s, dags folder %s)",
-        bridge.__version__,
-        scheme,
-        settings.listen_host,
-        settings.listen_port,
-        "on" if settings.auth_enabled else "off",
-        settings.dags_folder,
-    )
     try:
-        web.run_app(
-            create_app(settings),
-            host=settings.listen_host,
-            port=settings.listen_port,
-            ssl_context=ssl_context,
-            handler_cancellation=True,
-            print=None,
-            access_log_class=AccessLogger,
-        )
+        asyncio.run(serve(settings, ssl_context))
     except AirflowNotUsable as exc:
         log.error("cannot use Airflow: %s", exc)
         return 3
@@ -103,3 +87,35 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot listen on %s:%s: %s", settings.listen_host, settings.listen_port, exc)
         return 4
     return 0
+
+
+async def serve(settings: config.Settings, ssl_context: ssl.SSLContext | None) -> None:
+    """Serve until SIGTERM or SIGINT; startup (Airflow detection) runs before the port opens."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    runner = web.AppRunner(
+        create_app(settings),
+        handler_cancellation=True,
+        access_log_class=AccessLogger,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(
+            runner, settings.listen_host, settings.listen_port, ssl_context=ssl_context
+        )
+        await site.start()
+        scheme = "https" if ssl_context else "http"
+        log.info(
+            "serving on %s://%s:%s/admin/rest_api/ (auth %s, dags folder %s)",
+            scheme,
+            settings.listen_host,
+            settings.listen_port,
+            "on" if settings.auth_enabled else "off",
+            settings.dags_folder,
+        )
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await runner.cleanup()

@@ -20,9 +20,8 @@ from aiohttp import web
 from bridge import envelope
 from bridge.catalogue import Api
 from bridge.config import Settings
-from bridge.dags import parse_json_output
-from bridge.noise import StreamText
-from bridge.redact import mask_argv
+from bridge.noise import StreamText, parse_json_output
+from bridge.redact import mask_argv, mask_uri
 from bridge.runner import Command, Outcome
 from bridge.state import Runtime
 
@@ -47,6 +46,14 @@ class Call:
     def display(self, token: str | None) -> str:
         """The command as run, secrets masked: for ``airflow_cmd`` and the logs."""
         return shlex.join(mask_argv(self.argv, token))
+
+
+def _stream_texts(call: Call, settings: Settings) -> dict[str, StreamText]:
+    mask = mask_uri if call.api.mask_output else None
+    return {
+        name: StreamText(settings.filter_loading_messages_in_cli_response, mask=mask)
+        for name in ("stdout", "stderr")
+    }
 
 
 def http_code_for(outcome: Outcome) -> int:
@@ -77,10 +84,7 @@ def _audit(call: Call, settings: Settings, outcome: Outcome | None, how: str) ->
 
 async def buffered(call: Call, settings: Settings, base: dict[str, Any]) -> web.Response:
     """Run to the end and answer with the full envelope."""
-    texts = {
-        name: StreamText(settings.filter_loading_messages_in_cli_response)
-        for name in ("stdout", "stderr")
-    }
+    texts = _stream_texts(call, settings)
     collected: dict[str, list[str]] = {"stdout": [], "stderr": []}
     sizes = {"stdout": 0, "stderr": 0}
     truncated = False
@@ -153,10 +157,7 @@ async def streamed(
     )
     response.enable_chunked_encoding()
     encode = _text_event if mode == "text" else _ndjson_event
-    texts = {
-        name: StreamText(settings.filter_loading_messages_in_cli_response)
-        for name in ("stdout", "stderr")
-    }
+    texts = _stream_texts(call, settings)
     ended_with_newline = True
     stdout_parts: list[str] = []
     stdout_size = 0

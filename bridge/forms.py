@@ -2,7 +2,7 @@
 
 As in the seed, a query-string value wins over a body value of the same name. Multipart text
 fields are read under a size cap; the one file part a request may carry (deploy_dag's
-``dag_file``) is streamed to a staged temp file by :mod:`bridge.dags` as it arrives.
+``dag_file``) is streamed to a staged temp file by :mod:`bridge.uploads` as it arrives.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from aiohttp import BodyPartReader, web
 from multidict import MultiDict
 
-from bridge import dags
+from bridge import uploads
 from bridge.catalogue import MAX_VALUE_LENGTH, RequestError
 from bridge.config import Settings
 
@@ -24,7 +24,7 @@ MAX_QUERY_STRING = 64 * 1024
 class RequestInput:
     query: MultiDict[str]
     form: MultiDict[str] = field(default_factory=MultiDict)
-    upload: dags.StagedUpload | None = None
+    upload: uploads.StagedUpload | None = None
 
     def raw(self) -> dict[str, list[str]]:
         """Every argument name with its values; query-string values win over the body."""
@@ -88,7 +88,7 @@ async def _read_multipart(request: web.Request, settings: Settings, found: Reque
                 raise RequestError(f"unexpected file field {name!r}: only deploy_dag takes a file")
             if found.upload is not None:
                 raise RequestError("only one dag_file may be uploaded per request")
-            found.upload = await dags.stage_upload(part, settings)
+            found.upload = await uploads.stage_upload(part, settings)
             continue
         value = await _read_field(part, name)
         found.form.add(name, value)

@@ -1,4 +1,5 @@
-"""Removing Airflow's loading noise from CLI output, line by line, without touching real output.
+"""Reading CLI output: removing Airflow's loading noise line by line without touching real
+output, and finding the JSON a command printed with ``-o json``.
 
 The seed dropped every line up to the last one starting with '[', which also dropped task
 output. Here only lines that are recognisably noise go: Python warnings printed while Airflow
@@ -9,7 +10,10 @@ bundle loading). Everything else, task logs included, is kept.
 from __future__ import annotations
 
 import codecs
+import json
 import re
+from collections.abc import Callable
+from typing import Any
 
 # Airflow 2's warning format: "/path/file.py:22 RemovedInAirflow3Warning: message".
 _PY_WARNING = re.compile(r"^\S+\.py:\d+:? [A-Za-z0-9_]*Warning: ")
@@ -92,15 +96,36 @@ class StreamText:
     its newline, up to ``max_partial`` characters); with filtering off, as soon as it decodes.
     """
 
-    def __init__(self, filtering: bool, max_partial: int = 64 * 1024) -> None:
+    def __init__(
+        self,
+        filtering: bool,
+        max_partial: int = 64 * 1024,
+        mask: Callable[[str], str] | None = None,
+    ) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        # Masking works on whole lines (a secret must not be split across two reads), so it
+        # needs the line-by-line path even when noise filtering is off.
         self._filter = NoiseFilter() if filtering else None
+        self._lines = filtering or mask is not None
+        self._mask = mask
         self._partial = ""
         self._max_partial = max_partial
 
     def feed(self, data: bytes) -> str:
+        return self._masked(self._feed(data))
+
+    def finish(self) -> str:
+        return self._masked(self._finish())
+
+    def _masked(self, text: str) -> str:
+        return self._mask(text) if self._mask is not None and text else text
+
+    def _pass(self, line: str) -> list[str]:
+        return self._filter.line(line) if self._filter is not None else [line]
+
+    def _feed(self, data: bytes) -> str:
         text = self._decoder.decode(data)
-        if self._filter is None:
+        if not self._lines:
             return text
         text = self._partial + text
         lines = text.splitlines(keepends=True)
@@ -109,18 +134,38 @@ class StreamText:
             self._partial = lines.pop()
         else:
             self._partial = ""
-        out = [kept for line in lines for kept in self._filter.line(line)]
+        out = [kept for line in lines for kept in self._pass(line)]
         if len(self._partial) > self._max_partial:  # no newline in sight: pass it on as is
-            out.extend(self._filter.flush())  # held lines came first
+            out.extend(self._flush_held())  # held lines came first
             out.append(self._partial)
             self._partial = ""
         return "".join(out)
 
-    def finish(self) -> str:
+    def _flush_held(self) -> list[str]:
+        return self._filter.flush() if self._filter is not None else []
+
+    def _finish(self) -> str:
         text = self._decoder.decode(b"", final=True)
-        if self._filter is None:
+        if not self._lines:
             return text
         rest = self._partial + text
         self._partial = ""
-        out = self._filter.line(rest) if rest else []
-        return "".join(out + self._filter.flush())
+        out = self._pass(rest) if rest else []
+        return "".join(out + self._flush_held())
+
+
+def parse_json_output(stdout: str) -> Any:
+    """The JSON the CLI printed with ``-o json``; stray lines around it are skipped."""
+    text = stdout.strip()
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    for line in reversed(text.splitlines()):
+        stripped = line.strip()
+        if stripped[:1] in "[{":
+            try:
+                return json.loads(stripped)
+            except ValueError:
+                continue
+    return None

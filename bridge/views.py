@@ -5,6 +5,7 @@ auth (middleware) -> read arguments -> catalogue validates -> argv -> runner -> 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import aiohttp_jinja2
@@ -154,26 +155,33 @@ async def _dispatch(
         return envelope.respond(envelope.finish(base, http_code=200, output=bridge.__version__))
     if want_json:
         values["output"] = "json"
-    call = execute.Call(
-        api=chosen,
-        argv=[],
-        env=settings.child_environment(_os_environ()),
-        peer=request.remote or "?",
-    )
-    if chosen.name == "deploy_dag":
-        return await _deploy(request, values, received, base, call)
-    if chosen.name == "refresh_dag":
-        return await _refresh(request, values, base, call)
-    plan = plan_cli(chosen, values, ctx, want_json)
-    call.argv = [info.executable, *plan.argv]
-    call.warnings = list(plan.warnings)
-    call.json_output = plan.json_output
-    call.data_wanted = want_json
-    if chosen.long_running and values.get("daemon"):
-        mode = None  # the CLI forks and returns at once: a plain envelope says how it went
+    env = settings.child_environment(os.environ)
     if not runtime.slots.try_acquire():
         raise_busy(settings)
     try:
+        if chosen.name == "deploy_dag":
+            staged, received.upload = received.upload, None
+            try:
+                return await dags.deploy(
+                    settings, info, runtime.upload_locks, values, staged, env, base
+                )
+            finally:
+                if staged is not None:
+                    staged.discard()  # a no-op once installed
+        if chosen.name == "refresh_dag":
+            return await dags.refresh(settings, info, values, env, base)
+        plan = plan_cli(chosen, values, ctx, want_json)
+        call = execute.Call(
+            api=chosen,
+            argv=[info.executable, *plan.argv],
+            env=env,
+            peer=request.remote or "?",
+            warnings=list(plan.warnings),
+            json_output=plan.json_output,
+            data_wanted=want_json,
+        )
+        if chosen.long_running and values.get("daemon"):
+            mode = None  # the CLI forks and returns at once: a plain envelope says how it went
         if mode is None:
             return await execute.buffered(call, settings, base)
         return await execute.streamed(request, call, settings, runtime, base, mode)
@@ -197,77 +205,3 @@ def _wants_json(raw: dict[str, list[str]]) -> bool:
     if requested != "json":
         raise RequestError("output may only be 'json' (or left out for the CLI's table)")
     return True
-
-
-def _os_environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
-
-
-async def _deploy(
-    request: web.Request,
-    values: dict[str, Any],
-    received: forms.RequestInput,
-    base: dict[str, Any],
-    call: execute.Call,
-) -> web.Response:
-    settings = request.app[SETTINGS]
-    runtime = request.app[RUNTIME]
-    info = runtime.airflow
-    assert info is not None
-    staged = received.upload
-    if staged is None:
-        raise RequestError("dag_file should be provided (POST multipart/form-data)")
-    if values.get("pause") and values.get("unpause"):
-        raise RequestError("give pause or unpause, not both")
-    async with dags.upload_lock(runtime.upload_locks, staged.name):
-        installed = dags.install(staged, settings, force=bool(values.get("force")))
-        received.upload = None
-    output: dict[str, Any] = {"file": str(installed.target), "dag_ids": []}
-    if installed.backup is not None:
-        output["backup"] = str(installed.backup)
-    warnings: list[str] = []
-    dag_ids = await dags.dags_in_file(
-        info.executable, call.env, settings, installed.target, info.major
-    )
-    output["dag_ids"] = dag_ids
-    if not dag_ids:
-        warnings.append("Airflow lists no DAG from this file yet")
-    action = "pause" if values.get("pause") else "unpause" if values.get("unpause") else ""
-    for dag_id in dag_ids if action else []:
-        result = await dags.capture(
-            [info.executable, "dags", action, "--yes", "--", dag_id],
-            env=call.env,
-            timeout=settings.command_timeout,
-            grace=settings.kill_grace_period,
-        )
-        if result.exit_code != 0:
-            warnings.append(f"could not {action} {dag_id}: exit code {result.exit_code}")
-    log.info(
-        "deployed %s (%d bytes) dags=%s peer=%s", installed.target, staged.size, dag_ids, call.peer
-    )
-    return envelope.respond(envelope.finish(base, http_code=200, output=output, warnings=warnings))
-
-
-async def _refresh(
-    request: web.Request, values: dict[str, Any], base: dict[str, Any], call: execute.Call
-) -> web.Response:
-    settings = request.app[SETTINGS]
-    info = request.app[RUNTIME].airflow
-    assert info is not None
-    dag_id = values["dag_id"]
-    fileloc = await dags.dag_file_of(info.executable, call.env, settings, dag_id)
-    if fileloc is None:
-        raise RequestError(f"The DAG ID '{dag_id}' does not exist", status=404)
-    argv = [info.executable, "dags", "reserialize"]
-    if info.major == 2 and fileloc:
-        argv.append(f"--subdir={fileloc}")
-    result = await dags.capture(
-        argv, env=call.env, timeout=settings.command_timeout, grace=settings.kill_grace_period
-    )
-    code = 200 if result.exit_code == 0 else 500
-    output = f"DAG [{dag_id}] is now fresh as a daisy" if code == 200 else result.stderr[-2000:]
-    return envelope.respond(
-        envelope.finish(base, http_code=code, output=output, exit_code=result.exit_code)
-    )

@@ -22,6 +22,9 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["version"]:
         print("3.3.2")
         return 0
+    if argv[:1] == ["--help"]:
+        print("Groups:\n      dags      Manage DAGs\n      tasks     Manage tasks")
+        return 0
     if "--" not in argv:
         print("usage: fake_airflow.py tasks test -- MARKER MODE DATE", file=sys.stderr)
         return 2

@@ -53,7 +53,7 @@ def cli(settings: config.Settings, *args: str, check: bool = True) -> str:
 
 
 def cli_json(settings: config.Settings, *args: str) -> Any:
-    from bridge.dags import parse_json_output
+    from bridge.noise import parse_json_output
 
     return parse_json_output(cli(settings, *args, "--output=json"))
 

@@ -131,3 +131,13 @@ def test_mask_arguments_set_with_other_whitespace(separator: str) -> None:
 )
 def test_is_sensitive_name(name: str, sensitive: bool) -> None:
     assert is_sensitive_name(name) is sensitive
+
+
+def test_stream_text_masks_a_uri_split_across_reads() -> None:
+    from bridge.noise import StreamText
+
+    stream = StreamText(filtering=False, mask=mask_uri)
+    text = stream.feed(b"added postgres://user:sec") + stream.feed(b"ret@host/db\nnext\n")
+    text += stream.finish()
+    assert "secret" not in text
+    assert text == "added postgres://user:***@host/db\nnext\n"

@@ -1,0 +1,128 @@
+"""The daemon as an operator starts it: the console script, its flags, config errors, and a
+real start/serve/SIGTERM cycle against the real Airflow."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import ClientSession
+
+from tests.conftest import API, FAKE_AIRFLOW
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def run_bridge(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+def write_cfg(path: Path, section: str) -> Path:
+    path.write_text(f"[core]\ndags_folder = {path.parent}\n\n[rest_api_plugin]\n{section}\n")
+    return path
+
+
+def test_help_documents_the_flags() -> None:
+    result = run_bridge("--help")
+    assert result.returncode == 0
+    for flag in ("--host", "--port", "--config", "AIRFLOW_CONFIG"):
+        assert flag in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ("listen_port = eighty", "listen_port"),
+        ("max_concurrent_commands = 0", "max_concurrent_commands"),
+        ("kill_on_disconnect = perhaps", "kill_on_disconnect"),
+    ],
+)
+def test_a_malformed_value_is_one_clear_error(tmp_path: Path, section: str, key: str) -> None:
+    cfg = write_cfg(tmp_path / "airflow.cfg", section)
+    result = run_bridge("--config", str(cfg))
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and key in errors[0]
+
+
+def test_remote_bind_without_token_is_refused(tmp_path: Path) -> None:
+    cfg = write_cfg(tmp_path / "airflow.cfg", "")
+    result = run_bridge("--config", str(cfg), "--host", "0.0.0.0")
+    assert result.returncode == 2
+    assert "allow_unauthenticated_remote_access" in result.stderr
+
+
+def test_an_unusable_airflow_stops_startup(tmp_path: Path) -> None:
+    cfg = write_cfg(tmp_path / "airflow.cfg", f"airflow_executable = {tmp_path / 'missing'}")
+    result = run_bridge("--config", str(cfg), "--port", str(free_port()))
+    assert result.returncode == 3
+    assert "cannot use Airflow" in result.stderr
+
+
+async def _line_containing(stream: asyncio.StreamReader, needle: str) -> str:
+    while line := (await stream.readline()).decode():
+        if needle in line:
+            return line
+    raise AssertionError(f"the daemon exited before logging {needle!r}")
+
+
+async def _start(cfg: Path, port: int) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "--config", str(cfg), "--port", str(port),
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    await asyncio.wait_for(_line_containing(proc.stderr, "serving on"), timeout=120)
+    return proc
+
+
+async def _get(url: str, **params: str) -> tuple[int, Any]:
+    async with ClientSession() as session, session.get(url, params=params) as response:
+        return response.status, json.loads(await response.text())
+
+
+async def test_fake_airflow_daemon_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    cfg = write_cfg(tmp_path / "airflow.cfg", f"airflow_executable = {FAKE_AIRFLOW}")
+    port = free_port()
+    proc = await _start(cfg, port)
+    try:
+        status, health = await _get(f"http://127.0.0.1:{port}/health")
+        assert status == 200 and health["airflow_version"] == "3.3.2"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), timeout=60) == 0
+
+
+@pytest.mark.airflow
+async def test_real_daemon_serves_the_api(airflow_home: Path, airflow_bin: str) -> None:
+    cfg = airflow_home / "airflow.cfg"
+    daemon_cfg = tmp_cfg = airflow_home / "daemon.cfg"
+    tmp_cfg.write_text(cfg.read_text() + f"airflow_executable = {airflow_bin}\n")
+    port = free_port()
+    proc = await _start(daemon_cfg, port)
+    try:
+        status, body = await _get(f"http://127.0.0.1:{port}{API}", api="list_dags")
+        assert status == 200 and "bridge_demo" in body["output"]["stdout"]
+        status, page = await _get(f"http://127.0.0.1:{port}/health")
+        assert page["airflow_version"].split(".")[0] in ("2", "3")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), timeout=60) == 0
