@@ -21,7 +21,6 @@ airflow_bin = $(CACHE)/airflow-$(1)/bin/airflow
 
 $(BIN)/.installed: setup.py tests/requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e . -r tests/requirements-dev.txt
 	touch $@
 

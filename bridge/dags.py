@@ -98,9 +98,11 @@ async def _listed_dags(info: AirflowInfo, env: Mapping[str, str], settings: Sett
 async def dags_in_file(
     info: AirflowInfo, env: Mapping[str, str], settings: Settings, target: Path
 ) -> list[str]:
-    """The DAG ids Airflow lists for ``target`` (after making Airflow 3 serialize them)."""
-    if info.major >= 3:
-        await _airflow(info, env, settings, "dags", "reserialize")
+    """The DAG ids Airflow lists for ``target``, after writing them to Airflow's database so
+    that they exist (and can be paused) before any scheduler or dag-processor parses them.
+    Airflow 2 can serialize just this file; Airflow 3 serializes the dags-folder bundle."""
+    only_this_file = [f"--subdir={target}"] if info.major == 2 else []
+    await _airflow(info, env, settings, "dags", "reserialize", *only_this_file)
     resolved = str(target.resolve())
     return [
         str(row["dag_id"])

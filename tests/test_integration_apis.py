@@ -113,13 +113,6 @@ async def test_trigger_dag_creates_that_run_with_that_conf(
     assert json.loads(state.split(",", 1)[1]) == {"answer": 42}
     dag_state = await call_ok(client, api="dag_state", dag_id=DAG, execution_date=date)
     assert dag_state["output"]["stdout"].strip().startswith("queued")
-    # Task-level APIs take the run_id as well as the date (Airflow 3 finds a manual run's
-    # task instances by run_id).
-    args = {"dag_id": DAG, "task_id": "hello", "execution_date": run_id}
-    task_state = await call_ok(client, api="task_state", **args)
-    assert task_state["output"]["stdout"].strip() == "None"
-    deps = await call_ok(client, api="task_failed_deps", **args)
-    assert "Dagrun Running" in deps["output"]["stdout"]
     cleared = await call_ok(client, api="clear", dag_id=DAG, task_regex="hello")
     assert cleared["exit_code"] == 0
 
@@ -161,29 +154,24 @@ async def test_list_dags_table_json_and_report(make_client: ClientFactory) -> No
     assert "bridge_demo.py" in report["output"]["stdout"]
 
 
-async def test_run(
+async def test_task_level_apis(
     make_client: ClientFactory, settings: Settings, airflow_info: AirflowInfo
 ) -> None:
     client = await make_client()
-    date = unique_date()
+    run_id, date = new_marker("run"), unique_date()
+    await call_ok(client, api="trigger_dag", dag_id=DAG, run_id=run_id, exec_date=date)
+    # Task-level APIs take the run_id as well as the date.
+    args = {"dag_id": DAG, "task_id": "hello", "execution_date": run_id}
+    assert (await call_ok(client, api="task_state", **args))["output"]["stdout"] == "None\n"
+    deps = await call_ok(client, api="task_failed_deps", **args)
+    assert "Dagrun Running" in deps["output"]["stdout"]
     if airflow_info.major == 3:
-        status, body = await call(
-            client, api="run", dag_id=DAG, task_id="hello", execution_date=date
-        )
+        status, body = await call(client, api="run", **args)
         assert status == 400
         assert "trigger_dag" in body["output"]
         return
-    await call_ok(client, api="trigger_dag", dag_id=DAG, exec_date=date)
-    await call_ok(
-        client,
-        api="run",
-        dag_id=DAG,
-        task_id="hello",
-        execution_date=date,
-        local="true",
-        ignore_all_dependencies="true",
-    )
-    assert cli(settings, "tasks", "state", DAG, "hello", date).strip() == "success"
+    await call_ok(client, api="run", local="true", ignore_all_dependencies="true", **args)
+    assert cli(settings, "tasks", "state", DAG, "hello", run_id).strip() == "success"
 
 
 async def test_backfill(

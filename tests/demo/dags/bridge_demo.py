@@ -16,7 +16,7 @@ except ImportError:  # Airflow 2
 
 with DAG(
     dag_id="bridge_demo",
-    start_date=datetime.datetime(2024, 1, 1),
+    start_date=datetime.datetime(2020, 1, 1),
     schedule="@daily",
     catchup=False,
     tags=["airflow-rest-bridge"],

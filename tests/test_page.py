@@ -1,0 +1,88 @@
+"""The test page and its static files: served by the app, and by a non-editable install."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from aiohttp import ClientSession
+
+from bridge.apis import NAMES
+from tests.conftest import FAKE_AIRFLOW, ClientFactory
+from tests.test_daemon import _line_containing, free_port, write_cfg
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+async def test_page_lists_every_api(make_fake_client: ClientFactory) -> None:
+    client = await make_fake_client()
+    response = await client.get("/admin/rest_api/")
+    page = await response.text()
+    assert response.status == 200
+    for name in NAMES:
+        assert f'id="api-{name}"' in page
+    assert "unavailable" in page  # serve_logs, at least
+    css = await client.get("/admin/rest_api/static/style.css")
+    assert css.status == 200
+    redirect = await client.get("/admin/rest_api", allow_redirects=False)
+    assert redirect.status == 302
+
+
+async def test_a_non_editable_install_serves_the_page(tmp_path: Path) -> None:
+    wheels, site = tmp_path / "wheels", tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "-w",
+            str(wheels),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = wheels.glob("*.whl")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    cfg = write_cfg(tmp_path / "airflow.cfg", f"airflow_executable = {FAKE_AIRFLOW}")
+    port = free_port()
+    # Run from elsewhere so that only the installed copy of the package can be imported; the
+    # dependencies come from this virtualenv's site-packages, after the install target.
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "--config", str(cfg), "--port", str(port),
+        stderr=asyncio.subprocess.PIPE, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    try:
+        await asyncio.wait_for(_line_containing(proc.stderr, "serving on"), timeout=60)
+        async with ClientSession(f"http://127.0.0.1:{port}") as session:
+            async with session.get("/admin/rest_api/") as page:
+                assert page.status == 200
+                assert "airflow-rest-bridge" in await page.text()
+            async with session.get("/admin/rest_api/static/style.css") as css:
+                assert css.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), timeout=30)
