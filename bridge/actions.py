@@ -3,9 +3,19 @@ pool (one action each call) and list_dags (list or report); and what trigger_dag
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from bridge.catalogue import Arg, Context, Kind, Plan, RequestError, Values, parse_value
+from bridge.catalogue import (
+    EXCHANGE_FILE,
+    Arg,
+    Context,
+    Kind,
+    Plan,
+    RequestError,
+    Values,
+    parse_value,
+)
 
 # Airflow 3 finds DAGs through DAG bundles; the seed's subdir is checked, then ignored.
 NO_SUBDIR_ON_3 = {"subdir": "Airflow 3 reads DAGs from DAG bundles, not from a subdir"}
@@ -50,14 +60,38 @@ def plan_variables(values: Values, ctx: Context) -> Plan:
     if action == "delete":
         return Plan(["variables", "delete", "--", values["delete"]])
     if action in ("import", "export"):
-        return Plan(["variables", action, "--", values[action]])
+        return exchange_plan(["variables", action], action, values)
     json_flag = ["--output=json"] if values.get("output") == "json" else []
     return Plan(["variables", "list", *json_flag], json_output=bool(json_flag))
 
 
+def exchange_plan(words: list[str], action: str, values: Values) -> Plan:
+    """import/export through a file the daemon owns: export returns the file's JSON in
+    ``data``; import takes JSON text (or an uploaded file) as the argument's value."""
+    if action == "export":
+        ignored = values["export"]
+        warnings: tuple[str, ...] = ()
+        if isinstance(ignored, str) and ignored.strip() not in ("", "true", "1", "on", "yes"):
+            warnings = (f"export returns the JSON in 'data'; the path {ignored!r} was not used",)
+        return Plan([*words, "--", EXCHANGE_FILE], warnings=warnings, export_file=True)
+    content = values["import"]
+    try:
+        json.loads(content)
+    except ValueError:
+        raise RequestError(
+            "import takes the JSON to import, as the value or as an uploaded file (multipart "
+            "field 'import'), not a path on the server"
+        ) from None
+    return Plan([*words, "--", EXCHANGE_FILE], import_content=content)
+
+
 def plan_connections(values: Values, ctx: Context) -> Plan:
-    """connections: list (default), add (conn_id + conn_uri or conn_type), delete (conn_id)."""
-    action = _one_action(values, ("list", "add", "delete"), "connections") or "list"
+    """connections: list (default), add (conn_id + conn_uri or conn_type), delete (conn_id),
+    import (JSON), export."""
+    actions = ("list", "add", "delete", "import", "export")
+    action = _one_action(values, actions, "connections") or "list"
+    if action in ("import", "export"):
+        return exchange_plan(["connections", action], action, values)
     if action == "list":
         json_flag = ["--output=json"] if values.get("output") == "json" else []
         return Plan(["connections", "list", *json_flag], json_output=bool(json_flag))
@@ -77,7 +111,9 @@ def plan_connections(values: Values, ctx: Context) -> Plan:
 
 def plan_pool(values: Values, ctx: Context) -> Plan:
     """pool: set 'NAME SLOTS DESCRIPTION', get NAME, delete NAME; no action lists pools."""
-    action = _one_action(values, ("set", "get", "delete"), "pool")
+    action = _one_action(values, ("set", "get", "delete", "import", "export"), "pool")
+    if action in ("import", "export"):
+        return exchange_plan(["pools", action], action, values)
     json_flag = ["--output=json"] if values.get("output") == "json" else []
     if action is None and values.get("cmd") == "set":  # the seed page's three-field form
         fields = [values.get(n, "") for n in ("pool_name", "slot_count", "pool_description")]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from bridge.runner import capture
 
@@ -25,9 +27,33 @@ class AirflowInfo:
     version: str
     major: int
     commands: frozenset[str]  # top-level groups and commands of this installation's CLI
+    python: str | None = None  # the interpreter Airflow runs with (checks DAG files)
 
 
-async def detect(executable: str, env: Mapping[str, str], timeout: float = 120.0) -> AirflowInfo:
+def python_of(executable: str) -> str | None:
+    """The Python interpreter named in the ``airflow`` script's ``#!`` line, if any."""
+    path = shutil.which(executable) or executable
+    try:
+        with open(path, "rb") as script:
+            first = script.readline(4096).decode("utf-8", "replace")
+    except OSError:
+        return None
+    if not first.startswith("#!"):
+        return None
+    words = first[2:].split()
+    if not words:
+        return None
+    if Path(words[0]).name == "env" and len(words) > 1:
+        return shutil.which(words[-1])
+    return words[0] if "python" in Path(words[0]).name else None
+
+
+async def detect(
+    executable: str,
+    env: Mapping[str, str],
+    timeout: float = 120.0,
+    python: str | None = None,
+) -> AirflowInfo:
     """Run ``airflow version`` and ``airflow --help`` (in parallel) and read them."""
     version_text, help_text = await asyncio.gather(
         _output([executable, "version"], env, timeout),
@@ -44,7 +70,8 @@ async def detect(executable: str, env: Mapping[str, str], timeout: float = 120.0
             commands = frozenset(
                 m["name"] for m in map(_HELP_ENTRY.match, help_text.splitlines()) if m
             )
-            return AirflowInfo(executable, match["version"], major, commands)
+            interpreter = python or python_of(executable)
+            return AirflowInfo(executable, match["version"], major, commands, interpreter)
     raise AirflowNotUsable(f"'{executable} version' printed no version: {version_text[-500:]!r}")
 
 

@@ -45,6 +45,10 @@ STDOUT = Arg("stdout", Kind.SERVER_PATH, "Redirect stdout to this file (inside a
 STDERR = Arg("stderr", Kind.SERVER_PATH, "Redirect stderr to this file (inside allowed folders)")
 LOG_FILE = Arg("log-file", Kind.SERVER_PATH, "Location of the log file (inside allowed folders)")
 SERVICE_ARGS = (PID, DAEMON, STDOUT, STDERR, LOG_FILE)
+IMPORT_ARG = Arg(
+    "import", Kind.DOCUMENT, "The JSON to import: as the value, or an uploaded file (multipart)"
+)
+EXPORT_ARG = Arg("export", Kind.TEXT, "Export everything; the JSON comes back in 'data'")
 SERVICE_OPTIONS = {
     "pid": "--pid",
     "daemon": "--daemon",
@@ -101,8 +105,8 @@ APIS: tuple[Api, ...] = (
             Arg("get", Kind.ID, "Get the value of a variable"),
             Arg("json", Kind.BOOL, "Deserialize (get) or serialize (set) a JSON variable"),
             Arg("default", Kind.TEXT, "Default value returned if the variable does not exist"),
-            Arg("import", Kind.SERVER_PATH, "Import variables from a JSON file on the host"),
-            Arg("export", Kind.SERVER_PATH, "Export variables to a JSON file on the host"),
+            IMPORT_ARG,
+            EXPORT_ARG,
             Arg("delete", Kind.ID, "Delete a variable"),
             Arg("cmd", Kind.TEXT, "With cmd=set: set 'key' to 'value' (the seed page's form)"),
             Arg("key", Kind.ID, "Variable key, with cmd=set"),
@@ -112,7 +116,7 @@ APIS: tuple[Api, ...] = (
     ),
     Api(
         "connections",
-        "List/Add/Delete connections",
+        "List/Add/Delete/Import/Export connections",
         (
             Arg("list", Kind.BOOL, "List all connections"),
             Arg("add", Kind.BOOL, "Add a connection"),
@@ -121,6 +125,8 @@ APIS: tuple[Api, ...] = (
             Arg("conn_uri", Kind.TEXT, "Connection URI, required to add without conn_type"),
             Arg("conn_type", Kind.TEXT, "Connection type, required to add without conn_uri"),
             Arg("conn_extra", Kind.TEXT, "Connection 'Extra' field (JSON), optional for add"),
+            IMPORT_ARG,
+            EXPORT_ARG,
         ),
         {2: plan_connections, 3: plan_connections},
         mask_output=True,
@@ -464,7 +470,8 @@ APIS: tuple[Api, ...] = (
     ),
     Api(
         "pool",
-        "CRUD operations on pools: set ('NAME SLOTS DESCRIPTION'), get, delete; none lists",
+        "CRUD operations on pools: set ('NAME SLOTS DESCRIPTION'), get, delete, import, "
+        "export; none lists",
         (
             Arg("set", Kind.TEXT, "Set a pool: 'NAME SLOTS DESCRIPTION'"),
             Arg("get", Kind.ID, "Get pool info"),
@@ -473,6 +480,8 @@ APIS: tuple[Api, ...] = (
             Arg("pool_name", Kind.ID, "Pool name, with cmd=set"),
             Arg("slot_count", Kind.INT, "Slot count, with cmd=set"),
             Arg("pool_description", Kind.TEXT, "Description, with cmd=set"),
+            IMPORT_ARG,
+            EXPORT_ARG,
         ),
         {2: plan_pool, 3: plan_pool},
     ),

@@ -64,7 +64,9 @@ async def _airflow_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     if runtime.airflow is None:
         runtime.airflow = await detect(
-            settings.airflow_executable, settings.child_environment(os.environ)
+            settings.airflow_executable,
+            settings.child_environment(os.environ),
+            python=settings.airflow_python,
         )
     info = runtime.airflow
     log.info("Airflow %s at %s", info.version, info.executable)

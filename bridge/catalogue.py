@@ -44,6 +44,7 @@ class Kind(enum.Enum):
     DAGS_PATH = "dags_path"  # subdir: must stay inside the dags folder
     SERVER_PATH = "server_path"  # pid/log/stdout files etc.: inside the allowed folders
     FILE = "file"  # an uploaded file (multipart)
+    DOCUMENT = "document"  # text that may be large (JSON to import); bounded by the body cap
 
 
 # Airflow's KEY_REGEX for dag/task ids and variable/pool/connection keys, and its default
@@ -83,6 +84,19 @@ class Plan:
     argv: list[str]
     warnings: tuple[str, ...] = ()
     json_output: bool = False  # the CLI was asked for -o json; parse stdout
+    # import/export: the CLI reads or writes a file the daemon owns; EXCHANGE_FILE in argv
+    # stands for its path. Callers never name a path on the server.
+    import_content: str | None = None
+    export_file: bool = False
+
+    @property
+    def needs_file(self) -> bool:
+        return self.export_file or self.import_content is not None
+
+
+# Stands for the daemon's temp file in a Plan's argv. It holds a NUL, which no request value
+# can (values with NUL are refused), so it can never be confused with one.
+EXCHANGE_FILE = "\x00exchange-file"
 
 
 @dataclass(frozen=True)
@@ -159,7 +173,7 @@ def parse_value(arg: Arg, text: str, ctx: Context) -> Any:
     """Check one argument's text against its kind; raise RequestError saying what is wrong."""
     if "\x00" in text:
         raise RequestError(f"argument '{arg.name}' contains a NUL character")
-    if len(text) > MAX_VALUE_LENGTH:
+    if len(text) > MAX_VALUE_LENGTH and arg.kind is not Kind.DOCUMENT:
         raise RequestError(f"argument '{arg.name}' is longer than {MAX_VALUE_LENGTH} characters")
     kind = arg.kind
     if kind is Kind.BOOL:
@@ -172,7 +186,7 @@ def parse_value(arg: Arg, text: str, ctx: Context) -> Any:
                 f"argument '{arg.name}' must be true/false (also 1/0, on/off, yes/no)"
             ) from None
     value = text.strip()
-    if kind is Kind.TEXT:
+    if kind in (Kind.TEXT, Kind.DOCUMENT):
         return text
     if kind is Kind.ID:
         return _identifier(arg.name, value, _ID, "letters, digits, '_', '.' and '-'")

@@ -46,6 +46,8 @@ class Settings:
     listen_port: int = DEFAULT_PORT
     allow_unauthenticated_remote_access: bool = False
     airflow_executable: str = "airflow"
+    airflow_python: str | None = None  # default: the interpreter in the executable's #! line
+    dag_check_timeout: float = 120.0
     command_timeout: float = 600.0
     kill_grace_period: float = 5.0
     max_concurrent_commands: int = 4
@@ -194,6 +196,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "listen_port": _port,
     "allow_unauthenticated_remote_access": parse_bool,
     "airflow_executable": lambda t: t.strip(),
+    "airflow_python": _optional_text,
+    "dag_check_timeout": _positive_float,
     "command_timeout": _positive_float,
     "kill_grace_period": _positive_float,
     "max_concurrent_commands": _positive_int,

@@ -1,13 +1,16 @@
 """deploy_dag and refresh_dag: the two APIs the bridge answers itself, by asking Airflow.
 
-deploy_dag installs the staged upload (see :mod:`bridge.uploads`), then asks Airflow which
-DAGs the file defines (serializing them first on Airflow 3, which lists DAGs from its
-database) and pauses or unpauses them. refresh_dag re-serializes a known DAG's file.
+deploy_dag first imports the staged upload (see :mod:`bridge.uploads`) with Airflow's own
+interpreter in a child process (bridge/dag_check.py); only a file that imports and defines
+a DAG is installed, serialized into Airflow's database and paused or unpaused as asked.
+refresh_dag re-serializes a known DAG's file.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from bridge.noise import filter_text, parse_json_output
 from bridge.runner import Captured, capture
 
 log = logging.getLogger(__name__)
+DAG_CHECK = Path(__file__).with_name("dag_check.py")  # run by Airflow's interpreter
 
 
 async def deploy(
@@ -38,16 +42,20 @@ async def deploy(
         raise RequestError("dag_file should be provided (POST multipart/form-data)")
     if values.get("pause") and values.get("unpause"):
         raise RequestError("give pause or unpause, not both")
+    dag_ids = await check_dag_file(info, env, settings, staged)
     async with uploads.upload_lock(locks, staged.name):
         installed = uploads.install(staged, settings, force=bool(values.get("force")))
-    output: dict[str, Any] = {"file": str(installed.target), "dag_ids": []}
+    output: dict[str, Any] = {"file": str(installed.target), "dag_ids": dag_ids}
     if installed.backup is not None:
         output["backup"] = str(installed.backup)
     warnings: list[str] = []
-    dag_ids = await dags_in_file(info, env, settings, installed.target)
-    output["dag_ids"] = dag_ids
-    if not dag_ids:
-        warnings.append("Airflow lists no DAG from this file yet")
+    # Write the new DAGs to Airflow's database now, so that they are listed (Airflow 3 lists
+    # from the database) and can be paused before a scheduler or dag-processor parses them.
+    # Airflow 2 can serialize just this file; Airflow 3 serializes the dags-folder bundle.
+    only_this_file = [f"--subdir={installed.target}"] if info.major == 2 else []
+    serialized = await _airflow(info, env, settings, "dags", "reserialize", *only_this_file)
+    if serialized.exit_code != 0:
+        warnings.append(f"'dags reserialize' failed (exit code {serialized.exit_code})")
     action = "pause" if values.get("pause") else "unpause" if values.get("unpause") else ""
     for dag_id in dag_ids if action else []:
         result = await _airflow(info, env, settings, "dags", action, "--yes", "--", dag_id)
@@ -78,6 +86,48 @@ async def refresh(
     )
 
 
+async def check_dag_file(
+    info: AirflowInfo, env: Mapping[str, str], settings: Settings, staged: uploads.StagedUpload
+) -> list[str]:
+    """Import the upload with Airflow's own interpreter, in a child process, and return its
+    DAG ids; an import error or a file without a DAG is a 400 carrying Airflow's message."""
+    if info.python is None:
+        raise RequestError(
+            "cannot check DAG files: the Python interpreter of the configured airflow is "
+            "unknown; set airflow_python in [rest_api_plugin]",
+            status=500,
+        )
+    # A private copy under the file's own name: the check never touches the dags folder.
+    with tempfile.TemporaryDirectory(prefix="airflow-rest-bridge-check-") as folder:
+        copy = Path(folder) / staged.name
+        shutil.copyfile(staged.path, copy)
+        result = await capture(
+            [info.python, str(DAG_CHECK), str(copy), str(settings.dags_folder)],
+            env=env,
+            timeout=settings.dag_check_timeout,
+            grace=settings.kill_grace_period,
+        )
+    if result.timed_out:
+        raise RequestError(
+            f"importing {staged.name} took longer than dag_check_timeout "
+            f"({settings.dag_check_timeout:g} s); nothing was deployed"
+        )
+    report = parse_json_output(result.stdout)
+    if not isinstance(report, dict):
+        raise RequestError(
+            f"{staged.name} could not be checked (exit code {result.exit_code}): "
+            f"{result.stderr[-2000:]}"
+        )
+    errors = report.get("import_errors") or {}
+    if errors:
+        text = "\n".join(str(error) for error in errors.values()).replace(str(copy), staged.name)
+        raise RequestError(f"{staged.name} does not import; nothing was deployed:\n{text}")
+    dag_ids = [str(dag_id) for dag_id in report.get("dag_ids") or []]
+    if not dag_ids:
+        raise RequestError(f"{staged.name} defines no DAG; nothing was deployed")
+    return dag_ids
+
+
 async def _airflow(
     info: AirflowInfo, env: Mapping[str, str], settings: Settings, *args: str
 ) -> Captured:
@@ -93,22 +143,6 @@ async def _listed_dags(info: AirflowInfo, env: Mapping[str, str], settings: Sett
     listed = await _airflow(info, env, settings, "dags", "list", "--output=json")
     rows = parse_json_output(filter_text(listed.stdout))
     return rows if isinstance(rows, list) else []
-
-
-async def dags_in_file(
-    info: AirflowInfo, env: Mapping[str, str], settings: Settings, target: Path
-) -> list[str]:
-    """The DAG ids Airflow lists for ``target``, after writing them to Airflow's database so
-    that they exist (and can be paused) before any scheduler or dag-processor parses them.
-    Airflow 2 can serialize just this file; Airflow 3 serializes the dags-folder bundle."""
-    only_this_file = [f"--subdir={target}"] if info.major == 2 else []
-    await _airflow(info, env, settings, "dags", "reserialize", *only_this_file)
-    resolved = str(target.resolve())
-    return [
-        str(row["dag_id"])
-        for row in await _listed_dags(info, env, settings)
-        if isinstance(row, dict) and str(Path(str(row.get("fileloc", ""))).resolve()) == resolved
-    ]
 
 
 async def dag_file_of(

@@ -9,16 +9,21 @@ request ends early, unless the operator set kill_on_disconnect = false.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import shlex
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from aiohttp import web
 
 from bridge import envelope
-from bridge.catalogue import Api
+from bridge.catalogue import Api, Plan
 from bridge.config import Settings
 from bridge.noise import StreamText, parse_json_output
 from bridge.redact import mask_argv, mask_uri
@@ -42,6 +47,7 @@ class Call:
     warnings: list[str] = field(default_factory=list)
     json_output: bool = False
     data_wanted: bool = False  # the caller asked output=json: return the parsed data
+    export_path: Path | None = None  # an export's file: its JSON becomes ``data``
 
     def display(self, token: str | None) -> str:
         """The command as run, secrets masked: for ``airflow_cmd`` and the logs."""
@@ -54,6 +60,23 @@ def _stream_texts(call: Call, settings: Settings) -> dict[str, StreamText]:
         name: StreamText(settings.filter_loading_messages_in_cli_response, mask=mask)
         for name in ("stdout", "stderr")
     }
+
+
+@contextlib.contextmanager
+def exchange_file(plan: Plan) -> Iterator[Path | None]:
+    """The temp file an import reads or an export writes, in a private folder that is
+    removed afterwards; None when the plan needs no file."""
+    if not plan.needs_file:
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(prefix="airflow-rest-bridge-"))
+    try:
+        path = folder / ("export.json" if plan.export_file else "import.json")
+        if plan.import_content is not None:
+            path.write_text(plan.import_content, encoding="utf-8")
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def http_code_for(outcome: Outcome) -> int:
@@ -122,6 +145,12 @@ async def buffered(call: Call, settings: Settings, base: dict[str, Any]) -> web.
 
 
 def _parsed_extras(call: Call, stdout: str, warnings: list[str]) -> dict[str, Any]:
+    if call.export_path is not None:
+        try:
+            return {"data": json.loads(call.export_path.read_text(encoding="utf-8"))}
+        except (OSError, ValueError) as exc:
+            warnings.append(f"the exported file could not be read as JSON: {exc}")
+            return {}
     if not call.json_output:
         return {}
     data = parse_json_output(stdout)

@@ -18,6 +18,7 @@ from bridge.config import Settings
 
 MAX_FIELDS = 200
 MAX_QUERY_STRING = 64 * 1024
+IMPORTING_APIS = ("variables", "connections", "pool")
 
 
 @dataclass
@@ -83,23 +84,30 @@ async def _read_multipart(request: web.Request, settings: Settings, found: Reque
         name = part.name or ""
         if len(found.form) >= MAX_FIELDS:
             raise RequestError(f"more than {MAX_FIELDS} form fields")
+        api_name = api or found.form.get("api", "")
+        if part.filename is not None and name == "import" and api_name in IMPORTING_APIS:
+            # A JSON file to import: small, read as text like a field (up to the upload cap).
+            found.form.add(name, await _read_field(part, name, settings.max_upload_size))
+            continue
         if part.filename is not None:
-            if name != "dag_file" or (api or found.form.get("api", "")) != "deploy_dag":
-                raise RequestError(f"unexpected file field {name!r}: only deploy_dag takes a file")
+            if name != "dag_file" or api_name != "deploy_dag":
+                raise RequestError(
+                    f"unexpected file field {name!r}: only deploy_dag (dag_file) and "
+                    "variables/connections/pool (import) take a file"
+                )
             if found.upload is not None:
                 raise RequestError("only one dag_file may be uploaded per request")
             found.upload = await uploads.stage_upload(part, settings)
             continue
-        value = await _read_field(part, name)
-        found.form.add(name, value)
+        found.form.add(name, await _read_field(part, name, MAX_VALUE_LENGTH * 4))
 
 
-async def _read_field(part: BodyPartReader, name: str) -> str:
+async def _read_field(part: BodyPartReader, name: str, limit: int) -> str:
     data = bytearray()
     while chunk := await part.read_chunk(16 * 1024):
         data += chunk
-        if len(data) > MAX_VALUE_LENGTH * 4:
-            raise RequestError(f"form field {name!r} is too large", status=413)
+        if len(data) > limit:
+            raise RequestError(f"form field {name!r} is larger than {limit} bytes", status=413)
     try:
         return data.decode(part.get_charset("utf-8"))
     except (UnicodeDecodeError, LookupError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import aiohttp_jinja2
@@ -14,7 +15,7 @@ from aiohttp import web
 import bridge
 from bridge import dags, envelope, execute, forms
 from bridge.apis import APIS, BY_NAME, NAMES
-from bridge.catalogue import Api, Context, RequestError, collect, plan_cli
+from bridge.catalogue import EXCHANGE_FILE, Api, Context, RequestError, collect, plan_cli
 from bridge.config import Settings
 from bridge.redact import mask_arguments
 from bridge.state import RUNTIME, SETTINGS, Runtime
@@ -171,22 +172,33 @@ async def _dispatch(
         if chosen.name == "refresh_dag":
             return await dags.refresh(settings, info, values, env, base)
         plan = plan_cli(chosen, values, ctx, want_json)
-        call = execute.Call(
-            api=chosen,
-            argv=[info.executable, *plan.argv],
-            env=env,
-            peer=request.remote or "?",
-            warnings=list(plan.warnings),
-            json_output=plan.json_output,
-            data_wanted=want_json,
-        )
         if chosen.long_running and values.get("daemon"):
             mode = None  # the CLI forks and returns at once: a plain envelope says how it went
-        if mode is None:
-            return await execute.buffered(call, settings, base)
-        return await execute.streamed(request, call, settings, runtime, base, mode)
+        with execute.exchange_file(plan) as exchange:
+            argv = [exchange_path_for(part, exchange) for part in plan.argv]
+            call = execute.Call(
+                api=chosen,
+                argv=[info.executable, *argv],
+                env=env,
+                peer=request.remote or "?",
+                warnings=list(plan.warnings),
+                json_output=plan.json_output,
+                data_wanted=want_json,
+                export_path=exchange if plan.export_file else None,
+            )
+            if mode is None:
+                return await execute.buffered(call, settings, base)
+            return await execute.streamed(request, call, settings, runtime, base, mode)
     finally:
         runtime.slots.release()
+
+
+def exchange_path_for(part: str, exchange: Path | None) -> str:
+    """The argv element, with the plan's placeholder replaced by the daemon's temp file."""
+    if part != EXCHANGE_FILE:
+        return part
+    assert exchange is not None
+    return str(exchange)
 
 
 def raise_busy(settings: Settings) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bridge.apis import APIS, BY_NAME
-from bridge.catalogue import Api, Context, Plan, RequestError, collect, plan_cli
+from bridge.catalogue import EXCHANGE_FILE, Api, Context, Plan, RequestError, collect, plan_cli
 
 ALL_COMMANDS = frozenset({"celery", "kerberos", "scheduler", "dags", "tasks"})
 D, T, DATE = "demo", "hello", "2024-01-02T03:04:05"
@@ -173,10 +173,24 @@ def test_variables_argv(tmp_path: Path, raw: dict[str, str], argv: list[str]) ->
     assert plan(tmp_path, "variables", 2, raw).argv == argv
 
 
-def test_variables_import_stays_in_allowed_paths(tmp_path: Path) -> None:
-    argv = plan(tmp_path, "variables", 3, {"import": "vars.json"}).argv
-    assert argv == ["variables", "import", "--", str(tmp_path.resolve() / "vars.json")]
-    assert "import" in refused(tmp_path, "variables", 3, {"import": "/etc/passwd"})
+EXCHANGE_APIS = [
+    ("variables", ["variables"]),
+    ("connections", ["connections"]),
+    ("pool", ["pools"]),
+]
+
+
+@pytest.mark.parametrize(("api", "words"), EXCHANGE_APIS)
+def test_import_and_export_use_a_file_the_daemon_owns(
+    tmp_path: Path, api: str, words: list[str]
+) -> None:
+    exported = plan(tmp_path, api, 3, {"export": "/some/path.json"})
+    assert exported.argv == [*words, "export", "--", EXCHANGE_FILE]
+    assert exported.export_file and "/some/path.json" in exported.warnings[0]
+    imported = plan(tmp_path, api, 2, {"import": '{"k": "v"}'})
+    assert imported.argv == [*words, "import", "--", EXCHANGE_FILE]
+    assert imported.import_content == '{"k": "v"}'
+    assert "not a path" in refused(tmp_path, api, 3, {"import": "/etc/passwd"})
 
 
 POOL_FORM = {
@@ -278,7 +292,6 @@ BAD = [
     ("pause", {"dag_id": D, "subdir": "../../etc"}, "subdir"),
     ("pause", {"dag_id": D, "subdir": "/etc"}, "subdir"),
     ("variables", {"import": "/etc/passwd"}, "import"),
-    ("variables", {"export": "../../outside.json"}, "export"),
     ("test", {**DTD, "dry_run": "maybe"}, "dry_run"),
     ("scheduler", {"num_runs": "-1"}, "num_runs"),
     ("render", {"dag_id": D}, "required"),
@@ -300,7 +313,7 @@ def test_two_different_values_for_one_argument(tmp_path: Path) -> None:
 def test_server_path_with_no_allowed_paths_is_a_400(tmp_path: Path) -> None:
     ctx = Context(2, dags_folder=tmp_path / "dags", allowed_paths=())
     with pytest.raises(RequestError):
-        collect(BY_NAME["variables"], {"import": ["vars.json"]}, ctx)
+        collect(BY_NAME["scheduler"], {"pid": ["scheduler.pid"]}, ctx)
 
 
 def test_execution_date_also_takes_a_run_id(tmp_path: Path) -> None:

@@ -118,6 +118,8 @@ def every_key(tmp_path: Path) -> dict[str, tuple[str, object]]:
         "listen_port": ("9001", 9001),
         "allow_unauthenticated_remote_access": ("yes", True),
         "airflow_executable": ("/opt/af/bin/airflow", "/opt/af/bin/airflow"),
+        "airflow_python": ("/opt/af/bin/python", "/opt/af/bin/python"),
+        "dag_check_timeout": ("30", 30.0),
         "command_timeout": ("12.5", 12.5),
         "kill_grace_period": ("2", 2.0),
         "max_concurrent_commands": ("7", 7),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,7 @@ async def test_deploy_a_new_dag_then_force_replace_keeps_a_backup(
     assert body["output"]["file"] == str(target)
     assert body["output"]["dag_ids"] == [dag_id]
     assert target.read_text() == first
+    assert target.stat().st_mode & 0o044, "other Airflow processes must be able to read it"
     assert dag_is_paused(settings, dag_id) is False
     listed = await call_ok(client, api="list_dags", output="json")
     assert dag_id in {row["dag_id"] for row in listed["data"]}
@@ -98,6 +101,69 @@ async def test_empty_and_oversized_uploads_write_nothing(
     status, body = await upload(client, "big.py", "#" * 4096)
     assert status == 413 and "max_upload_size" in body["output"]
     assert sorted(p.name for p in settings.dags_folder.iterdir()) == before
+
+
+def folder_state(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("def broken(:\n", "SyntaxError"),
+        ("import no_such_module_for_bridge_tests\n", "No module named"),
+        ("x = 1  # no DAG in here\n", "defines no DAG"),
+    ],
+)
+async def test_a_broken_dag_is_refused_with_the_error_and_nothing_changes(
+    make_client: ClientFactory, settings: Settings, source: str, expected: str
+) -> None:
+    client = await make_client()
+    before = folder_state(settings.dags_folder)
+    status, body = await upload(client, "broken_upload.py", source)
+    assert status == 400, body
+    assert expected in body["output"]
+    assert "nothing was deployed" in body["output"]
+    assert folder_state(settings.dags_folder) == before
+
+
+async def test_the_seed_readme_curl_line_deploys(
+    make_client: ClientFactory, settings: Settings, tmp_path: Path
+) -> None:
+    client = await make_client()
+    dag_id = new_marker("seedcurl")
+    dag_file = tmp_path / f"{dag_id}.py"
+    dag_file.write_text(DAG_SOURCE.format(dag_id=dag_id, task_id="t"))
+    url = f"http://127.0.0.1:{client.server.port}{API}?api=deploy_dag"
+    result = await asyncio.create_subprocess_exec(
+        "curl", "-sS", "-X", "POST", "-H", "Content-Type: multipart/form-data",
+        "-F", f"dag_file=@{dag_file}", "-F", "force=on", url,
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, _ = await result.communicate()
+    body = json.loads(stdout)
+    assert body["status"] == "OK", body
+    assert body["output"]["dag_ids"] == [dag_id]
+    listed = await call_ok(client, api="list_dags", output="json")
+    assert dag_id in {row["dag_id"] for row in listed["data"]}
+
+
+async def test_concurrent_uploads_of_one_name_end_in_one_whole_file(
+    make_client: ClientFactory, settings: Settings
+) -> None:
+    client = await make_client()
+    dag_id = new_marker("race")
+    name = f"{dag_id}.py"
+    # Long files, so that interleaved writes would show.
+    versions = [
+        DAG_SOURCE.format(dag_id=dag_id, task_id=task) + f"# {task}\n" * 20000
+        for task in ("first", "second")
+    ]
+    results = await asyncio.gather(*(upload(client, name, text, force="true") for text in versions))
+    assert [status for status, _ in results] == [200, 200], results
+    assert (settings.dags_folder / name).read_text() in versions
+    backups = [Path(body["output"]["backup"]) for _, body in results if "backup" in body["output"]]
+    assert len(backups) == 1 and backups[0].read_text() in versions
 
 
 async def test_deploy_needs_post_and_a_file(make_client: ClientFactory) -> None:

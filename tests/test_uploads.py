@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
+import sys
 from pathlib import Path
 
 import pytest
 
 from bridge import uploads
-from tests.conftest import API, ClientFactory
+from tests.conftest import API, FAKE_AIRFLOW, ClientFactory
+from tests.test_daemon import _line_containing, free_port
 
 BOUNDARY = "bridgeboundary"
 
@@ -53,22 +57,6 @@ def test_check_upload_name_accepts_plain_names() -> None:
     assert uploads.check_upload_name("bundle.zip") == "bundle.zip"
 
 
-async def test_installed_file_is_readable_by_others(
-    make_fake_client: ClientFactory, tmp_path: Path
-) -> None:
-    client = await make_fake_client()
-    response = await client.post(
-        API,
-        params={"api": "deploy_dag"},
-        data=raw_multipart("plain.py", b"x = 1\n"),
-        headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
-    )
-    assert response.status == 200
-    mode = (tmp_path / "dags" / "plain.py").stat().st_mode & 0o777
-    assert mode == 0o666 & ~uploads._UMASK
-    assert mode & 0o044  # group and others may read it
-
-
 def test_stale_temp_files_are_cleaned(tmp_path: Path) -> None:
     stale = tmp_path / f"{uploads.STAGING_PREFIX}abc{uploads.STAGING_SUFFIX}"
     stale.write_text("half a file")
@@ -87,7 +75,7 @@ async def test_file_field_on_another_api_is_refused(make_fake_client: ClientFact
         headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
     )
     assert response.status == 400
-    assert "only deploy_dag takes a file" in (await response.json())["output"]
+    assert "only deploy_dag (dag_file)" in (await response.json())["output"]
 
 
 async def test_wrong_content_type_is_415(make_fake_client: ClientFactory) -> None:
@@ -97,3 +85,62 @@ async def test_wrong_content_type_is_415(make_fake_client: ClientFactory) -> Non
     )
     assert response.status == 415
     assert os.path.basename(API) == "api"
+
+
+async def test_a_daemon_killed_mid_upload_leaves_nothing_airflow_would_parse(
+    tmp_path: Path,
+) -> None:
+    dags_folder = tmp_path / "dags"
+    dags_folder.mkdir()
+    cfg = tmp_path / "airflow.cfg"
+    cfg.write_text(
+        f"[core]\ndags_folder = {dags_folder}\n\n"
+        f"[rest_api_plugin]\nairflow_executable = {FAKE_AIRFLOW}\n"
+    )
+    port = free_port()
+    proc = await start_daemon(cfg, port)
+    head = raw_multipart("half.py", b"")[: -len(f"\r\n--{BOUNDARY}--\r\n")]
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        (
+            f"POST {API}?api=deploy_dag HTTP/1.1\r\nHost: localhost\r\n"
+            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+            f"Content-Length: {len(head) + 10_000_000}\r\n\r\n"
+        ).encode()
+        + head
+        + b"# half a file\n" * 20_000
+    )
+    await writer.drain()
+    staged = await wait_for_glob(dags_folder, f"{uploads.STAGING_PREFIX}*")
+    proc.kill()  # SIGKILL: no cleanup code of the daemon runs
+    await proc.wait()
+    writer.close()
+    assert [p.name for p in dags_folder.iterdir()] == [staged.name]
+    assert not staged.name.endswith((".py", ".zip"))  # Airflow's parser skips it
+    proc = await start_daemon(cfg, port)  # a new start cleans up what the crash left
+    try:
+        assert list(dags_folder.iterdir()) == []
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
+
+
+async def start_daemon(cfg: Path, port: int) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "--config", str(cfg), "--port", str(port),
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    await asyncio.wait_for(_line_containing(proc.stderr, "serving on"), timeout=60)
+    return proc
+
+
+async def wait_for_glob(folder: Path, pattern: str) -> Path:
+    # The daemon creates the temp file while it reads the body; nothing signals that across
+    # the process boundary, so look for it, bounded in time.
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + 30
+    while not (found := sorted(folder.glob(pattern))):
+        assert loop.time() < give_up, f"no {pattern} appeared in {folder}"
+        await asyncio.sleep(0.05)
+    return found[0]
