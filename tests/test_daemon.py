@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,13 +15,7 @@ import pytest
 from aiohttp import ClientSession
 
 from tests.conftest import API, FAKE_AIRFLOW
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.helpers import free_port, start_daemon, write_cfg
 
 
 def run_bridge(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -33,11 +26,6 @@ def run_bridge(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
         timeout=60,
         env=env,
     )
-
-
-def write_cfg(path: Path, section: str) -> Path:
-    path.write_text(f"[core]\ndags_folder = {path.parent}\n\n[rest_api_plugin]\n{section}\n")
-    return path
 
 
 def test_help_documents_the_flags() -> None:
@@ -77,23 +65,6 @@ def test_an_unusable_airflow_stops_startup(tmp_path: Path) -> None:
     assert "cannot use Airflow" in result.stderr
 
 
-async def _line_containing(stream: asyncio.StreamReader, needle: str) -> str:
-    while line := (await stream.readline()).decode():
-        if needle in line:
-            return line
-    raise AssertionError(f"the daemon exited before logging {needle!r}")
-
-
-async def _start(cfg: Path, port: int) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bridge", "--config", str(cfg), "--port", str(port),
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert proc.stderr is not None
-    await asyncio.wait_for(_line_containing(proc.stderr, "serving on"), timeout=120)
-    return proc
-
-
 async def _get(url: str, **params: str) -> tuple[int, Any]:
     async with ClientSession() as session, session.get(url, params=params) as response:
         return response.status, json.loads(await response.text())
@@ -102,7 +73,7 @@ async def _get(url: str, **params: str) -> tuple[int, Any]:
 async def test_fake_airflow_daemon_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     cfg = write_cfg(tmp_path / "airflow.cfg", f"airflow_executable = {FAKE_AIRFLOW}")
     port = free_port()
-    proc = await _start(cfg, port)
+    proc = await start_daemon(cfg, port)
     try:
         status, health = await _get(f"http://127.0.0.1:{port}/health")
         assert status == 200 and health["airflow_version"] == "3.3.2"
@@ -117,7 +88,7 @@ async def test_real_daemon_serves_the_api(airflow_home: Path, airflow_bin: str) 
     daemon_cfg = tmp_cfg = airflow_home / "daemon.cfg"
     tmp_cfg.write_text(cfg.read_text() + f"airflow_executable = {airflow_bin}\n")
     port = free_port()
-    proc = await _start(daemon_cfg, port)
+    proc = await start_daemon(daemon_cfg, port)
     try:
         status, body = await _get(f"http://127.0.0.1:{port}{API}", api="list_dags")
         assert status == 200 and "bridge_demo" in body["output"]["stdout"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 from bridge.envelope import TEXT_RESULT_PREFIX
 from bridge.state import RUNTIME
 from tests.conftest import API, ClientFactory
+from tests.helpers import read_until
 from tests.procs import new_marker, processes_with
 
 
@@ -63,21 +63,12 @@ async def test_grandchildren_stop_with_the_command(make_fake_client: ClientFacto
     assert processes_with(marker) == []
 
 
-async def _read_until(response: Any, needle: bytes) -> bytes:
-    seen = b""
-    async for data in response.content.iter_any():
-        seen += data
-        if needle in seen:
-            return seen
-    raise AssertionError(f"{needle!r} never arrived; got {seen[-300:]!r}")
-
-
 async def test_client_leaving_stops_the_process_group(make_fake_client: ClientFactory) -> None:
     client = await make_fake_client()
     runtime = client.server.app[RUNTIME]
     marker = new_marker()
     response = await client.get(API, params=fault(marker, "grandchildren", stream="true"))
-    await _read_until(response, b"spawned")
+    await read_until(response, b"spawned")
     assert len(processes_with(marker)) == 3  # the command and its two children
     response.close()
     await asyncio.wait_for(runtime.slots.idle.wait(), timeout=30)
@@ -91,7 +82,7 @@ async def test_kill_on_disconnect_off_lets_the_command_finish(
     runtime = client.server.app[RUNTIME]
     marker = new_marker()
     response = await client.get(API, params=fault(marker, "short", stream="true"))
-    await _read_until(response, b"started")
+    await read_until(response, b"started")
     response.close()
     await asyncio.wait_for(runtime.slots.idle.wait(), timeout=30)
     assert processes_with(marker), "the command should still be running"
@@ -122,7 +113,7 @@ async def test_over_the_limit_is_429_with_retry_after(make_fake_client: ClientFa
     client = await make_fake_client(max_concurrent_commands=1)
     marker = new_marker()
     first = await client.get(API, params=fault(marker, "hang", stream="true"))
-    await _read_until(first, b"started")
+    await read_until(first, b"started")
     second = await client.get(API, params=fault(new_marker(), "ok"))
     body = await second.json()
     assert second.status == 429

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 import pytest
 
 from bridge.envelope import TEXT_RESULT_PREFIX
 from bridge.state import RUNTIME
 from tests.conftest import API, ClientFactory
+from tests.helpers import read_until
 from tests.integration import unique_date
 from tests.procs import processes_with
 
@@ -26,15 +26,6 @@ def slow_lines(date: str, **extra: str) -> dict[str, str]:
         "execution_date": date,
         **extra,
     }
-
-
-async def read_until(response: Any, needle: bytes) -> bytes:
-    seen = b""
-    async for data in response.content.iter_any():
-        seen += data
-        if needle in seen:
-            return seen
-    raise AssertionError(f"{needle!r} never arrived: {seen[-500:]!r}")
 
 
 async def test_text_stream_sends_lines_while_the_task_runs(make_client: ClientFactory) -> None:

@@ -13,7 +13,7 @@ from aiohttp import ClientSession
 
 from bridge.apis import NAMES
 from tests.conftest import FAKE_AIRFLOW, ClientFactory
-from tests.test_daemon import _line_containing, free_port, write_cfg
+from tests.helpers import free_port, start_daemon, write_cfg
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -70,13 +70,8 @@ async def test_a_non_editable_install_serves_the_page(tmp_path: Path) -> None:
     # Run from elsewhere so that only the installed copy of the package can be imported; the
     # dependencies come from this virtualenv's site-packages, after the install target.
     env = {**os.environ, "PYTHONPATH": str(site)}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bridge", "--config", str(cfg), "--port", str(port),
-        stderr=asyncio.subprocess.PIPE, cwd=tmp_path, env=env,
-    )  # fmt: skip
-    assert proc.stderr is not None
+    proc = await start_daemon(cfg, port, cwd=tmp_path, env=env)
     try:
-        await asyncio.wait_for(_line_containing(proc.stderr, "serving on"), timeout=60)
         async with ClientSession(f"http://127.0.0.1:{port}") as session:
             async with session.get("/admin/rest_api/") as page:
                 assert page.status == 200

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 
 from bridge import uploads
 from tests.conftest import API, FAKE_AIRFLOW, ClientFactory
-from tests.test_daemon import _line_containing, free_port
+from tests.helpers import free_port, start_daemon
 
 BOUNDARY = "bridgeboundary"
 
@@ -123,16 +122,6 @@ async def test_a_daemon_killed_mid_upload_leaves_nothing_airflow_would_parse(
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
-
-
-async def start_daemon(cfg: Path, port: int) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bridge", "--config", str(cfg), "--port", str(port),
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert proc.stderr is not None
-    await asyncio.wait_for(_line_containing(proc.stderr, "serving on"), timeout=60)
-    return proc
 
 
 async def wait_for_glob(folder: Path, pattern: str) -> Path:
