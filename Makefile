@@ -17,7 +17,9 @@ PORT ?= 8799
 DEMO_HOME := .airflow-demo/$(AIRFLOW_VERSION)
 airflow_bin = $(CACHE)/airflow-$(1)/bin/airflow
 
-.PHONY: run test lint unit integration dev airflow-venvs airflow-constraints clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test lint unit integration dev airflow-venvs airflow-constraints chromium clean
 
 $(BIN)/.installed: setup.py tests/requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +37,12 @@ airflow-venv-%: dev
 	@test -x $(call airflow_bin,$*) || $(BIN)/uv venv --quiet --python $(PYTHON) $(CACHE)/airflow-$*
 	VIRTUAL_ENV=$(CACHE)/airflow-$* $(BIN)/uv pip install --quiet \
 		apache-airflow==$* -c tests/airflow-constraints/airflow-$*-constraints.txt
+
+# The browser tests drive Debian's Chromium through Playwright (no browser download).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
 
 run: dev airflow-venv-$(AIRFLOW_VERSION)
 	$(BIN)/python tests/demo/make_home.py $(call airflow_bin,$(AIRFLOW_VERSION)) $(DEMO_HOME) --port $(PORT)
@@ -55,7 +63,7 @@ lint: dev
 unit: dev
 	$(BIN)/pytest -m "not airflow"
 
-integration: airflow-venvs
+integration: airflow-venvs chromium
 	@for v in $(AIRFLOW_VERSIONS); do \
 		echo "== integration suite against Airflow $$v"; \
 		BRIDGE_TEST_AIRFLOW=$(call airflow_bin,$$v) $(BIN)/pytest -m airflow || exit 1; \

@@ -13,7 +13,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 import bridge
-from bridge import dags, envelope, execute, forms
+from bridge import dags, envelope, execute, forms, page
 from bridge.apis import APIS, BY_NAME, NAMES
 from bridge.catalogue import EXCHANGE_FILE, Api, Context, RequestError, collect, plan_cli
 from bridge.config import Settings
@@ -71,17 +71,20 @@ async def index_redirect(request: web.Request) -> web.Response:
 async def index(request: web.Request) -> dict[str, Any]:
     """The browser test page."""
     settings = request.app[SETTINGS]
-    info = request.app[RUNTIME].airflow
+    runtime = request.app[RUNTIME]
+    info = runtime.airflow
     assert info is not None
+    api_path = str(request.app.router["api"].url_for())
     return {
         "apis": APIS,
         "airflow": info,
+        "edition": page.edition(info),
         "settings": settings,
+        "listen": page.base_url(settings),
         "bridge_version": bridge.__version__,
-        "availability": {
-            api.name: availability(api, settings, request.app[RUNTIME]) for api in APIS
-        },
-        "api_url": request.app.router["api"].url_for(),
+        "availability": {api.name: availability(api, settings, runtime) for api in APIS},
+        "examples": {api.name: page.example(api, settings, api_path) for api in APIS},
+        "api_url": api_path,
     }
 
 

@@ -32,6 +32,19 @@ async def test_page_lists_every_api(make_fake_client: ClientFactory) -> None:
     assert redirect.status == 302
 
 
+async def test_examples_carry_the_token_header_but_never_the_token(
+    make_fake_client: ClientFactory,
+) -> None:
+    client = await make_fake_client(rest_api_plugin_expected_http_token="do-not-show-me")
+    page = await (await client.get("/admin/rest_api/")).text()
+    assert "do-not-show-me" not in page
+    assert "rest_api_plugin_http_token: $BRIDGE_TOKEN" in page
+    assert "curl -N" in page  # streaming examples print lines as they come
+    assert 'id="token"' in page and 'type="password"' in page
+    for external in ("https://", "//cdn", "googleapis"):
+        assert external not in page
+
+
 async def test_a_non_editable_install_serves_the_page(tmp_path: Path) -> None:
     wheels, site = tmp_path / "wheels", tmp_path / "site"
     subprocess.run(
@@ -78,6 +91,8 @@ async def test_a_non_editable_install_serves_the_page(tmp_path: Path) -> None:
                 assert "airflow-rest-bridge" in await page.text()
             async with session.get("/admin/rest_api/static/style.css") as css:
                 assert css.status == 200
+            async with session.get("/admin/rest_api/static/app.js") as script:
+                assert script.status == 200
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), timeout=30)

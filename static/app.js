@@ -1,0 +1,179 @@
+// The test page: every form calls the API with fetch(), carrying the token header, and shows
+// the output live (ndjson), then status, exit code and duration. No external requests.
+"use strict";
+
+const body = document.body;
+const apiUrl = body.dataset.apiUrl;
+const tokenHeader = body.dataset.tokenHeader;
+const tokenField = document.getElementById("token");
+const TOKEN_KEY = "airflow-rest-bridge-token";
+
+if (tokenField) {
+  tokenField.value = sessionStorage.getItem(TOKEN_KEY) || "";
+  tokenField.addEventListener("input", () => sessionStorage.setItem(TOKEN_KEY, tokenField.value));
+}
+
+function headers(extra) {
+  const result = Object.assign({}, extra);
+  if (tokenField && tokenField.value) result[tokenHeader] = tokenField.value;
+  return result;
+}
+
+// Unchecked boxes and empty text fields are left out, as a script calling the API would.
+function formBody(form) {
+  const data = new FormData();
+  for (const field of form.elements) {
+    if (!field.name) continue;
+    if (field.type === "checkbox") {
+      if (field.checked) data.append(field.name, "true");
+    } else if (field.type === "file") {
+      if (field.files.length) data.append(field.name, field.files[0]);
+    } else if (field.value !== "") {
+      data.append(field.name, field.value);
+    }
+  }
+  return data;
+}
+
+function describeError(status, envelope) {
+  if (status === 403) {
+    return "Token rejected (403): enter the right token in the Token field above.";
+  }
+  const said = envelope && typeof envelope.output === "string" ? envelope.output : "";
+  return `Error ${status}: ${said || "see the output below"}`;
+}
+
+function summary(result) {
+  const parts = [result.status];
+  if (result.exit_code !== undefined) parts.push(`exit code ${result.exit_code}`);
+  if (result.duration_seconds !== undefined) parts.push(`${result.duration_seconds} s`);
+  if (result.warning) parts.push(`warning: ${result.warning}`);
+  return parts.join(" · ");
+}
+
+function showEnvelope(ui, status, envelope) {
+  const ok = status < 400 && envelope.status === "OK";
+  ui.status.textContent = ok ? summary(envelope) : describeError(status, envelope);
+  ui.status.className = `status ${ok ? "ok" : "error"}`;
+  const shown = Object.assign({}, envelope);
+  ui.output.textContent = JSON.stringify(shown, null, 2);
+}
+
+async function streamCall(form, ui) {
+  const controller = new AbortController();
+  ui.cancel.onclick = () => controller.abort();
+  const url = `${apiUrl}?api=${encodeURIComponent(form.dataset.api)}&stream=ndjson`;
+  const response = await fetch(url, {
+    method: "POST",
+    headers: headers({ Accept: "application/x-ndjson" }),
+    body: formBody(form),
+    signal: controller.signal,
+  });
+  const type = response.headers.get("Content-Type") || "";
+  if (!type.startsWith("application/x-ndjson")) {
+    showEnvelope(ui, response.status, await response.json());
+    return;
+  }
+  ui.status.textContent = "running…";
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let pending = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    pending += decoder.decode(value, { stream: true });
+    const lines = pending.split("\n");
+    pending = lines.pop();
+    for (const line of lines) {
+      if (!line) continue;
+      const event = JSON.parse(line);
+      if (event.event === "output") {
+        ui.output.append(document.createTextNode(event.text));
+      } else if (event.event === "result") {
+        const ok = event.status === "OK";
+        ui.status.textContent = summary(event);
+        ui.status.className = `status ${ok ? "ok" : "error"}`;
+      }
+    }
+  }
+}
+
+async function plainCall(form, ui) {
+  const controller = new AbortController();
+  ui.cancel.onclick = () => controller.abort();
+  const url = `${apiUrl}?api=${encodeURIComponent(form.dataset.api)}`;
+  const response = await fetch(url, {
+    method: "POST",
+    headers: headers({}),
+    body: formBody(form),
+    signal: controller.signal,
+  });
+  showEnvelope(ui, response.status, await response.json());
+}
+
+// Uploads go through XMLHttpRequest: fetch() cannot report upload progress.
+function uploadCall(form, ui) {
+  return new Promise((resolve, reject) => {
+    const request = new XMLHttpRequest();
+    request.open("POST", `${apiUrl}?api=deploy_dag`);
+    for (const [name, value] of Object.entries(headers({}))) request.setRequestHeader(name, value);
+    const progress = form.querySelector("progress.upload");
+    progress.hidden = false;
+    progress.value = 0;
+    request.upload.onprogress = (event) => {
+      if (event.lengthComputable) progress.value = (100 * event.loaded) / event.total;
+    };
+    request.onload = () => {
+      progress.value = 100;
+      let envelope;
+      try {
+        envelope = JSON.parse(request.responseText);
+      } catch (error) {
+        reject(error);
+        return;
+      }
+      showEnvelope(ui, request.status, envelope);
+      if (request.status < 400 && envelope.output) {
+        const found = envelope.output.dag_ids.join(", ");
+        const kept = envelope.output.backup ? `; previous version kept at ${envelope.output.backup}` : "";
+        ui.status.textContent = `Deployed ${envelope.output.file}: DAGs ${found}${kept}`;
+      }
+      resolve();
+    };
+    request.onerror = () => reject(new Error("the upload failed"));
+    request.onabort = () => reject(new DOMException("cancelled", "AbortError"));
+    ui.cancel.onclick = () => request.abort();
+    request.send(formBody(form));
+  });
+}
+
+for (const form of document.querySelectorAll("form.call")) {
+  const ui = {
+    run: form.querySelector("button[type=submit]"),
+    cancel: form.querySelector("button.cancel"),
+    status: form.querySelector(".status"),
+    output: form.querySelector(".output"),
+  };
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    ui.output.textContent = "";
+    ui.status.textContent = "starting…";
+    ui.status.className = "status";
+    ui.run.disabled = true;
+    ui.cancel.disabled = false;
+    try {
+      if (form.dataset.upload === "yes") await uploadCall(form, ui);
+      else if (form.dataset.streams === "yes") await streamCall(form, ui);
+      else await plainCall(form, ui);
+    } catch (error) {
+      const cancelled = error.name === "AbortError";
+      ui.status.textContent = cancelled
+        ? "Cancelled: the request was dropped and the command stopped."
+        : `Request failed: ${error.message}`;
+      ui.status.className = `status ${cancelled ? "cancelled" : "error"}`;
+    } finally {
+      ui.run.disabled = false;
+      ui.cancel.disabled = true;
+    }
+  });
+}

@@ -1,0 +1,171 @@
+"""The test page in a real headless Chromium (Debian's, driven by Playwright), against the
+real Airflow: token, version, live streaming, Cancel, upload, a wrong token, narrow and dark
+screens. Any console error or request to another host fails the test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from aiohttp.test_utils import TestClient
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from bridge.airflow_info import AirflowInfo
+from bridge.state import RUNTIME
+from tests.conftest import ClientFactory
+from tests.integration import unique_date
+from tests.procs import new_marker, processes_with
+from tests.test_integration_dags import DAG_SOURCE
+
+pytestmark = pytest.mark.airflow
+
+CHROMIUM = "/usr/bin/chromium"
+TOKEN = "browser-test-token"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+# Chromium's own background traffic would hit this machine's closed network.
+QUIET = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=QUIET)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+class Watched:
+    """A page whose console errors and foreign requests are collected for the assertions."""
+
+    def __init__(self, page: Page, origin: str) -> None:
+        self.page = page
+        self.problems: list[str] = []
+        host = urlsplit(origin).netloc
+        page.on(
+            "console",
+            lambda msg: (
+                self.problems.append(f"console: {msg.text}") if msg.type == "error" else None
+            ),
+        )
+        page.on("pageerror", lambda exc: self.problems.append(f"page error: {exc}"))
+        page.on(
+            "request",
+            lambda req: (
+                None
+                if urlsplit(req.url).netloc == host
+                else self.problems.append(f"request to another host: {req.url}")
+            ),
+        )
+
+
+async def open_page(browser: Browser, client: TestClient[Any, Any], **context: Any) -> Watched:
+    origin = f"http://127.0.0.1:{client.server.port}"
+    page = await (await browser.new_context(**context)).new_page()
+    watched = Watched(page, origin)
+    await page.goto(f"{origin}/admin/rest_api/")
+    return watched
+
+
+async def run(page: Page, api: str, **fields: str) -> Any:
+    form = page.locator(f"form[data-api={api}]")
+    for name, value in fields.items():
+        await form.locator(f"[name='{name}']").fill(value)
+    await form.locator("button[type=submit]").click()
+    return form
+
+
+async def test_the_page_drives_the_api(
+    browser: Browser, make_client: ClientFactory, airflow_info: AirflowInfo, tmp_path: Path
+) -> None:
+    client = await make_client(rest_api_plugin_expected_http_token=TOKEN)
+    runtime = client.server.app[RUNTIME]
+    watched = await open_page(browser, client)
+    page = watched.page
+    await expect(page.locator("#airflow-version")).to_contain_text(airflow_info.version)
+
+    # Without the token: a clear message, not a raw error.
+    form = await run(page, "version")
+    await expect(form.locator(".status")).to_contain_text("Token rejected")
+
+    await page.fill("#token", TOKEN)
+    form = await run(page, "version")
+    await expect(form.locator(".status")).to_contain_text("OK")
+    await expect(form.locator(".output")).to_contain_text(airflow_info.version)
+
+    # Streaming: the first line shows while the task still runs, then the result.
+    date = unique_date(2025)
+    form = await run(page, "test", dag_id="bridge_demo", task_id="slow_lines", execution_date=date)
+    await expect(form.locator(".output")).to_contain_text("first line", timeout=60_000)
+    assert "second line" not in await form.locator(".output").inner_text()
+    assert runtime.slots.running == 1
+    await expect(form.locator(".status")).to_contain_text("exit code 0", timeout=60_000)
+    await form.scroll_into_view_if_needed()
+    # docs/test-page.png (shown in the README) is refreshed on request only, so that a test
+    # run leaves the working tree as it was.
+    shots = DOCS if os.environ.get("BRIDGE_UPDATE_SCREENSHOT") else tmp_path
+    await page.screenshot(path=str(shots / "test-page.png"))
+
+    # Cancel stops the command.
+    date = unique_date(2025)
+    form = await run(page, "test", dag_id="bridge_demo", task_id="slow_lines", execution_date=date)
+    await expect(form.locator(".output")).to_contain_text("first line", timeout=60_000)
+    await form.locator("button.cancel").click()
+    await expect(form.locator(".status")).to_contain_text("Cancelled")
+    await asyncio.wait_for(runtime.slots.idle.wait(), timeout=60)
+    assert processes_with(date) == []
+
+    # Upload a DAG file, then see it listed.
+    dag_id = new_marker("browser")
+    dag_file = tmp_path / f"{dag_id}.py"
+    dag_file.write_text(DAG_SOURCE.format(dag_id=dag_id, task_id="t"))
+    deploy = page.locator("form[data-api=deploy_dag]")
+    await deploy.locator("[name=dag_file]").set_input_files(str(dag_file))
+    await deploy.locator("button[type=submit]").click()
+    await expect(deploy.locator(".status")).to_contain_text(f"DAGs {dag_id}", timeout=120_000)
+    form = await run(page, "list_dags")
+    await expect(form.locator(".output")).to_contain_text(dag_id, timeout=60_000)
+
+    # Chromium logs every non-2xx response as a console error: the one deliberate 403 is
+    # expected, nothing else is.
+    forbidden = [p for p in watched.problems if "status of 403" in p]
+    assert len(forbidden) == 1
+    assert [p for p in watched.problems if p not in forbidden] == []
+
+
+async def test_narrow_dark_and_keyboard(
+    browser: Browser, make_client: ClientFactory, airflow_info: AirflowInfo
+) -> None:
+    client = await make_client()
+    watched = await open_page(
+        browser, client, viewport={"width": 390, "height": 844}, color_scheme="dark"
+    )
+    page = watched.page
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, "the page must not scroll sideways on a phone"
+    background = await page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(13, 17, 23)"
+    # Keyboard only: focus the version form's button and press Enter.
+    await page.locator("form[data-api=version] button[type=submit]").focus()
+    await page.keyboard.press("Enter")
+    status = page.locator("form[data-api=version] .status")
+    await expect(status).to_contain_text("OK")
+    await expect(page.locator("form[data-api=version] .output")).to_contain_text(
+        airflow_info.version
+    )
+    assert watched.problems == []
