@@ -25,7 +25,7 @@ setup(
         "aiohttp==3.14.5",
         "aiohttp-jinja2==1.6",
         "jinja2==3.1.6",
-        "multidict==6.7.1",
+        "multidict==7.2.1",  # the version Airflow 2.11.2 pins too
     ],
     entry_points={"console_scripts": ["airflow-rest-bridge = bridge.cli:main"]},
     classifiers=[
