@@ -15,7 +15,7 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.10",
+    python_requires=">=3.11",  # datetime.UTC
     # templates/ and static/ sit at the top of the repository and are installed inside the
     # package, so that a non-editable install serves the test page too.
     packages=["bridge", "bridge.templates", "bridge.static"],

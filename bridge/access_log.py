@@ -8,6 +8,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from bridge.redact import mask_arguments
+from bridge.state import SETTINGS
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -17,7 +18,9 @@ class AccessLogger(AbstractAccessLogger):
         query = request.rel_url.raw_query_string
         target = request.path
         if query:
-            masked = mask_arguments(dict(parse_qsl(query, keep_blank_values=True)))
+            app = getattr(request, "app", None)
+            token = app[SETTINGS].rest_api_plugin_expected_http_token if app else None
+            masked = mask_arguments(dict(parse_qsl(query, keep_blank_values=True)), token)
             target += "?" + urlencode(masked)
         self.logger.info(
             '%s "%s %s" %s %s %.3fs',

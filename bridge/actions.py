@@ -24,8 +24,16 @@ NO_SUBDIR_ON_3 = {"subdir": "Airflow 3 reads DAGs from DAG bundles, not from a s
 # --- the multi-action APIs: variables, connections, pool --------------------------------------
 
 
+_NO = ("false", "0", "off", "no")
+
+
+def _chosen(value: Any) -> bool:
+    """A boolean action's False, or a text action given as false/0/off/no, chooses nothing."""
+    return value is not False and not (isinstance(value, str) and value.strip().lower() in _NO)
+
+
 def _one_action(values: Values, actions: tuple[str, ...], api: str) -> str | None:
-    chosen = [a for a in actions if a in values and values[a] is not False]
+    chosen = [a for a in actions if a in values and _chosen(values[a])]
     if len(chosen) > 1:
         raise RequestError(f"{api} takes one action at a time; got {chosen}")
     return chosen[0] if chosen else None

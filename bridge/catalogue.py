@@ -278,8 +278,10 @@ def collect(api: Api, raw: Mapping[str, list[str]], ctx: Context) -> Values:
         if arg.kind is Kind.FILE:
             continue  # uploads are handled by the upload code, not as text
         values[arg.name] = parse_value(arg, texts[0], ctx)
-    missing = [a.name for a in api.args if a.required and a.name not in values]
-    if missing and api.internal is False:
+    missing = [
+        a.name for a in api.args if a.required and a.kind is not Kind.FILE and a.name not in values
+    ]
+    if missing:
         raise RequestError(f"The argument(s) {missing} are required")
     return values
 

@@ -42,6 +42,8 @@ async def deploy(
         raise RequestError("dag_file should be provided (POST multipart/form-data)")
     if values.get("pause") and values.get("unpause"):
         raise RequestError("give pause or unpause, not both")
+    # Refused early when it would be refused anyway (checked again under the lock below).
+    uploads.refuse_overwrite(staged, settings, force=bool(values.get("force")))
     dag_ids = await check_dag_file(info, env, settings, staged)
     async with uploads.upload_lock(locks, staged.name):
         installed = uploads.install(staged, settings, force=bool(values.get("force")))

@@ -128,7 +128,9 @@ async def buffered(call: Call, settings: Settings, base: dict[str, Any]) -> web.
     output = {name: "".join(parts) for name, parts in collected.items()}
     warnings = list(call.warnings) + _outcome_warnings(outcome, settings)
     if truncated:
-        warnings.append(f"output was cut at max_output_size ({settings.max_output_size} bytes)")
+        warnings.append(
+            f"output was cut at max_output_size ({settings.max_output_size} characters a stream)"
+        )
     extra = _parsed_extras(call, output["stdout"], warnings) if outcome.exit_code == 0 else {}
     _audit(call, settings, outcome, "buffered")
     return envelope.respond(

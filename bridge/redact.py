@@ -56,6 +56,8 @@ def mask_arguments(args: Mapping[str, str], token: str | None = None) -> dict[st
             name == "value" and is_sensitive_name(args.get("key", ""))
         ):
             text = MASK
+        elif name == "import":  # a whole document, possibly with passwords: not echoed
+            text = f"<{len(value)} characters of JSON>"
         elif name == "set" and value.split() and is_sensitive_name(value.split(None, 1)[0]):
             text = value.split(None, 1)[0] + " " + MASK
         masked[name] = text

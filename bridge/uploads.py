@@ -127,18 +127,22 @@ class Installed:
 
 def install(staged: StagedUpload, settings: Settings, force: bool) -> Installed:
     """Move the staged file into place; an existing file needs ``force`` and is backed up."""
-    target = settings.dags_folder / staged.name
-    backup = None
-    if target.exists():
-        if not force:
-            raise RequestError(
-                f"The file '{target}' already exists on this host; send force=true to replace "
-                "it (the current version is kept as a backup)"
-            )
-        backup = _back_up(target, settings)
+    target = refuse_overwrite(staged, settings, force)
+    backup = _back_up(target, settings) if target.exists() else None
     os.replace(staged.path, target)
     _fsync_dir(settings.dags_folder)
     return Installed(target, backup)
+
+
+def refuse_overwrite(staged: StagedUpload, settings: Settings, force: bool) -> Path:
+    """The upload's target; an existing file without ``force`` is the seed's 400."""
+    target = settings.dags_folder / staged.name
+    if target.exists() and not force:
+        raise RequestError(
+            f"The file '{target}' already exists on this host; send force=true to replace "
+            "it (the current version is kept as a backup)"
+        )
+    return target
 
 
 def _back_up(target: Path, settings: Settings) -> Path:
@@ -150,7 +154,7 @@ def _back_up(target: Path, settings: Settings) -> Path:
     with open(backup, "rb") as saved:
         os.fsync(saved.fileno())
     if settings.backups_to_keep:
-        kept = sorted(folder.glob(f"{target.name}.*"))
+        kept = sorted(folder.glob(f"{target.name}.[0-9]*Z"))  # this file's backups only
         for old in kept[: -settings.backups_to_keep]:
             old.unlink(missing_ok=True)
     return backup

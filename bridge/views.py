@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -21,6 +21,8 @@ from bridge.redact import mask_arguments
 from bridge.state import RUNTIME, SETTINGS, Runtime
 
 log = logging.getLogger(__name__)
+# The envelope a request started with, so that an error answered later keeps its arguments.
+STARTED_ENVELOPE: Final = web.RequestKey("started_envelope", dict)
 STREAM_MODES: dict[str, execute.StreamMode] = {"true": "text", "text": "text", "ndjson": "ndjson"}
 
 
@@ -42,6 +44,11 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
 
 
 def _bare_envelope(request: web.Request) -> dict[str, Any]:
+    """The envelope started for this request (with its arguments and call time), or a new
+    one when the request failed before its arguments were read."""
+    started = request.get(STARTED_ENVELOPE)
+    if started is not None:
+        return started
     settings = request.app[SETTINGS]
     token = settings.rest_api_plugin_expected_http_token
     too_long = len(request.query_string) > forms.MAX_QUERY_STRING
@@ -123,6 +130,7 @@ async def api(request: web.Request) -> web.StreamResponse:
             mask_arguments(dict(received.form), token),
             envelope.now(),
         )
+        request[STARTED_ENVELOPE] = base
         name = (raw.get("api") or [""])[0].strip().lower()
         if name not in BY_NAME:
             said = f"API '{name}' was not found" if name else "API should be provided"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientSession
 
-from tests.conftest import API, FAKE_AIRFLOW
+from tests.conftest import API
 from tests.helpers import free_port, start_daemon, write_cfg
 
 
@@ -68,18 +68,6 @@ def test_an_unusable_airflow_stops_startup(tmp_path: Path) -> None:
 async def _get(url: str, **params: str) -> tuple[int, Any]:
     async with ClientSession() as session, session.get(url, params=params) as response:
         return response.status, json.loads(await response.text())
-
-
-async def test_fake_airflow_daemon_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    cfg = write_cfg(tmp_path / "airflow.cfg", f"airflow_executable = {FAKE_AIRFLOW}")
-    port = free_port()
-    proc = await start_daemon(cfg, port)
-    try:
-        status, health = await _get(f"http://127.0.0.1:{port}/health")
-        assert status == 200 and health["airflow_version"] == "3.3.2"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), timeout=60) == 0
 
 
 @pytest.mark.airflow

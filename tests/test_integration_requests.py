@@ -63,6 +63,17 @@ async def test_post_form_body_works_like_the_query(make_client: ClientFactory) -
     assert "slow_lines" in body["output"]["stdout"]
 
 
+async def test_query_wins_over_the_body_as_in_the_seed(make_client: ClientFactory) -> None:
+    client = await make_client()
+    response = await client.post(
+        API, params={"api": "list_tasks", "dag_id": "bridge_demo"}, data={"dag_id": "other"}
+    )
+    body = await response.json()
+    assert response.status == 200, body
+    assert "slow_lines" in body["output"]["stdout"]
+    assert body["post_arguments"] == {"dag_id": "other"}
+
+
 async def test_token_auth(make_client: ClientFactory) -> None:
     client = await make_client(rest_api_plugin_expected_http_token="s3cret-token")
     for headers in ({}, {"rest_api_plugin_http_token": "wrong"}):

@@ -9,10 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from aiohttp import ClientSession
 
 from bridge.apis import NAMES
-from tests.conftest import FAKE_AIRFLOW, ClientFactory
+from tests.conftest import ClientFactory
 from tests.helpers import free_port, start_daemon, write_cfg
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,7 +46,8 @@ async def test_examples_carry_the_token_header_but_never_the_token(
         assert external not in page
 
 
-async def test_a_non_editable_install_serves_the_page(tmp_path: Path) -> None:
+@pytest.mark.airflow
+async def test_a_non_editable_install_serves_the_page(tmp_path: Path, airflow_bin: str) -> None:
     wheels, site = tmp_path / "wheels", tmp_path / "site"
     subprocess.run(
         [
@@ -78,7 +80,7 @@ async def test_a_non_editable_install_serves_the_page(tmp_path: Path) -> None:
         check=True,
         capture_output=True,
     )
-    cfg = write_cfg(tmp_path / "airflow.cfg", f"airflow_executable = {FAKE_AIRFLOW}")
+    cfg = write_cfg(tmp_path / "airflow.cfg", f"airflow_executable = {airflow_bin}")
     port = free_port()
     # Run from elsewhere so that only the installed copy of the package can be imported; the
     # dependencies come from this virtualenv's site-packages, after the install target.

@@ -3,6 +3,12 @@ the 404 and error envelopes."""
 
 from __future__ import annotations
 
+import json
+import logging
+
+import pytest
+from aiohttp import web
+
 from tests.conftest import API, ClientFactory
 
 
@@ -29,19 +35,6 @@ async def test_repeated_arguments_must_agree(make_fake_client: ClientFactory) ->
     assert "dag_id" in body["output"]
 
 
-async def test_query_wins_over_the_body_as_in_the_seed(make_fake_client: ClientFactory) -> None:
-    client = await make_fake_client()
-    response = await client.post(
-        API,
-        params={"api": "test", "dag_id": "from_query", "task_id": "ok"},
-        data={"dag_id": "from_body", "execution_date": "2024-01-02"},
-    )
-    body = await response.json()
-    assert response.status == 200, body
-    assert "started from_query ok" in body["output"]["stdout"]
-    assert body["post_arguments"] == {"dag_id": "from_body", "execution_date": "2024-01-02"}
-
-
 async def test_unknown_path_is_404(make_fake_client: ClientFactory) -> None:
     client = await make_fake_client()
     response = await client.get("/admin/rest_api/nothing_here")
@@ -55,3 +48,37 @@ async def test_health_needs_no_token(make_fake_client: ClientFactory) -> None:
     body = await response.json()
     assert response.status == 200
     assert body["status"] == "OK" and body["commands_running"] == 0
+
+
+async def test_refresh_dag_needs_a_dag_id(make_fake_client: ClientFactory) -> None:
+    client = await make_fake_client()
+    response = await client.get(API, params={"api": "refresh_dag"})
+    assert response.status == 400
+    assert "dag_id" in (await response.json())["output"]
+
+
+async def test_import_documents_are_not_echoed(make_fake_client: ClientFactory) -> None:
+    client = await make_fake_client(disabled_apis=frozenset({"connections"}))
+    document = '{"c": {"conn_type": "postgres", "password": "hunter2"}}'
+    response = await client.post(API, data={"api": "connections", "import": document})
+    body = await response.json()
+    assert "hunter2" not in json.dumps(body)
+    assert body["post_arguments"]["import"] == f"<{len(document)} characters of JSON>"
+
+
+def test_access_log_masks_the_token_in_a_query_string(caplog: pytest.LogCaptureFixture) -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from bridge.access_log import AccessLogger
+    from bridge.app import create_app
+    from bridge.config import Settings
+    from bridge.state import SETTINGS
+
+    app = create_app(Settings(rest_api_plugin_expected_http_token="tok-123"))
+    request = make_mocked_request("GET", f"{API}?api=version&x=tok-123", app=app)
+    logging.getLogger("test.access").setLevel(logging.INFO)
+    with caplog.at_level(logging.INFO, logger="test.access"):
+        AccessLogger(logging.getLogger("test.access"), "").log(request, web.Response(), 0.01)
+    assert app[SETTINGS].rest_api_plugin_expected_http_token == "tok-123"
+    assert "tok-123" not in caplog.text
+    assert "api=version" in caplog.text
