@@ -53,9 +53,9 @@ async def deploy(
     warnings: list[str] = []
     # Write the new DAGs to Airflow's database now, so that they are listed (Airflow 3 lists
     # from the database) and can be paused before a scheduler or dag-processor parses them.
-    # Airflow 2 can serialize just this file; Airflow 3 serializes the dags-folder bundle.
-    only_this_file = [f"--subdir={installed.target}"] if info.major == 2 else []
-    serialized = await _airflow(info, env, settings, "dags", "reserialize", *only_this_file)
+    # The whole dags folder, on purpose: Airflow 2's 'reserialize --subdir FILE' first deletes
+    # every serialized DAG, so every other DAG would vanish until the next parse.
+    serialized = await _airflow(info, env, settings, "dags", "reserialize")
     if serialized.exit_code != 0:
         warnings.append(f"'dags reserialize' failed (exit code {serialized.exit_code})")
     action = "pause" if values.get("pause") else "unpause" if values.get("unpause") else ""
@@ -79,8 +79,8 @@ async def refresh(
     fileloc = await dag_file_of(info, env, settings, dag_id)
     if fileloc is None:
         raise RequestError(f"The DAG ID '{dag_id}' does not exist", status=404)
-    subdir = [f"--subdir={fileloc}"] if info.major == 2 and fileloc else []
-    result = await _airflow(info, env, settings, "dags", "reserialize", *subdir)
+    # Not limited to the DAG's file: see deploy() for why that would lose the other DAGs.
+    result = await _airflow(info, env, settings, "dags", "reserialize")
     code = 200 if result.exit_code == 0 else 500
     output = f"DAG [{dag_id}] is now fresh as a daisy" if code == 200 else result.stderr[-2000:]
     return envelope.respond(

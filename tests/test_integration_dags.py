@@ -62,6 +62,8 @@ async def test_deploy_a_new_dag_then_force_replace_keeps_a_backup(
     assert dag_is_paused(settings, dag_id) is False
     listed = await call_ok(client, api="list_dags", output="json")
     assert dag_id in {row["dag_id"] for row in listed["data"]}
+    # Serializing the new file must not lose the DAGs that were there before.
+    await call_ok(client, api="trigger_dag", dag_id="bridge_demo")
 
     second = DAG_SOURCE.format(dag_id=dag_id, task_id="two")
     status, refused = await upload(client, filename, second)
@@ -180,6 +182,7 @@ async def test_refresh_dag(make_client: ClientFactory) -> None:
     client = await make_client()
     body = await call_ok(client, api="refresh_dag", dag_id="bridge_demo")
     assert "bridge_demo" in body["output"]
+    await call_ok(client, api="trigger_dag", dag_id="bridge_demo")
     status, unknown = await call(client, api="refresh_dag", dag_id="no_such_dag_here")
     assert status == 404
     assert "no_such_dag_here" in unknown["output"]

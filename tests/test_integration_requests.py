@@ -25,7 +25,7 @@ pytestmark = pytest.mark.airflow
         ({"api": "variables", "set": "$(id) `id`"}, "may only contain"),
         ({"api": "trigger_dag", "dag_id": "bridge_demo", "conf": "{not json"}, "not valid JSON"),
         ({"api": "list_dags", "subdir": "../../etc"}, "inside"),
-        ({"api": "variables", "export": "/etc/passwd"}, "inside"),
+        ({"api": "variables", "import": "/etc/passwd"}, "not a path"),
         ({"api": "list_dags", "stream": "sometimes"}, "stream"),
         ({"api": "list_dags", "output": "yaml"}, "output"),
     ],
