@@ -19,7 +19,7 @@ airflow_bin = $(CACHE)/airflow-$(1)/bin/airflow
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint unit integration dev airflow-venvs airflow-constraints chromium clean
+.PHONY: run test lint unit integration dev airflow-venvs airflow-constraints chromium systemd-analyze clean
 
 $(BIN)/.installed: setup.py tests/requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -60,10 +60,16 @@ lint: dev
 	$(BIN)/ruff format --check bridge tests setup.py
 	$(BIN)/mypy bridge
 
-unit: dev
+unit: dev systemd-analyze
 	$(BIN)/pytest -m "not airflow"
 
-integration: airflow-venvs chromium
+# The service tests check the unit with systemd-analyze.
+systemd-analyze:
+	@command -v systemd-analyze >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq systemd; }
+
+integration: airflow-venvs chromium systemd-analyze
 	@for v in $(AIRFLOW_VERSIONS); do \
 		echo "== integration suite against Airflow $$v"; \
 		BRIDGE_TEST_AIRFLOW=$(call airflow_bin,$$v) $(BIN)/pytest -m airflow || exit 1; \

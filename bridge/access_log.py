@@ -8,7 +8,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from bridge.redact import mask_arguments
-from bridge.state import SETTINGS
+from bridge.state import settings_of
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -19,7 +19,7 @@ class AccessLogger(AbstractAccessLogger):
         target = request.path
         if query:
             app = getattr(request, "app", None)
-            token = app[SETTINGS].rest_api_plugin_expected_http_token if app else None
+            token = settings_of(app).rest_api_plugin_expected_http_token if app else None
             masked = mask_arguments(dict(parse_qsl(query, keep_blank_values=True)), token)
             target += "?" + urlencode(masked)
         self.logger.info(

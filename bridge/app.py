@@ -19,7 +19,7 @@ from bridge.airflow_info import AirflowInfo, detect
 from bridge.config import Settings
 from bridge.forms import MAX_QUERY_STRING
 from bridge.runner import CommandSlots
-from bridge.state import RUNTIME, SETTINGS, Runtime
+from bridge.state import RUNTIME, Runtime, settings_of
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,9 @@ def create_app(settings: Settings, airflow: AirflowInfo | None = None) -> web.Ap
         # Long query strings get our own 414 envelope instead of the parser's bare 400.
         handler_args={"max_line_size": 2 * MAX_QUERY_STRING, "max_field_size": 16 * 1024},
     )
-    app[SETTINGS] = settings
-    app[RUNTIME] = Runtime(slots=CommandSlots(settings.max_concurrent_commands), airflow=airflow)
+    app[RUNTIME] = Runtime(
+        settings=settings, slots=CommandSlots(settings.max_concurrent_commands), airflow=airflow
+    )
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
@@ -61,7 +62,7 @@ def create_app(settings: Settings, airflow: AirflowInfo | None = None) -> web.Ap
 
 async def _airflow_ctx(app: web.Application) -> AsyncIterator[None]:
     runtime = app[RUNTIME]
-    settings = app[SETTINGS]
+    settings = settings_of(app)
     if runtime.airflow is None:
         runtime.airflow = await detect(
             settings.airflow_executable,

@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from bridge import envelope
-from bridge.state import SETTINGS
+from bridge.state import settings_of
 
 log = logging.getLogger(__name__)
 PROTECTED_PREFIX = "/admin/rest_api/api"
@@ -28,7 +28,7 @@ def token_matches(presented: str | None, expected: str) -> bool:
 
 @web.middleware
 async def token_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    settings = request.app[SETTINGS]
+    settings = settings_of(request.app)
     if settings.auth_enabled and request.path.startswith(PROTECTED_PREFIX):
         assert settings.rest_api_plugin_expected_http_token is not None
         presented = request.headers.get(settings.rest_api_plugin_http_token_header_name)

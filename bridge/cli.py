@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import ssl
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from aiohttp import web
 
 import bridge
-from bridge import config
+from bridge import config, page
 from bridge.access_log import AccessLogger
 from bridge.airflow_info import AirflowNotUsable
 from bridge.app import create_app
+from bridge.notify import Notifier
+from bridge.state import RUNTIME, Runtime
 from bridge.uploads import clean_stale_uploads
 
 log = logging.getLogger("bridge")
@@ -79,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings.dags_folder.is_dir():
         clean_stale_uploads(settings.dags_folder)
     try:
-        asyncio.run(serve(settings, ssl_context))
+        asyncio.run(serve(settings, ssl_context, args))
     except AirflowNotUsable as exc:
         log.error("cannot use Airflow: %s", exc)
         return 3
@@ -89,33 +93,94 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-async def serve(settings: config.Settings, ssl_context: ssl.SSLContext | None) -> None:
-    """Serve until SIGTERM or SIGINT; startup (Airflow detection) runs before the port opens."""
+async def serve(
+    settings: config.Settings, ssl_context: ssl.SSLContext | None, args: argparse.Namespace
+) -> None:
+    """Serve until SIGTERM or SIGINT; startup (Airflow detection) runs before the port opens.
+
+    SIGHUP reloads the configuration; systemd hears READY=1 once the port is open, STATUS=
+    lines, WATCHDOG=1 pings when it asked for them, and STOPPING=1 on the way out.
+    """
+    notifier = Notifier(os.environ)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    runner = web.AppRunner(
-        create_app(settings),
-        handler_cancellation=True,
-        access_log_class=AccessLogger,
-    )
+    app = create_app(settings)
+    runtime = app[RUNTIME]
+    runner = web.AppRunner(app, handler_cancellation=True, access_log_class=AccessLogger)
     await runner.setup()
+    watchdog: asyncio.Task[None] | None = None
     try:
         site = web.TCPSite(
             runner, settings.listen_host, settings.listen_port, ssl_context=ssl_context
         )
         await site.start()
-        scheme = "https" if ssl_context else "http"
+        address = f"{page.base_url(settings)}/admin/rest_api/"
         log.info(
-            "serving on %s://%s:%s/admin/rest_api/ (auth %s, dags folder %s)",
-            scheme,
-            settings.listen_host,
-            settings.listen_port,
+            "serving on %s (auth %s, dags folder %s)",
+            address,
             "on" if settings.auth_enabled else "off",
             settings.dags_folder,
         )
+        loop.add_signal_handler(signal.SIGHUP, reload, runtime, args, notifier)
+        notifier.ready(f"serving on {address}")
+        if notifier.watchdog_interval:
+            watchdog = asyncio.create_task(_watchdog(notifier, runtime, address))
         await stop.wait()
-        log.info("stopping")
+        log.info(
+            "stopping: no new connections; running commands get %ss", settings.kill_grace_period
+        )
+        notifier.stopping()
+        await site.stop()
+        await _stop_commands(runtime)
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
         await runner.cleanup()
+
+
+async def _stop_commands(runtime: Runtime) -> None:
+    """Let running commands finish for the grace period, then stop their process groups;
+    their requests end with a final record that says the daemon stopped them."""
+    grace = runtime.settings.kill_grace_period
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(runtime.slots.idle.wait(), timeout=grace)
+        return
+    runtime.stopping = True
+    log.warning("stopping %d running command(s)", len(runtime.commands))
+    await asyncio.gather(*(command.stop() for command in list(runtime.commands)))
+    with contextlib.suppress(TimeoutError):
+        # The handlers write their final records once their commands are gone.
+        await asyncio.wait_for(runtime.slots.idle.wait(), timeout=grace)
+
+
+async def _watchdog(notifier: Notifier, runtime: Runtime, address: str) -> None:
+    assert notifier.watchdog_interval is not None
+    while True:
+        notifier.send(
+            "WATCHDOG=1", f"STATUS=serving on {address}; {runtime.slots.running} command(s) running"
+        )
+        await asyncio.sleep(notifier.watchdog_interval)
+
+
+def reload(runtime: Runtime, args: argparse.Namespace, notifier: Notifier) -> None:
+    """SIGHUP: read the configuration again. A bad one is refused and the old one stays;
+    requests already running keep the settings they started with."""
+    notifier.reloading()
+    old = runtime.settings
+    try:
+        new = config.with_listen(config.load(args.config, os.environ), args.host, args.port)
+    except config.ConfigError as exc:
+        log.error("reload refused, the running configuration stays in force: %s", exc)
+        notifier.ready(f"reload refused: {exc}")
+        return
+    fixed = ("listen_host", "listen_port", "tls_cert_file", "tls_key_file", "airflow_executable")
+    changed = [name for name in fixed if getattr(new, name) != getattr(old, name)]
+    if changed:
+        log.warning("%s take effect at the next start, not on reload", ", ".join(changed))
+        new = replace(new, **{name: getattr(old, name) for name in fixed})
+    runtime.settings = new
+    runtime.slots.limit = new.max_concurrent_commands
+    log.info("configuration reloaded (auth %s)", "on" if new.auth_enabled else "off")
+    notifier.ready("configuration reloaded")

@@ -15,7 +15,7 @@ import logging
 import shlex
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -79,13 +79,25 @@ def exchange_file(plan: Plan) -> Iterator[Path | None]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@contextlib.asynccontextmanager
+async def _registered(runtime: Runtime, command: Command) -> AsyncIterator[None]:
+    """Keep the running command where a graceful stop can find it."""
+    runtime.commands.add(command)
+    try:
+        yield
+    finally:
+        runtime.commands.discard(command)
+
+
 def http_code_for(outcome: Outcome) -> int:
     if outcome.timed_out:
         return 504
     return 200 if outcome.exit_code == 0 else 500
 
 
-def _outcome_warnings(outcome: Outcome, settings: Settings) -> list[str]:
+def _outcome_warnings(outcome: Outcome, settings: Settings, runtime: Runtime) -> list[str]:
+    if runtime.stopping:
+        return ["the daemon is stopping (SIGTERM): the command was stopped"]
     if outcome.timed_out:
         return [f"the command timed out after {settings.command_timeout:g} s and was stopped"]
     if outcome.exit_code != 0:
@@ -105,15 +117,18 @@ def _audit(call: Call, settings: Settings, outcome: Outcome | None, how: str) ->
     )
 
 
-async def buffered(call: Call, settings: Settings, base: dict[str, Any]) -> web.Response:
+async def buffered(
+    call: Call, settings: Settings, runtime: Runtime, base: dict[str, Any]
+) -> web.Response:
     """Run to the end and answer with the full envelope."""
     texts = _stream_texts(call, settings)
     collected: dict[str, list[str]] = {"stdout": [], "stderr": []}
     sizes = {"stdout": 0, "stderr": 0}
     truncated = False
-    async with Command(
+    command = Command(
         call.argv, env=call.env, timeout=settings.command_timeout, grace=settings.kill_grace_period
-    ) as command:
+    )
+    async with command, _registered(runtime, command):
         async for chunk in command:
             piece = texts[chunk.stream].feed(chunk.data)
             if sizes[chunk.stream] + len(piece) > settings.max_output_size:
@@ -126,7 +141,7 @@ async def buffered(call: Call, settings: Settings, base: dict[str, Any]) -> web.
     for name, text in texts.items():
         collected[name].append(text.finish())
     output = {name: "".join(parts) for name, parts in collected.items()}
-    warnings = list(call.warnings) + _outcome_warnings(outcome, settings)
+    warnings = list(call.warnings) + _outcome_warnings(outcome, settings, runtime)
     if truncated:
         warnings.append(
             f"output was cut at max_output_size ({settings.max_output_size} characters a stream)"
@@ -196,7 +211,7 @@ async def streamed(
         call.argv, env=call.env, timeout=settings.command_timeout, grace=settings.kill_grace_period
     )
     await response.prepare(request)
-    async with command:
+    async with command, _registered(runtime, command):
         try:
             async for chunk in command:
                 piece = texts[chunk.stream].feed(chunk.data)
@@ -220,7 +235,7 @@ async def streamed(
             raise
     outcome = command.outcome
     assert outcome is not None
-    warnings = list(call.warnings) + _outcome_warnings(outcome, settings)
+    warnings = list(call.warnings) + _outcome_warnings(outcome, settings, runtime)
     extra = _parsed_extras(call, "".join(stdout_parts), warnings) if outcome.exit_code == 0 else {}
     result = envelope.finish(
         base,

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal
+from typing import Literal
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +119,8 @@ class Command:
         assert self._proc is not None
         remaining = self._started + self._timeout - time.monotonic()
         try:
-            await asyncio.wait_for(self._proc.wait(), timeout=max(0.0, remaining))
-        except TimeoutError:
-            log.warning("detached command timed out: %s", self.argv[:3])
+            if not await self._leader_exit(max(0.0, remaining)):
+                log.warning("detached command timed out: %s", self.argv[:3])
         finally:
             await asyncio.shield(self._cleanup())
 
@@ -143,78 +142,83 @@ class Command:
         assert self._proc is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
-        exited = asyncio.ensure_future(self._proc.wait())
         open_streams = 2
         drain_until: float | None = None
         group_stopped = False
         timed_out = False
-        try:
-            while open_streams:
-                if exited.done() and drain_until is None:
-                    # The command is gone; whatever it left behind gets a grace period to
-                    # finish writing, then the group is stopped so the pipes close.
-                    drain_until = loop.time() + self._grace
-                limit = deadline if drain_until is None else min(deadline, drain_until)
-                remaining = limit - loop.time()
-                if remaining <= 0:
-                    if drain_until is None or limit != drain_until:
-                        timed_out = True
-                        break
-                    if group_stopped:
-                        # Something outside our process group (a daemonized child that
-                        # kept the pipe) holds the output open: stop reading it.
-                        break
-                    await self._stop_group()
-                    group_stopped = True
-                    drain_until = loop.time() + self._grace
-                    continue
-                getter = asyncio.ensure_future(self._queue.get())
-                waiting: set[asyncio.Future[Any]] = {getter}
-                if not exited.done():
-                    waiting.add(exited)
-                done, _ = await asyncio.wait(
-                    waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-                )
-                if getter not in done:
-                    getter.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await getter
-                    continue
-                item = getter.result()
-                if item is None:
-                    open_streams -= 1
-                    continue
-                yield item
-            if timed_out:
-                log.warning("command timed out after %.0f s: %s", self._timeout, self.argv[:3])
+        while open_streams:
+            if drain_until is None and self._proc.returncode is not None:
+                # The command is gone; whatever it left behind gets a grace period to
+                # finish writing, then it is stopped so that the pipes close.
+                drain_until = loop.time() + self._grace
+            limit = deadline if drain_until is None else min(deadline, drain_until)
+            remaining = limit - loop.time()
+            if remaining <= 0:
+                if drain_until is None or limit != drain_until:
+                    timed_out = True
+                    break
+                if group_stopped:
+                    # Something outside the command's session (a daemonized child that
+                    # kept the pipe) holds the output open: stop reading it.
+                    break
                 await self._stop_group()
-            exit_code = await self._proc.wait()
-        finally:
-            exited.cancel()
+                group_stopped = True
+                drain_until = loop.time() + self._grace
+                continue
+            # While the command runs, look at it every _POLL: asyncio's wait() only
+            # returns once its pipes close too, which a child that left the process group
+            # (Airflow 2's DagFileProcessorManager does) can put off forever.
+            wait = remaining if drain_until is not None else min(remaining, _POLL)
+            try:
+                item = await asyncio.wait_for(self._queue.get(), timeout=wait)
+            except TimeoutError:
+                continue
+            if item is None:
+                open_streams -= 1
+                continue
+            yield item
+        if timed_out:
+            log.warning("command timed out after %.0f s: %s", self._timeout, self.argv[:3])
+            await self._stop_group()
+        await self._leader_exit(self._grace)
+        exit_code = self._proc.returncode
         self.outcome = Outcome(
             exit_code=exit_code, duration=time.monotonic() - self._started, timed_out=timed_out
         )
 
+    async def stop(self) -> None:
+        """Stop the command's process group now (TERM, the grace period, KILL); its reader
+        then sees the output end and the command's outcome as usual."""
+        await self._stop_group()
+
+    async def _leader_exit(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for the command's own process to exit (not for its pipes)."""
+        assert self._proc is not None
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + timeout
+        while self._proc.returncode is None and loop.time() < give_up:
+            await asyncio.sleep(_POLL)
+        return self._proc.returncode is not None
+
     async def _stop_group(self) -> None:
-        """TERM the process group, give it the grace period, then KILL what is left."""
+        """TERM everything the command started, give it the grace period, KILL what is left.
+
+        "Everything" is the command's session: the process group it leads, and the processes
+        that moved to a group of their own inside it (Airflow 2's scheduler does that).
+        """
         proc = self._proc
-        if proc is None:
-            return
-        if not _signal_group(proc.pid, signal.SIGTERM):
+        if proc is None or not _signal_session(proc.pid, signal.SIGTERM):
             return
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self._grace
         while loop.time() < give_up:
-            if proc.returncode is None:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(proc.wait(), timeout=max(0.0, give_up - loop.time()))
-                continue
-            if not _signal_group(proc.pid, 0):
-                return  # every member of the group has exited
+            if not _session_alive(proc.pid):
+                break
             await asyncio.sleep(_POLL)
-        if _signal_group(proc.pid, signal.SIGKILL):
-            log.warning("process group %s ignored SIGTERM; sent SIGKILL", proc.pid)
-        await proc.wait()
+        else:
+            if _signal_session(proc.pid, signal.SIGKILL):
+                log.warning("command %s ignored SIGTERM; sent SIGKILL", self.argv[:3])
+        await self._leader_exit(self._grace)
 
     async def _cleanup(self) -> None:
         try:
@@ -223,6 +227,47 @@ class Command:
             for reader in self._readers:
                 reader.cancel()
             await asyncio.gather(*self._readers, return_exceptions=True)
+            # Release our ends of the pipes even if a process we could not stop holds the
+            # other ends (asyncio offers no public way; the transport is already finished
+            # with the process itself, which has exited).
+            transport = getattr(self._proc, "_transport", None)
+            if (
+                transport is not None
+                and self._proc is not None
+                and self._proc.returncode is not None
+            ):
+                transport.close()
+
+
+def _session_members(session: int) -> list[int]:
+    """Live (not zombie) processes of a session, read from /proc (Linux)."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != b"Z" and int(fields[3]) == session:
+            members.append(int(entry.name))
+    return members
+
+
+def _signal_session(session: int, signum: int) -> bool:
+    """Signal the process group the command leads and every other member of its session;
+    False when nothing of it is left."""
+    signalled = _signal_group(session, signum)
+    for pid in _session_members(session):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
+            signalled = True
+    return signalled
+
+
+def _session_alive(session: int) -> bool:
+    return _signal_group(session, 0) or bool(_session_members(session))
 
 
 def _signal_group(pgid: int, signum: int) -> bool:

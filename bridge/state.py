@@ -10,16 +10,20 @@ from aiohttp import web
 
 from bridge.airflow_info import AirflowInfo
 from bridge.config import Settings
-from bridge.runner import CommandSlots
+from bridge.runner import Command, CommandSlots
 
 
 @dataclass
 class Runtime:
-    """Mutable state, created in the factory and only mutated afterwards."""
+    """Mutable state, created in the factory and only mutated afterwards. ``settings`` is
+    replaced as a whole when SIGHUP reloads the configuration; a request reads it once."""
 
+    settings: Settings
     slots: CommandSlots
     airflow: AirflowInfo | None = None
     background: set[asyncio.Task[None]] = field(default_factory=set)
+    commands: set[Command] = field(default_factory=set)  # running, for a graceful stop
+    stopping: bool = False  # SIGTERM arrived: running commands are being stopped
     upload_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def keep(self, task: asyncio.Task[None]) -> None:
@@ -28,5 +32,9 @@ class Runtime:
         task.add_done_callback(self.background.discard)
 
 
-SETTINGS: Final = web.AppKey("settings", Settings)
 RUNTIME: Final = web.AppKey("runtime", Runtime)
+
+
+def settings_of(app: web.Application) -> Settings:
+    """The settings in force now (they change on reload)."""
+    return app[RUNTIME].settings

@@ -18,7 +18,7 @@ from bridge.apis import APIS, BY_NAME, NAMES
 from bridge.catalogue import EXCHANGE_FILE, Api, Context, RequestError, collect, plan_cli
 from bridge.config import Settings
 from bridge.redact import mask_arguments
-from bridge.state import RUNTIME, SETTINGS, Runtime
+from bridge.state import RUNTIME, Runtime, settings_of
 
 log = logging.getLogger(__name__)
 # The envelope a request started with, so that an error answered later keeps its arguments.
@@ -49,7 +49,7 @@ def _bare_envelope(request: web.Request) -> dict[str, Any]:
     started = request.get(STARTED_ENVELOPE)
     if started is not None:
         return started
-    settings = request.app[SETTINGS]
+    settings = settings_of(request.app)
     token = settings.rest_api_plugin_expected_http_token
     too_long = len(request.query_string) > forms.MAX_QUERY_STRING
     arguments = {} if too_long else mask_arguments(dict(request.query), token)
@@ -77,7 +77,7 @@ async def index_redirect(request: web.Request) -> web.Response:
 @aiohttp_jinja2.template("index.html")
 async def index(request: web.Request) -> dict[str, Any]:
     """The browser test page."""
-    settings = request.app[SETTINGS]
+    settings = settings_of(request.app)
     runtime = request.app[RUNTIME]
     info = runtime.airflow
     assert info is not None
@@ -117,7 +117,7 @@ def _stream_mode(request: web.Request, raw: dict[str, list[str]]) -> execute.Str
 
 async def api(request: web.Request) -> web.StreamResponse:
     """``/admin/rest_api/api?api=NAME&ARG=VALUE...``: every seed API."""
-    settings = request.app[SETTINGS]
+    settings = settings_of(request.app)
     runtime = request.app[RUNTIME]
     if request.method not in ("GET", "POST"):
         raise RequestError(f"method {request.method} is not allowed; use GET or POST", 405)
@@ -153,7 +153,7 @@ async def _dispatch(
     received: forms.RequestInput,
     base: dict[str, Any],
 ) -> web.StreamResponse:
-    settings = request.app[SETTINGS]
+    settings = settings_of(request.app)
     runtime = request.app[RUNTIME]
     info = runtime.airflow
     assert info is not None
@@ -198,7 +198,7 @@ async def _dispatch(
                 export_path=exchange if plan.export_file else None,
             )
             if mode is None:
-                return await execute.buffered(call, settings, base)
+                return await execute.buffered(call, settings, runtime, base)
             return await execute.streamed(request, call, settings, runtime, base, mode)
     finally:
         runtime.slots.release()

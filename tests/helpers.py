@@ -38,12 +38,68 @@ async def line_containing(stream: asyncio.StreamReader, needle: str) -> str:
     raise AssertionError(f"the daemon exited before logging {needle!r}")
 
 
-async def start_daemon(cfg: Path, port: int, **kwargs: Any) -> asyncio.subprocess.Process:
-    """``python -m bridge`` as an operator starts it; returns once it logs 'serving on'."""
+class Daemon:
+    """``python -m bridge`` as an operator starts it, its stderr read continuously (so that
+    the pipe never fills) and searchable line by line."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self.signalled = False
+        self._changed = asyncio.Condition()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stderr is not None
+        while line := (await self.proc.stderr.readline()).decode():
+            async with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        async with self._changed:
+            self.lines.append("")  # end of output
+            self._changed.notify_all()
+
+    async def line_containing(self, needle: str, after: int = 0, timeout: float = 120) -> int:
+        """Wait for a log line (at index >= ``after``) containing ``needle``; its index."""
+
+        def found() -> int | None:
+            for index in range(after, len(self.lines)):
+                if needle in self.lines[index]:
+                    return index
+            return None
+
+        async def wait() -> int:
+            async with self._changed:
+                while (index := found()) is None:
+                    if self.lines and self.lines[-1] == "":
+                        raise AssertionError(f"the daemon exited before logging {needle!r}")
+                    await self._changed.wait()
+                return index
+
+        return await asyncio.wait_for(wait(), timeout=timeout)
+
+    async def stop(self, signum: int = 15) -> int:
+        """Signal the daemon (once) and return its exit code."""
+        if self.proc.returncode is None and not self.signalled:
+            self.signal(signum)
+        return await self.wait()
+
+    def signal(self, signum: int) -> None:
+        self.signalled = signum in (2, 9, 15)  # the ones that end it
+        self.proc.send_signal(signum)
+
+    async def wait(self) -> int:
+        code = await asyncio.wait_for(self.proc.wait(), timeout=60)
+        await self._reader
+        return code
+
+
+async def start_daemon(cfg: Path, port: int, **kwargs: Any) -> Daemon:
+    """Start the daemon and return once it logs 'serving on'."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bridge", "--config", str(cfg), "--port", str(port),
         stderr=asyncio.subprocess.PIPE, **kwargs,
     )  # fmt: skip
-    assert proc.stderr is not None
-    await asyncio.wait_for(line_containing(proc.stderr, "serving on"), timeout=120)
-    return proc
+    daemon = Daemon(proc)
+    await daemon.line_containing("serving on")
+    return daemon

@@ -3,9 +3,8 @@ real start/serve/SIGTERM cycle against the real Airflow."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +50,14 @@ def test_a_malformed_value_is_one_clear_error(tmp_path: Path, section: str, key:
     assert len(errors) == 1 and key in errors[0]
 
 
+def test_under_journald_lines_carry_no_timestamp(tmp_path: Path) -> None:
+    cfg = write_cfg(tmp_path / "airflow.cfg", "listen_port = eighty")
+    plain = run_bridge("--config", str(cfg))
+    journal = run_bridge("--config", str(cfg), env={**os.environ, "JOURNAL_STREAM": "8:123"})
+    assert plain.stderr[:2] == "20" and plain.stderr.count("ERROR") == 1
+    assert journal.stderr.startswith("ERROR bridge: configuration error")
+
+
 def test_remote_bind_without_token_is_refused(tmp_path: Path) -> None:
     cfg = write_cfg(tmp_path / "airflow.cfg", "")
     result = run_bridge("--config", str(cfg), "--host", "0.0.0.0")
@@ -76,12 +83,11 @@ async def test_real_daemon_serves_the_api(airflow_home: Path, airflow_bin: str) 
     daemon_cfg = tmp_cfg = airflow_home / "daemon.cfg"
     tmp_cfg.write_text(cfg.read_text() + f"airflow_executable = {airflow_bin}\n")
     port = free_port()
-    proc = await start_daemon(daemon_cfg, port)
+    daemon = await start_daemon(daemon_cfg, port)
     try:
         status, body = await _get(f"http://127.0.0.1:{port}{API}", api="list_dags")
         assert status == 200 and "bridge_demo" in body["output"]["stdout"]
         status, page = await _get(f"http://127.0.0.1:{port}/health")
         assert page["airflow_version"].split(".")[0] in ("2", "3")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), timeout=60) == 0
+        assert await daemon.stop() == 0

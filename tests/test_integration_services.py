@@ -38,11 +38,15 @@ async def test_foreground_scheduler_streams_until_the_client_leaves(
     assert response.status == 200
     first = await response.content.readline()  # any output: the scheduler is up and streaming
     assert b'"event": "output"' in first
-    group = process_group_of(processes_with(marker)[0])
+    started = processes_with(marker)[0]
+    group, session = process_group_of(started), session_of(started)
     assert live_members(group=group)
     response.close()
     await asyncio.wait_for(runtime.slots.idle.wait(), timeout=60)
+    # Airflow 2's DagFileProcessorManager moves to a process group of its own: the whole
+    # session must be gone, not just the group.
     assert live_members(group=group) == []
+    assert live_members(session=session) == []
 
 
 async def _wait_for_file(path: Path, seconds: float) -> None:

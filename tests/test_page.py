@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -85,7 +83,7 @@ async def test_a_non_editable_install_serves_the_page(tmp_path: Path, airflow_bi
     # Run from elsewhere so that only the installed copy of the package can be imported; the
     # dependencies come from this virtualenv's site-packages, after the install target.
     env = {**os.environ, "PYTHONPATH": str(site)}
-    proc = await start_daemon(cfg, port, cwd=tmp_path, env=env)
+    daemon = await start_daemon(cfg, port, cwd=tmp_path, env=env)
     try:
         async with ClientSession(f"http://127.0.0.1:{port}") as session:
             async with session.get("/admin/rest_api/") as page:
@@ -96,5 +94,4 @@ async def test_a_non_editable_install_serves_the_page(tmp_path: Path, airflow_bi
             async with session.get("/admin/rest_api/static/app.js") as script:
                 assert script.status == 200
     finally:
-        proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(proc.wait(), timeout=30)
+        assert await daemon.stop() == 0

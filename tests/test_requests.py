@@ -72,13 +72,13 @@ def test_access_log_masks_the_token_in_a_query_string(caplog: pytest.LogCaptureF
     from bridge.access_log import AccessLogger
     from bridge.app import create_app
     from bridge.config import Settings
-    from bridge.state import SETTINGS
+    from bridge.state import settings_of
 
     app = create_app(Settings(rest_api_plugin_expected_http_token="tok-123"))
     request = make_mocked_request("GET", f"{API}?api=version&x=tok-123", app=app)
     logging.getLogger("test.access").setLevel(logging.INFO)
     with caplog.at_level(logging.INFO, logger="test.access"):
         AccessLogger(logging.getLogger("test.access"), "").log(request, web.Response(), 0.01)
-    assert app[SETTINGS].rest_api_plugin_expected_http_token == "tok-123"
+    assert settings_of(app).rest_api_plugin_expected_http_token == "tok-123"
     assert "tok-123" not in caplog.text
     assert "api=version" in caplog.text

@@ -97,7 +97,7 @@ async def test_a_daemon_killed_mid_upload_leaves_nothing_airflow_would_parse(
         f"[rest_api_plugin]\nairflow_executable = {FAKE_AIRFLOW}\n"
     )
     port = free_port()
-    proc = await start_daemon(cfg, port)
+    daemon = await start_daemon(cfg, port)
     head = raw_multipart("half.py", b"")[: -len(f"\r\n--{BOUNDARY}--\r\n")]
     _reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(
@@ -111,17 +111,15 @@ async def test_a_daemon_killed_mid_upload_leaves_nothing_airflow_would_parse(
     )
     await writer.drain()
     staged = await wait_for_glob(dags_folder, f"{uploads.STAGING_PREFIX}*")
-    proc.kill()  # SIGKILL: no cleanup code of the daemon runs
-    await proc.wait()
+    await daemon.stop(signal.SIGKILL)  # no cleanup code of the daemon runs
     writer.close()
     assert [p.name for p in dags_folder.iterdir()] == [staged.name]
     assert not staged.name.endswith((".py", ".zip"))  # Airflow's parser skips it
-    proc = await start_daemon(cfg, port)  # a new start cleans up what the crash left
+    daemon = await start_daemon(cfg, port)  # a new start cleans up what the crash left
     try:
         assert list(dags_folder.iterdir()) == []
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
+        assert await daemon.stop() == 0
 
 
 async def wait_for_glob(folder: Path, pattern: str) -> Path:
