@@ -19,7 +19,7 @@ airflow_bin = $(CACHE)/airflow-$(1)/bin/airflow
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint unit integration dev airflow-venvs airflow-constraints chromium systemd-analyze clean
+.PHONY: run test bench lint unit integration dev airflow-venvs airflow-constraints chromium systemd-analyze clean
 
 $(BIN)/.installed: setup.py tests/requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -69,13 +69,20 @@ systemd-analyze:
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq systemd; }
 
+# Twice per Airflow version: through the warm helper, then with the cold CLI.
 integration: airflow-venvs chromium systemd-analyze
-	@for v in $(AIRFLOW_VERSIONS); do \
-		echo "== integration suite against Airflow $$v"; \
-		BRIDGE_TEST_AIRFLOW=$(call airflow_bin,$$v) $(BIN)/pytest -m airflow || exit 1; \
-	done
+	@for v in $(AIRFLOW_VERSIONS); do for warm in 1 0; do \
+		echo "== integration suite against Airflow $$v (warm helper: $$warm)"; \
+		BRIDGE_TEST_WARM=$$warm BRIDGE_TEST_AIRFLOW=$(call airflow_bin,$$v) \
+			$(BIN)/pytest -m airflow || exit 1; \
+	done; done
 
 test: lint unit integration
+
+# Latency, throughput, RSS and streaming delay: the bridge (warm and cold) against the plain
+# CLI and Airflow's own REST API, for each Airflow version (README: Performance).
+bench: airflow-venvs
+	$(BIN)/python -m tests.bench $(foreach v,$(AIRFLOW_VERSIONS),$(call airflow_bin,$(v)))
 
 # Re-pin the Airflow virtualenvs' packages after changing AIRFLOW_VERSIONS.
 airflow-constraints: airflow-venvs

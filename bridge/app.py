@@ -15,11 +15,12 @@ from aiohttp import web
 
 import bridge
 from bridge import auth, views
-from bridge.airflow_info import AirflowInfo, detect
+from bridge.airflow_info import AirflowInfo, detect, python_of
 from bridge.config import Settings
 from bridge.forms import MAX_QUERY_STRING
 from bridge.runner import CommandSlots
 from bridge.state import RUNTIME, Runtime, settings_of
+from bridge.warm import HelperUnavailable, WarmHelper
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,11 @@ def resource_dir(name: str) -> Path:
     return installed if installed.is_dir() else package.parent / name
 
 
-def create_app(settings: Settings, airflow: AirflowInfo | None = None) -> web.Application:
-    """Build the application. ``airflow`` skips detection (tests detect once per session)."""
+def create_app(
+    settings: Settings, airflow: AirflowInfo | None = None, warm: WarmHelper | None = None
+) -> web.Application:
+    """Build the application. ``airflow`` skips detection and ``warm`` brings a running warm
+    helper that the app then does not own (tests share both across a session)."""
     app = web.Application(
         middlewares=[views.error_middleware, auth.token_middleware],
         client_max_size=settings.max_upload_size + 1024 * 1024,
@@ -40,7 +44,10 @@ def create_app(settings: Settings, airflow: AirflowInfo | None = None) -> web.Ap
         handler_args={"max_line_size": 2 * MAX_QUERY_STRING, "max_field_size": 16 * 1024},
     )
     app[RUNTIME] = Runtime(
-        settings=settings, slots=CommandSlots(settings.max_concurrent_commands), airflow=airflow
+        settings=settings,
+        slots=CommandSlots(settings.max_concurrent_commands),
+        airflow=airflow,
+        warm=warm,
     )
     aiohttp_jinja2.setup(
         app,
@@ -61,20 +68,55 @@ def create_app(settings: Settings, airflow: AirflowInfo | None = None) -> web.Ap
 
 
 async def _airflow_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Before the port opens: detect Airflow and, at the same time, warm up the helper (if it
+    cannot start, commands run cold). After the last request: stop the helper we started."""
     runtime = app[RUNTIME]
     settings = settings_of(app)
-    if runtime.airflow is None:
-        runtime.airflow = await detect(
+    helper = _new_warm_helper(settings) if runtime.warm is None else None
+    starting = asyncio.create_task(_start(helper)) if helper is not None else None
+    try:
+        if runtime.airflow is None:
+            runtime.airflow = await detect(
+                settings.airflow_executable,
+                settings.child_environment(os.environ),
+                python=settings.airflow_python,
+            )
+        info = runtime.airflow
+        log.info("Airflow %s at %s", info.version, info.executable)
+        if settings.log_loading:
+            log.info("settings: %s", settings)  # the token is excluded from the repr
+        if starting is not None:
+            await starting
+            runtime.warm = helper
+        yield
+        tasks = list(runtime.background)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        if helper is not None:
+            if starting is not None:
+                await asyncio.gather(starting, return_exceptions=True)
+            runtime.warm = None
+            await asyncio.to_thread(helper.close)
+
+
+def _new_warm_helper(settings: Settings) -> WarmHelper | None:
+    if not settings.warm_helper:
+        return None
+    python = settings.airflow_python or python_of(settings.airflow_executable)
+    if python is None:
+        log.warning(
+            "warm helper off: no Python interpreter found for %s (set airflow_python); "
+            "commands run with the cold CLI",
             settings.airflow_executable,
-            settings.child_environment(os.environ),
-            python=settings.airflow_python,
         )
-    info = runtime.airflow
-    log.info("Airflow %s at %s", info.version, info.executable)
-    if settings.log_loading:
-        log.info("settings: %s", settings)  # the token is excluded from the repr
-    yield
-    tasks = list(runtime.background)
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+        return None
+    return WarmHelper(python, settings.airflow_executable, settings.child_environment(os.environ))
+
+
+async def _start(helper: WarmHelper) -> None:
+    try:
+        await asyncio.to_thread(helper.start)
+    except HelperUnavailable as exc:
+        log.error("%s; commands run with the cold CLI", exc)

@@ -54,6 +54,7 @@ class Settings:
     max_upload_size: int = 10 * 1024 * 1024
     max_output_size: int = 16 * 1024 * 1024
     kill_on_disconnect: bool = True
+    warm_helper: bool = True  # fork commands from a pre-imported Airflow (bridge/warm.py)
     disabled_apis: frozenset[str] = frozenset()
     allowed_paths: tuple[Path, ...] = ()
     backups_folder: Path = field(default_factory=lambda: _home_path("~/airflow/dag_backups"))
@@ -204,6 +205,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_upload_size": _size,
     "max_output_size": _size,
     "kill_on_disconnect": parse_bool,
+    "warm_helper": parse_bool,
     "disabled_apis": _name_set,
     "allowed_paths": _path_list,
     "backups_folder": lambda t: Path(t.strip()).expanduser(),

@@ -22,7 +22,7 @@ from bridge.airflow_info import AirflowInfo
 from bridge.catalogue import RequestError
 from bridge.config import Settings
 from bridge.noise import filter_text, parse_json_output
-from bridge.runner import Captured, capture
+from bridge.runner import Captured, Launcher, capture
 
 log = logging.getLogger(__name__)
 DAG_CHECK = Path(__file__).with_name("dag_check.py")  # run by Airflow's interpreter
@@ -36,6 +36,7 @@ async def deploy(
     staged: uploads.StagedUpload | None,
     env: Mapping[str, str],
     base: dict[str, Any],
+    launcher: Launcher | None = None,
 ) -> web.Response:
     """Install the uploaded DAG file; report its DAG ids and where a replaced file went."""
     if staged is None:
@@ -55,12 +56,14 @@ async def deploy(
     # from the database) and can be paused before a scheduler or dag-processor parses them.
     # The whole dags folder, on purpose: Airflow 2's 'reserialize --subdir FILE' first deletes
     # every serialized DAG, so every other DAG would vanish until the next parse.
-    serialized = await _airflow(info, env, settings, "dags", "reserialize")
+    serialized = await _airflow(info, env, settings, "dags", "reserialize", launcher=launcher)
     if serialized.exit_code != 0:
         warnings.append(f"'dags reserialize' failed (exit code {serialized.exit_code})")
     action = "pause" if values.get("pause") else "unpause" if values.get("unpause") else ""
     for dag_id in dag_ids if action else []:
-        result = await _airflow(info, env, settings, "dags", action, "--yes", "--", dag_id)
+        result = await _airflow(
+            info, env, settings, "dags", action, "--yes", "--", dag_id, launcher=launcher
+        )
         if result.exit_code != 0:
             warnings.append(f"could not {action} {dag_id}: exit code {result.exit_code}")
     log.info("deployed %s (%d bytes) dags=%s", installed.target, staged.size, dag_ids)
@@ -73,14 +76,15 @@ async def refresh(
     values: Mapping[str, Any],
     env: Mapping[str, str],
     base: dict[str, Any],
+    launcher: Launcher | None = None,
 ) -> web.Response:
     """Re-parse a known DAG's file so that its changes show up in Airflow."""
     dag_id = values["dag_id"]
-    fileloc = await dag_file_of(info, env, settings, dag_id)
+    fileloc = await dag_file_of(info, env, settings, dag_id, launcher)
     if fileloc is None:
         raise RequestError(f"The DAG ID '{dag_id}' does not exist", status=404)
     # Not limited to the DAG's file: see deploy() for why that would lose the other DAGs.
-    result = await _airflow(info, env, settings, "dags", "reserialize")
+    result = await _airflow(info, env, settings, "dags", "reserialize", launcher=launcher)
     code = 200 if result.exit_code == 0 else 500
     output = f"DAG [{dag_id}] is now fresh as a daisy" if code == 200 else result.stderr[-2000:]
     return envelope.respond(
@@ -131,27 +135,38 @@ async def check_dag_file(
 
 
 async def _airflow(
-    info: AirflowInfo, env: Mapping[str, str], settings: Settings, *args: str
+    info: AirflowInfo,
+    env: Mapping[str, str],
+    settings: Settings,
+    *args: str,
+    launcher: Launcher | None = None,
 ) -> Captured:
     return await capture(
         [info.executable, *args],
         env=env,
         timeout=settings.command_timeout,
         grace=settings.kill_grace_period,
+        launcher=launcher,
     )
 
 
-async def _listed_dags(info: AirflowInfo, env: Mapping[str, str], settings: Settings) -> list[Any]:
-    listed = await _airflow(info, env, settings, "dags", "list", "--output=json")
+async def _listed_dags(
+    info: AirflowInfo, env: Mapping[str, str], settings: Settings, launcher: Launcher | None
+) -> list[Any]:
+    listed = await _airflow(info, env, settings, "dags", "list", "--output=json", launcher=launcher)
     rows = parse_json_output(filter_text(listed.stdout))
     return rows if isinstance(rows, list) else []
 
 
 async def dag_file_of(
-    info: AirflowInfo, env: Mapping[str, str], settings: Settings, dag_id: str
+    info: AirflowInfo,
+    env: Mapping[str, str],
+    settings: Settings,
+    dag_id: str,
+    launcher: Launcher | None = None,
 ) -> str | None:
     """Where Airflow says ``dag_id`` is defined, or None when it does not know the DAG."""
-    for row in await _listed_dags(info, env, settings):
+    for row in await _listed_dags(info, env, settings, launcher):
         if isinstance(row, dict) and row.get("dag_id") == dag_id:
             return str(row.get("fileloc") or "")
     return None

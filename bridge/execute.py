@@ -107,14 +107,23 @@ def _outcome_warnings(outcome: Outcome, settings: Settings, runtime: Runtime) ->
 
 def _audit(call: Call, settings: Settings, outcome: Outcome | None, how: str) -> None:
     audit.info(
-        "peer=%s api=%s cmd=%s exit=%s duration=%.3fs %s",
+        "peer=%s api=%s cmd=%s exit=%s duration=%.3fs %s %s",
         call.peer,
         call.api.name,
         call.display(settings.rest_api_plugin_expected_http_token),
         outcome.exit_code if outcome else None,
         outcome.duration if outcome else 0.0,
+        "warm" if outcome and outcome.warm else "cold",
         how,
     )
+
+
+def server_timing(outcome: Outcome) -> dict[str, str]:
+    """How long the command itself took (inside the warm child when there was one), so that
+    a client can tell the bridge's own overhead from Airflow's work."""
+    seconds = outcome.command_seconds if outcome.command_seconds is not None else outcome.duration
+    how = "warm" if outcome.warm else "cold"
+    return {"Server-Timing": f'cli;dur={seconds * 1000:.3f};desc="{how}"'}
 
 
 async def buffered(
@@ -126,7 +135,11 @@ async def buffered(
     sizes = {"stdout": 0, "stderr": 0}
     truncated = False
     command = Command(
-        call.argv, env=call.env, timeout=settings.command_timeout, grace=settings.kill_grace_period
+        call.argv,
+        env=call.env,
+        timeout=settings.command_timeout,
+        grace=settings.kill_grace_period,
+        launcher=runtime.warm,
     )
     async with command, _registered(runtime, command):
         async for chunk in command:
@@ -157,7 +170,8 @@ async def buffered(
             warnings=warnings,
             exit_code=outcome.exit_code,
             extra=extra,
-        )
+        ),
+        headers=server_timing(outcome),
     )
 
 
@@ -208,7 +222,11 @@ async def streamed(
     stdout_parts: list[str] = []
     stdout_size = 0
     command = Command(
-        call.argv, env=call.env, timeout=settings.command_timeout, grace=settings.kill_grace_period
+        call.argv,
+        env=call.env,
+        timeout=settings.command_timeout,
+        grace=settings.kill_grace_period,
+        launcher=runtime.warm,
     )
     await response.prepare(request)
     async with command, _registered(runtime, command):

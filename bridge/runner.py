@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal
+from typing import Literal, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,29 @@ class Outcome:
     exit_code: int | None
     duration: float
     timed_out: bool = False
+    warm: bool = False  # run by a child of the warm helper, not a cold ``airflow``
+    command_seconds: float | None = None  # time inside the child, as the warm helper saw it
+
+
+class Launched(Protocol):
+    """A process started some other way than ``create_subprocess_exec`` (bridge.warm)."""
+
+    pid: int
+    returncode: int | None
+    command_seconds: float | None
+    stdout: asyncio.StreamReader
+    stderr: asyncio.StreamReader
+    exited: asyncio.Event  # set together with returncode
+
+    def release(self) -> None: ...
+
+
+class Launcher(Protocol):
+    """Starts commands faster than a cold exec, or declines (None) and the exec happens."""
+
+    async def launch(
+        self, argv: Sequence[str], env: Mapping[str, str], cwd: str | None
+    ) -> Launched | None: ...
 
 
 class Command:
@@ -58,13 +81,15 @@ class Command:
         timeout: float,
         grace: float,
         cwd: str | None = None,
+        launcher: Launcher | None = None,
     ) -> None:
         self.argv = list(argv)
+        self._launcher = launcher
         self._env = dict(env)
         self._timeout = timeout
         self._grace = grace
         self._cwd = cwd
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: asyncio.subprocess.Process | Launched | None = None
         self._queue: asyncio.Queue[Chunk | None] = asyncio.Queue(maxsize=QUEUE_DEPTH)
         self._readers: list[asyncio.Task[None]] = []
         self._started = 0.0
@@ -77,21 +102,28 @@ class Command:
 
     async def __aenter__(self) -> Command:
         self._started = time.monotonic()
-        self._proc = await asyncio.create_subprocess_exec(
-            *self.argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=self._env,
-            cwd=self._cwd,
-            start_new_session=True,
-        )
+        if self._launcher is not None:
+            self._proc = await self._launcher.launch(self.argv, self._env, self._cwd)
+        if self._proc is None:
+            self._proc = await asyncio.create_subprocess_exec(
+                *self.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=self._env,
+                cwd=self._cwd,
+                start_new_session=True,
+            )
         assert self._proc.stdout is not None and self._proc.stderr is not None
         self._readers = [
             asyncio.create_task(self._pump(self._proc.stdout, "stdout")),
             asyncio.create_task(self._pump(self._proc.stderr, "stderr")),
         ]
         return self
+
+    @property
+    def warm(self) -> bool:
+        return self._proc is not None and not isinstance(self._proc, asyncio.subprocess.Process)
 
     async def __aexit__(
         self,
@@ -183,7 +215,11 @@ class Command:
         await self._leader_exit(self._grace)
         exit_code = self._proc.returncode
         self.outcome = Outcome(
-            exit_code=exit_code, duration=time.monotonic() - self._started, timed_out=timed_out
+            exit_code=exit_code,
+            duration=time.monotonic() - self._started,
+            timed_out=timed_out,
+            warm=self.warm,
+            command_seconds=getattr(self._proc, "command_seconds", None),
         )
 
     async def stop(self) -> None:
@@ -193,12 +229,21 @@ class Command:
 
     async def _leader_exit(self, timeout: float) -> bool:
         """Wait up to ``timeout`` for the command's own process to exit (not for its pipes)."""
-        assert self._proc is not None
+        proc = self._proc
+        assert proc is not None
+        if not isinstance(proc, asyncio.subprocess.Process):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.exited.wait(), timeout)
+            return proc.returncode is not None
+        # asyncio tells an exec'd process's exit only together with its pipes closing (see
+        # _chunks): look, quickly at first (most commands are done when their output ends).
         loop = asyncio.get_running_loop()
         give_up = loop.time() + timeout
-        while self._proc.returncode is None and loop.time() < give_up:
-            await asyncio.sleep(_POLL)
-        return self._proc.returncode is not None
+        pause = 0.001
+        while proc.returncode is None and loop.time() < give_up:
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _POLL)
+        return proc.returncode is not None
 
     async def _stop_group(self) -> None:
         """TERM everything the command started, give it the grace period, KILL what is left.
@@ -207,7 +252,7 @@ class Command:
         that moved to a group of their own inside it (Airflow 2's scheduler does that).
         """
         proc = self._proc
-        if proc is None or not _signal_session(proc.pid, signal.SIGTERM):
+        if proc is None or not signal_session(proc.pid, signal.SIGTERM):
             return
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self._grace
@@ -216,7 +261,7 @@ class Command:
                 break
             await asyncio.sleep(_POLL)
         else:
-            if _signal_session(proc.pid, signal.SIGKILL):
+            if signal_session(proc.pid, signal.SIGKILL):
                 log.warning("command %s ignored SIGTERM; sent SIGKILL", self.argv[:3])
         await self._leader_exit(self._grace)
 
@@ -227,16 +272,21 @@ class Command:
             for reader in self._readers:
                 reader.cancel()
             await asyncio.gather(*self._readers, return_exceptions=True)
-            # Release our ends of the pipes even if a process we could not stop holds the
-            # other ends (asyncio offers no public way; the transport is already finished
-            # with the process itself, which has exited).
-            transport = getattr(self._proc, "_transport", None)
-            if (
-                transport is not None
-                and self._proc is not None
-                and self._proc.returncode is not None
-            ):
-                transport.close()
+            self._release_pipes()
+
+    def _release_pipes(self) -> None:
+        """Close our ends of the pipes even if a process we could not stop holds the other
+        ends (for an exec'd process asyncio offers no public way; its transport is already
+        finished with the process itself, which has exited)."""
+        proc = self._proc
+        if proc is None:
+            return
+        if not isinstance(proc, asyncio.subprocess.Process):
+            proc.release()
+            return
+        transport = getattr(proc, "_transport", None)
+        if transport is not None and proc.returncode is not None:
+            transport.close()
 
 
 def _session_members(session: int) -> list[int]:
@@ -255,7 +305,7 @@ def _session_members(session: int) -> list[int]:
     return members
 
 
-def _signal_session(session: int, signum: int) -> bool:
+def signal_session(session: int, signum: int) -> bool:
     """Signal the process group the command leads and every other member of its session;
     False when nothing of it is left."""
     signalled = _signal_group(session, signum)
@@ -314,11 +364,16 @@ class Captured:
 
 
 async def capture(
-    argv: Sequence[str], *, env: Mapping[str, str], timeout: float, grace: float
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    timeout: float,
+    grace: float,
+    launcher: Launcher | None = None,
 ) -> Captured:
     """Run ``argv`` to the end and return its output, decoded."""
     streams: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
-    async with Command(argv, env=env, timeout=timeout, grace=grace) as command:
+    async with Command(argv, env=env, timeout=timeout, grace=grace, launcher=launcher) as command:
         async for chunk in command:
             streams[chunk.stream].append(chunk.data)
     outcome = command.outcome

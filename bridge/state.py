@@ -11,6 +11,7 @@ from aiohttp import web
 from bridge.airflow_info import AirflowInfo
 from bridge.config import Settings
 from bridge.runner import Command, CommandSlots
+from bridge.warm import WarmHelper
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Runtime:
     settings: Settings
     slots: CommandSlots
     airflow: AirflowInfo | None = None
+    warm: WarmHelper | None = None  # None: warm_helper = false, every command runs cold
     background: set[asyncio.Task[None]] = field(default_factory=set)
     commands: set[Command] = field(default_factory=set)  # running, for a graceful stop
     stopping: bool = False  # SIGTERM arrived: running commands are being stopped

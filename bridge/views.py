@@ -13,7 +13,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 import bridge
-from bridge import dags, envelope, execute, forms, page
+from bridge import dags, envelope, execute, forms, page, warm
 from bridge.apis import APIS, BY_NAME, NAMES
 from bridge.catalogue import EXCHANGE_FILE, Api, Context, RequestError, collect, plan_cli
 from bridge.config import Settings
@@ -66,6 +66,7 @@ async def health(request: web.Request) -> web.Response:
             "bridge_version": bridge.__version__,
             "airflow_version": info.version if info else None,
             "commands_running": runtime.slots.running,
+            "warm_helper": warm.describe(runtime.warm.status() if runtime.warm else None),
         }
     )
 
@@ -175,13 +176,13 @@ async def _dispatch(
             staged, received.upload = received.upload, None
             try:
                 return await dags.deploy(
-                    settings, info, runtime.upload_locks, values, staged, env, base
+                    settings, info, runtime.upload_locks, values, staged, env, base, runtime.warm
                 )
             finally:
                 if staged is not None:
                     staged.discard()  # a no-op once installed
         if chosen.name == "refresh_dag":
-            return await dags.refresh(settings, info, values, env, base)
+            return await dags.refresh(settings, info, values, env, base, runtime.warm)
         plan = plan_cli(chosen, values, ctx, want_json)
         if chosen.long_running and values.get("daemon"):
             mode = None  # the CLI forks and returns at once: a plain envelope says how it went

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 from bridge import config
 from bridge.airflow_info import AirflowInfo, detect
 from bridge.app import create_app
+from bridge.warm import WarmHelper
 from tests.demo.make_home import make_home
 
 TESTS = Path(__file__).parent
@@ -73,15 +74,46 @@ def settings(airflow_home: Path, airflow_bin: str) -> config.Settings:
     return settings_for(airflow_home, airflow_bin)
 
 
+def warm_mode() -> bool:
+    """`make test` runs the integration suite twice per Airflow version: through the warm
+    helper (BRIDGE_TEST_WARM=1, the default) and with the cold CLI (BRIDGE_TEST_WARM=0)."""
+    return os.environ.get("BRIDGE_TEST_WARM", "1") != "0"
+
+
+@pytest.fixture(scope="session")
+def session_warm_helper(
+    airflow_bin: str, airflow_home: Path, airflow_info: AirflowInfo
+) -> Iterator[WarmHelper | None]:
+    """One warm helper for the whole session (warming up per test would cost seconds each)."""
+    if not warm_mode():
+        yield None
+        return
+    settings = settings_for(airflow_home, airflow_bin)
+    assert airflow_info.python is not None
+    helper = WarmHelper(airflow_info.python, airflow_bin, settings.child_environment(os.environ))
+    helper.start()
+    yield helper
+    helper.close()
+
+
 @pytest.fixture
 def make_client(
-    aiohttp_client: Any, airflow_home: Path, airflow_info: AirflowInfo, airflow_bin: str
+    aiohttp_client: Any,
+    airflow_home: Path,
+    airflow_info: AirflowInfo,
+    airflow_bin: str,
+    session_warm_helper: WarmHelper | None,
 ) -> ClientFactory:
-    """Build the real app against the session's Airflow, with settings overridden."""
+    """Build the real app against the session's Airflow, with settings overridden; its
+    commands run through the session's warm helper unless BRIDGE_TEST_WARM=0."""
 
     async def factory(**overrides: Any) -> TestClient[Any, Any]:
+        overrides.setdefault("warm_helper", session_warm_helper is not None)
         settings = settings_for(airflow_home, airflow_bin, **overrides)
-        client: TestClient[Any, Any] = await aiohttp_client(create_app(settings, airflow_info))
+        warm = session_warm_helper if settings.warm_helper else None
+        client: TestClient[Any, Any] = await aiohttp_client(
+            create_app(settings, airflow_info, warm=warm)
+        )
         return client
 
     return factory
@@ -107,6 +139,7 @@ def make_fake_client(
             airflow_executable=str(FAKE_AIRFLOW),
             allowed_paths=(tmp_path,),
             backups_folder=tmp_path / "backups",
+            warm_helper=False,  # the fake script is no Airflow to warm up
         )
         settings = replace(base, **overrides)
         client: TestClient[Any, Any] = await aiohttp_client(create_app(settings, fake_airflow_info))

@@ -1,0 +1,193 @@
+"""The warm helper against the real Airflow: commands run through it with the cold CLI's
+output, its faults (death mid-command, a changed airflow.cfg) fall back to the cold CLI and
+heal, and nothing it started outlives it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from bridge import config
+from bridge.airflow_info import AirflowInfo
+from bridge.app import create_app
+from bridge.state import RUNTIME
+from bridge.warm import WarmHelper
+from tests.conftest import API, warm_mode
+from tests.helpers import read_until
+from tests.integration import call, call_ok, cli, unique_date
+from tests.procs import live_members, session_of
+
+pytestmark = [
+    pytest.mark.airflow,
+    pytest.mark.skipif(not warm_mode(), reason="BRIDGE_TEST_WARM=0: the cold CLI run"),
+]
+
+
+@pytest.fixture
+async def own_client(
+    aiohttp_client: Any, settings: config.Settings, airflow_info: AirflowInfo
+) -> AsyncIterator[TestClient[Any, Any]]:
+    """An app that starts (and may lose) a helper of its own, not the session's."""
+    app = create_app(replace(settings, warm_helper=True), airflow_info)
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+    yield client
+
+
+def helper_of(client: TestClient[Any, Any]) -> WarmHelper:
+    helper = client.server.app[RUNTIME].warm
+    assert helper is not None
+    return helper
+
+
+async def health(client: TestClient[Any, Any]) -> dict[str, Any]:
+    response = await client.get("/health")
+    body: dict[str, Any] = await response.json()
+    return body["warm_helper"]
+
+
+async def until_ready(client: TestClient[Any, Any], restarts: int) -> dict[str, Any]:
+    """Wait (bounded) for the helper's restart number ``restarts`` to finish."""
+    give_up = time.monotonic() + 240
+    while time.monotonic() < give_up:
+        state = await health(client)
+        if state["state"] == "ready" and state["restarts"] >= restarts:
+            return state
+        await asyncio.sleep(0.2)
+    pytest.fail(f"the warm helper did not come back: {await health(client)}")
+
+
+async def test_commands_run_warm_with_the_cold_output(
+    own_client: TestClient[Any, Any], settings: config.Settings
+) -> None:
+    before = await health(own_client)
+    assert before["state"] == "ready"
+    assert before["pid"] == helper_of(own_client).status().pid
+    response = await own_client.get(API, params={"api": "list_tasks", "dag_id": "bridge_demo"})
+    body = await response.json()
+    assert response.status == 200, body
+    assert 'desc="warm"' in response.headers["Server-Timing"]
+    assert body["output"]["stdout"] == cli(settings, "tasks", "list", "bridge_demo")
+    assert (await health(own_client))["launched"] == before["launched"] + 1
+
+
+async def test_exit_codes_and_stderr_match_the_cold_cli(
+    own_client: TestClient[Any, Any], settings: config.Settings
+) -> None:
+    status, body = await call(own_client, api="list_tasks", dag_id="no_such_dag_anywhere")
+    assert status == 500
+    assert body["exit_code"] == 1
+    assert "no_such_dag_anywhere" in body["output"]["stderr"]
+
+
+async def test_the_child_leads_its_own_session_and_ps_shows_its_command(
+    own_client: TestClient[Any, Any],
+) -> None:
+    date = unique_date(2022)
+    response = await own_client.get(
+        API,
+        params={
+            "api": "test",
+            "dag_id": "bridge_demo",
+            "task_id": "slow_lines",
+            "execution_date": date,
+            "stream": "true",
+        },
+    )
+    await read_until(response, b"first line")
+    (command,) = own_client.server.app[RUNTIME].commands
+    assert command.warm
+    assert command.pid is not None
+    assert session_of(command.pid) == command.pid
+    assert session_of(command.pid) != session_of(helper_of(own_client).status().pid or 0)
+    assert date.encode() in (Path("/proc") / str(command.pid) / "cmdline").read_bytes()
+    rest = await response.read()
+    assert b'"exit_code": 0' in rest
+
+
+async def test_a_helper_killed_mid_command_takes_no_command_with_it_and_comes_back(
+    own_client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    helper = helper_of(own_client)
+    old_pid = helper.status().pid
+    assert old_pid is not None
+    response = await own_client.get(
+        API,
+        params={
+            "api": "test",
+            "dag_id": "bridge_demo",
+            "task_id": "slow_lines",
+            "execution_date": unique_date(2022),
+            "stream": "ndjson",
+        },
+    )
+    await read_until(response, b"first line")
+    (command,) = own_client.server.app[RUNTIME].commands
+    assert command.pid is not None
+    os.kill(old_pid, signal.SIGKILL)
+    rest = (await response.read()).decode()
+    assert '"exit_code": -9' in rest  # nobody can tell its result any more: it was stopped
+    assert live_members(session=command.pid) == []
+    # The next call notices, runs cold, and the helper is started again.
+    response = await own_client.get(API, params={"api": "list_tasks", "dag_id": "bridge_demo"})
+    assert response.status == 200
+    assert 'desc="cold"' in response.headers["Server-Timing"]
+    state = await until_ready(own_client, restarts=1)
+    assert state["pid"] != old_pid
+    assert "warm helper restarting: the helper exited (code -9)" in caplog.text
+    response = await own_client.get(API, params={"api": "list_tasks", "dag_id": "bridge_demo"})
+    assert 'desc="warm"' in response.headers["Server-Timing"]
+
+
+async def test_a_changed_airflow_cfg_restarts_the_helper(
+    own_client: TestClient[Any, Any], settings: config.Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert settings.config_path is not None
+    original = settings.config_path.read_bytes()
+    try:
+        settings.config_path.write_bytes(original + b"\n# touched by the warm helper test\n")
+        response = await own_client.get(API, params={"api": "variables", "cmd": "list"})
+        assert response.status == 200
+        assert 'desc="cold"' in response.headers["Server-Timing"]
+        await until_ready(own_client, restarts=1)
+        assert f"warm helper restarting: {settings.config_path} changed" in caplog.text
+    finally:
+        settings.config_path.write_bytes(original)
+
+
+async def test_closing_the_helper_stops_what_it_runs(
+    settings: config.Settings, airflow_info: AirflowInfo, aiohttp_client: Any
+) -> None:
+    """The daemon going away (EOF on the control socket) stops the helper's commands."""
+    assert airflow_info.python is not None
+    env = settings.child_environment(os.environ)
+    helper = WarmHelper(airflow_info.python, settings.airflow_executable, env)
+    await asyncio.to_thread(helper.start)
+    try:
+        argv = [settings.airflow_executable, "tasks", "test", "bridge_demo", "slow_lines"]
+        argv.append(unique_date(2022))
+        process = await helper.launch(argv, env, None)
+        assert process is not None
+        assert live_members(session=process.pid)
+        await asyncio.to_thread(helper.close)
+        assert live_members(session=process.pid) == []
+        process.release()
+    finally:
+        await asyncio.to_thread(helper.close)
+
+
+async def test_warm_helper_off_runs_cold(
+    aiohttp_client: Any, settings: config.Settings, airflow_info: AirflowInfo
+) -> None:
+    client = await aiohttp_client(create_app(replace(settings, warm_helper=False), airflow_info))
+    assert (await health(client))["state"] == "off"
+    body = await call_ok(client, api="list_tasks", dag_id="bridge_demo")
+    assert "hello" in body["output"]["stdout"]
