@@ -16,10 +16,15 @@ AIRFLOW_VERSION ?= 3.3.2
 PORT ?= 8799
 DEMO_HOME := .airflow-demo/$(AIRFLOW_VERSION)
 airflow_bin = $(CACHE)/airflow-$(1)/bin/airflow
+# Airflow's metadata database on PostgreSQL needs its drivers (sync, and async on 3.x).
+POSTGRES_DRIVER := psycopg2-binary==2.9.13 asyncpg==0.32.0
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+AS_POSTGRES := $(if $(SUDO),sudo -u postgres,runuser -u postgres --)
+# The first local PostgreSQL cluster's port (after `make postgres`).
+PG_PORT = $$(pg_lsclusters -h | awk 'NR==1 {print $$3}')
 
-.PHONY: run test bench lint unit integration dev airflow-venvs airflow-constraints chromium systemd-analyze clean
+.PHONY: run test bench lint unit integration postgres dev airflow-venvs airflow-constraints chromium systemd-analyze clean
 
 $(BIN)/.installed: setup.py tests/requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +41,7 @@ airflow-venvs: dev
 airflow-venv-%: dev
 	@test -x $(call airflow_bin,$*) || $(BIN)/uv venv --quiet --python $(PYTHON) $(CACHE)/airflow-$*
 	VIRTUAL_ENV=$(CACHE)/airflow-$* $(BIN)/uv pip install --quiet \
-		apache-airflow==$* -c tests/airflow-constraints/airflow-$*-constraints.txt
+		apache-airflow==$* $(POSTGRES_DRIVER) -c tests/airflow-constraints/airflow-$*-constraints.txt
 
 # The browser tests drive Debian's Chromium through Playwright (no browser download).
 chromium:
@@ -69,11 +74,23 @@ systemd-analyze:
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq systemd; }
 
-# Twice per Airflow version: through the warm helper, then with the cold CLI.
-integration: airflow-venvs chromium systemd-analyze
+# PostgreSQL on loopback (Debian's server), for the production-backend tests: a role that
+# may create the per-version test databases.
+postgres:
+	@command -v pg_lsclusters >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql; }
+	@set -- $$(pg_lsclusters -h | head -n 1); [ "$$4" = online ] || $(SUDO) pg_ctlcluster $$1 $$2 start
+	@cd / && { $(AS_POSTGRES) psql -qtAc "SELECT 1 FROM pg_roles WHERE rolname = 'bridge'" | grep -q 1 || \
+		$(AS_POSTGRES) psql -qc "CREATE ROLE bridge LOGIN CREATEDB PASSWORD 'bridge'"; }
+
+# Twice per Airflow version: through the warm helper, then with the cold CLI. The SQLite
+# home is the suite's; the PostgreSQL tests use a database of their own.
+integration: airflow-venvs chromium systemd-analyze postgres
 	@for v in $(AIRFLOW_VERSIONS); do for warm in 1 0; do \
 		echo "== integration suite against Airflow $$v (warm helper: $$warm)"; \
 		BRIDGE_TEST_WARM=$$warm BRIDGE_TEST_AIRFLOW=$(call airflow_bin,$$v) \
+		BRIDGE_TEST_POSTGRES=postgresql+psycopg2://bridge:bridge@127.0.0.1:$(PG_PORT) \
 			$(BIN)/pytest -m airflow || exit 1; \
 	done; done
 

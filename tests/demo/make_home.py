@@ -19,7 +19,8 @@ from pathlib import Path
 DEMO_DAGS = Path(__file__).parent / "dags"
 
 
-def airflow_cfg(home: Path, port: int, token: str | None) -> str:
+def airflow_cfg(home: Path, port: int, token: str | None, database: str | None = None) -> str:
+    database = database or f"sqlite:///{home / 'airflow.db'}"
     lines = [
         "[core]",
         f"dags_folder = {home / 'dags'}",
@@ -27,7 +28,7 @@ def airflow_cfg(home: Path, port: int, token: str | None) -> str:
         "dags_are_paused_at_creation = True",
         "",
         "[database]",
-        f"sql_alchemy_conn = sqlite:///{home / 'airflow.db'}",
+        f"sql_alchemy_conn = {database}",
         "",
         "[logging]",
         f"base_log_folder = {home / 'logs'}",
@@ -47,13 +48,20 @@ def child_env(home: Path) -> dict[str, str]:
     return env
 
 
-def make_home(airflow: str, home: Path, port: int = 8799, token: str | None = None) -> Path:
-    """Build (or refresh) the home; returns the airflow.cfg path."""
+def make_home(
+    airflow: str,
+    home: Path,
+    port: int = 8799,
+    token: str | None = None,
+    database: str | None = None,
+) -> Path:
+    """Build (or refresh) the home; returns the airflow.cfg path. ``database`` is a
+    SQLAlchemy URL of an empty database to use instead of SQLite in the home."""
     home = home.resolve()
     (home / "dags").mkdir(parents=True, exist_ok=True)
     cfg = home / "airflow.cfg"
-    fresh = not (home / "airflow.db").exists()
-    cfg.write_text(airflow_cfg(home, port, token), encoding="utf-8")
+    fresh = database is not None or not (home / "airflow.db").exists()
+    cfg.write_text(airflow_cfg(home, port, token, database), encoding="utf-8")
     for dag in DEMO_DAGS.glob("*.py"):
         shutil.copy2(dag, home / "dags" / dag.name)
     env = child_env(home)
