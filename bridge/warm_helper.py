@@ -230,6 +230,7 @@ class Helper:
                 os.chdir(request["cwd"])
             os.environ.clear()
             os.environ.update(request["env"])
+            fresh_database_connections()
             code = run_cli()
         except BaseException:
             traceback.print_exc()
@@ -268,6 +269,14 @@ class Helper:
             self.reap()
         for pid in list(self.children):
             _signal_group(pid, signal.SIGKILL)
+
+
+def fresh_database_connections() -> None:
+    """Forget pooled connections inherited from the helper without closing them (they are
+    the helper's); Airflow registers the same for its own forks."""
+    engine = getattr(sys.modules.get("airflow.settings"), "engine", None)
+    if engine is not None:
+        engine.dispose(close=False)
 
 
 def show_command(argv: list[str]) -> None:
