@@ -18,6 +18,7 @@ from bridge import auth, views
 from bridge.airflow_info import AirflowInfo, detect, python_of
 from bridge.config import Settings
 from bridge.forms import MAX_QUERY_STRING
+from bridge.leftovers import Ledger, folder_in
 from bridge.runner import CommandSlots
 from bridge.state import RUNTIME, Runtime, settings_of
 from bridge.warm import HelperUnavailable, WarmHelper
@@ -48,6 +49,7 @@ def create_app(
         slots=CommandSlots(settings.max_concurrent_commands),
         airflow=airflow,
         warm=warm,
+        ledger=Ledger(folder_in(settings.airflow_home)),
     )
     aiohttp_jinja2.setup(
         app,

@@ -20,6 +20,7 @@ from bridge import config, page
 from bridge.access_log import AccessLogger
 from bridge.airflow_info import AirflowNotUsable
 from bridge.app import create_app
+from bridge.leftovers import folder_in, stop_leftovers
 from bridge.notify import Notifier
 from bridge.state import RUNTIME, Runtime
 from bridge.uploads import clean_stale_uploads
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if settings.dags_folder.is_dir():
         clean_stale_uploads(settings.dags_folder)
+    stop_leftovers(folder_in(settings.airflow_home))
     try:
         asyncio.run(serve(settings, ssl_context, args))
     except AirflowNotUsable as exc:

@@ -140,6 +140,7 @@ async def buffered(
         timeout=settings.command_timeout,
         grace=settings.kill_grace_period,
         launcher=runtime.warm,
+        witness=runtime.ledger,
     )
     async with command, _registered(runtime, command):
         async for chunk in command:
@@ -227,6 +228,7 @@ async def streamed(
         timeout=settings.command_timeout,
         grace=settings.kill_grace_period,
         launcher=runtime.warm,
+        witness=runtime.ledger,
     )
     await response.prepare(request)
     async with command, _registered(runtime, command):

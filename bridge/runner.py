@@ -57,6 +57,15 @@ class Launched(Protocol):
     def release(self) -> None: ...
 
 
+class Witness(Protocol):
+    """Notes which commands run, so that a restarted daemon can stop what a killed one left
+    (bridge.leftovers)."""
+
+    def record(self, pid: int) -> None: ...
+
+    def forget(self, pid: int) -> None: ...
+
+
 class Launcher(Protocol):
     """Starts commands faster than a cold exec, or declines (None) and the exec happens."""
 
@@ -82,9 +91,11 @@ class Command:
         grace: float,
         cwd: str | None = None,
         launcher: Launcher | None = None,
+        witness: Witness | None = None,
     ) -> None:
         self.argv = list(argv)
         self._launcher = launcher
+        self._witness = witness
         self._env = dict(env)
         self._timeout = timeout
         self._grace = grace
@@ -115,6 +126,8 @@ class Command:
                 start_new_session=True,
             )
         assert self._proc.stdout is not None and self._proc.stderr is not None
+        if self._witness is not None:
+            self._witness.record(self._proc.pid)
         self._readers = [
             asyncio.create_task(self._pump(self._proc.stdout, "stdout")),
             asyncio.create_task(self._pump(self._proc.stderr, "stderr")),
@@ -268,6 +281,8 @@ class Command:
     async def _cleanup(self) -> None:
         try:
             await self._stop_group()
+            if self._witness is not None and self._proc is not None:
+                self._witness.forget(self._proc.pid)
         finally:
             for reader in self._readers:
                 reader.cancel()

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from bridge.airflow_info import AirflowInfo
 from bridge.config import Settings
+from bridge.leftovers import Ledger
 from bridge.runner import Command, CommandSlots
 from bridge.warm import WarmHelper
 
@@ -23,6 +24,7 @@ class Runtime:
     slots: CommandSlots
     airflow: AirflowInfo | None = None
     warm: WarmHelper | None = None  # None: warm_helper = false, every command runs cold
+    ledger: Ledger | None = None  # running commands, for the next start after a crash
     background: set[asyncio.Task[None]] = field(default_factory=set)
     commands: set[Command] = field(default_factory=set)  # running, for a graceful stop
     stopping: bool = False  # SIGTERM arrived: running commands are being stopped
