@@ -29,6 +29,7 @@ from bridge.noise import StreamText, parse_json_output
 from bridge.redact import mask_argv, mask_uri
 from bridge.runner import Command, Outcome
 from bridge.state import Runtime
+from bridge.warm import WarmHelper
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("bridge.audit")
@@ -89,6 +90,13 @@ async def _registered(runtime: Runtime, command: Command) -> AsyncIterator[None]
         runtime.commands.discard(command)
 
 
+def _launcher_for(call: Call, runtime: Runtime) -> WarmHelper | None:
+    """Services (scheduler, webserver, workers...) start from a fresh interpreter: they run
+    for hours, so the import time does not matter, and daemonizing (python-daemon closes every
+    file descriptor) is only known to be safe from a process that did nothing else first."""
+    return None if call.api.long_running else runtime.warm
+
+
 def http_code_for(outcome: Outcome) -> int:
     if outcome.timed_out:
         return 504
@@ -139,7 +147,7 @@ async def buffered(
         env=call.env,
         timeout=settings.command_timeout,
         grace=settings.kill_grace_period,
-        launcher=runtime.warm,
+        launcher=_launcher_for(call, runtime),
         witness=runtime.ledger,
     )
     async with command, _registered(runtime, command):
@@ -227,7 +235,7 @@ async def streamed(
         env=call.env,
         timeout=settings.command_timeout,
         grace=settings.kill_grace_period,
-        launcher=runtime.warm,
+        launcher=_launcher_for(call, runtime),
         witness=runtime.ledger,
     )
     await response.prepare(request)
