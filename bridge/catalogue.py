@@ -52,6 +52,7 @@ class Kind(enum.Enum):
 _ID = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.~:+\-]{1,250}$")
 MAX_VALUE_LENGTH = 65536
+MAX_INT_DIGITS = 18  # every count, port and id the CLI takes fits; int() never sees 4300 digits
 
 
 @dataclass(frozen=True)
@@ -209,8 +210,12 @@ def parse_value(arg: Arg, text: str, ctx: Context) -> Any:
             raise RequestError(f"argument '{arg.name}' must be a JSON object, like {{\"key\": 1}}")
         return json.dumps(parsed)
     if kind is Kind.INT:
-        if not value.isdigit():
-            raise RequestError(f"argument '{arg.name}' must be a whole number, got {value!r}")
+        # ASCII only: str.isdigit() is also true for '²', which int() refuses.
+        if not (value.isascii() and value.isdigit()) or len(value) > MAX_INT_DIGITS:
+            raise RequestError(
+                f"argument '{arg.name}' must be a whole number of at most {MAX_INT_DIGITS} "
+                f"digits, got {value[:40]!r}"
+            )
         return str(int(value))
     if kind is Kind.DAGS_PATH:
         return str(confine(arg.name, value, (ctx.dags_folder,), base=ctx.dags_folder))

@@ -294,6 +294,9 @@ BAD = [
     ("variables", {"import": "/etc/passwd"}, "import"),
     ("test", {**DTD, "dry_run": "maybe"}, "dry_run"),
     ("scheduler", {"num_runs": "-1"}, "num_runs"),
+    ("scheduler", {"num_runs": "\u00b2"}, "num_runs"),  # isdigit() but not int()
+    ("scheduler", {"num_runs": "9" * 5000}, "num_runs"),  # past int()'s 4300 digits
+    ("pool", {"set": "p \u00b2 slots"}, "slot_count"),
     ("render", {"dag_id": D}, "required"),
 ]
 

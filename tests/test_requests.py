@@ -57,6 +57,26 @@ async def test_refresh_dag_needs_a_dag_id(make_fake_client: ClientFactory) -> No
     assert "dag_id" in (await response.json())["output"]
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data", b"api=version"),  # no boundary
+        ("multipart/form-data; boundary=b", b"no boundary in here"),
+        (
+            "multipart/form-data; boundary=b",
+            b'--b\r\nContent-Disposition: form-data; name="\x0e"\r\n',
+        ),
+    ],
+)
+async def test_a_malformed_multipart_body_is_a_400(
+    make_fake_client: ClientFactory, content_type: str, body: bytes
+) -> None:
+    client = await make_fake_client()
+    response = await client.post(API, data=body, headers={"Content-Type": content_type})
+    assert response.status == 400
+    assert "malformed multipart" in (await response.json())["output"]
+
+
 async def test_import_documents_are_not_echoed(make_fake_client: ClientFactory) -> None:
     client = await make_fake_client(disabled_apis=frozenset({"connections"}))
     document = '{"c": {"conn_type": "postgres", "password": "hunter2"}}'

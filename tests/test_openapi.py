@@ -1,0 +1,212 @@
+"""The OpenAPI document: valid OpenAPI 3.1, every API of the catalogue in it, served without
+the token and linked from the page, and true to the live daemon. Schemathesis fuzzes the real
+app over HTTP from it: no 5xx, no response the document does not describe, no hang."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from bridge import openapi
+from bridge.airflow_info import AirflowInfo
+from bridge.apis import APIS
+from bridge.catalogue import Kind
+from bridge.config import Settings
+from bridge.envelope import TEXT_RESULT_PREFIX
+from bridge.state import RUNTIME
+from tests.conftest import API, FAKE_AIRFLOW, ClientFactory
+
+DOCUMENT = "/admin/rest_api/openapi.json"
+HEADER, TOKEN = "rest_api_plugin_http_token", "fuzz-token"
+EVERY_COMMAND = frozenset({"dags", "tasks", "scheduler", "celery", "kerberos"})
+# Per operation (3 of them): the fuzzing phase's budget. The examples and coverage phases
+# are bounded by the document itself (each value and boundary of each argument, once).
+MAX_EXAMPLES = 200
+RUN_TIMEOUT = 240.0  # the whole run takes 15 s on an idle 2-core machine, 45 s on a busy one
+SEED = os.environ.get("BRIDGE_SCHEMATHESIS_SEED", "20240102")  # another seed explores more
+
+
+def info_for(major: int) -> AirflowInfo:
+    return AirflowInfo(str(FAKE_AIRFLOW), f"{major}.1.0", major, EVERY_COMMAND)
+
+
+def validator(doc: dict[str, Any], pointer: str) -> Draft202012Validator:
+    """A JSON Schema validator for the schema at ``pointer`` in the document."""
+    resource = Resource.from_contents(doc, default_specification=DRAFT202012)
+    registry: Registry[Any] = Registry().with_resource("urn:openapi", resource)
+    return Draft202012Validator({"$ref": f"urn:openapi#{pointer}"}, registry=registry)
+
+
+def escape(name: str) -> str:
+    return name.replace("~", "~0").replace("/", "~1")
+
+
+def conforms(doc: dict[str, Any], method: str, status: int, body: Any) -> None:
+    """``body`` is what the document promises for ``method`` and ``status`` (JSON)."""
+    response = doc["paths"][API][method]["responses"][str(status)]
+    pointer = response.get("$ref", f"#/paths/{escape(API)}/{method}/responses/{status}")
+    validator(doc, f"{pointer.removeprefix('#')}/content/application~1json/schema").validate(body)
+
+
+@pytest.mark.parametrize("major", [2, 3])
+@pytest.mark.parametrize("token", [None, TOKEN])
+def test_the_document_is_valid_openapi(major: int, token: str | None) -> None:
+    doc = openapi.document(info_for(major), Settings(rest_api_plugin_expected_http_token=token))
+    validate(doc)
+    assert doc["openapi"].startswith("3.")
+    get = doc["paths"][API]["get"]
+    assert ("403" in get["responses"]) == (token is not None)
+    assert ("security" in get) == (token is not None)
+
+
+def test_every_api_with_its_arguments_and_types() -> None:
+    doc = openapi.document(info_for(3), Settings())
+    schemas = doc["components"]["schemas"]
+    types = {Kind.BOOL: "boolean", Kind.INT: "integer"}
+    for api in APIS:
+        schema = schemas[api.name]
+        assert schema["properties"]["api"] == {"const": api.name}
+        assert set(schema["properties"]) == {"api", *(a.name for a in api.args)}
+        assert schema["required"] == ["api", *(a.name for a in api.args if a.required)]
+        for arg in api.args:
+            documented = schema["properties"][arg.name]
+            assert arg.description in documented["description"]
+            if arg.kind in types:
+                assert documented["type"] == types[arg.kind]
+            else:
+                variants = documented.get("anyOf", [documented])
+                assert {v["type"] for v in variants} == {"string"}, arg
+    get = doc["paths"][API]["get"]["parameters"][0]["schema"]["discriminator"]["mapping"]
+    post = doc["paths"][API]["post"]["requestBody"]["content"]
+    multipart = post["multipart/form-data"]["schema"]["discriminator"]["mapping"]
+    assert set(get) == {api.name for api in APIS if "GET" in api.methods}
+    assert set(multipart) == {api.name for api in APIS}
+    assert "deploy_dag" not in get  # POST multipart only
+    assert "Answers 400 here" in schemas["run"]["description"]  # tasks run left Airflow 3
+    assert (
+        "No equivalent on Airflow 3.x" in schemas["list_tasks"]["properties"]["tree"]["description"]
+    )
+
+
+async def test_served_without_the_token_and_linked_from_the_page(
+    make_fake_client: ClientFactory,
+) -> None:
+    client = await make_fake_client(rest_api_plugin_expected_http_token=TOKEN)
+    response = await client.get(DOCUMENT)
+    assert response.status == 200
+    assert response.content_type == "application/json"
+    doc = await response.json()
+    validate(doc)
+    assert doc["components"]["securitySchemes"]["token"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": HEADER,
+    }
+    assert TOKEN not in json.dumps(doc)
+    page = await (await client.get("/admin/rest_api/")).text()
+    assert f'href="{DOCUMENT}"' in page
+
+
+async def test_the_daemon_answers_as_documented(make_fake_client: ClientFactory) -> None:
+    """The shapes a fuzzer does not reach: 403, a failed command, a timeout, both streams."""
+    client = await make_fake_client(
+        rest_api_plugin_expected_http_token=TOKEN, command_timeout=1.0, kill_grace_period=0.5
+    )
+    doc = await (await client.get(DOCUMENT)).json()
+    call = {"api": "test", "dag_id": "openapi-doc", "execution_date": "2024-01-02"}
+
+    async def answer(status: int, method: str = "GET", **params: str) -> Any:
+        response = await client.request(method, API, params=params, headers={HEADER: TOKEN})
+        assert response.status == status, await response.text()
+        if response.content_type == "application/json":
+            return await response.json()
+        return await response.text()
+
+    forbidden = await client.get(API, params={"api": "version"})
+    assert forbidden.status == 403
+    conforms(doc, "get", 403, await forbidden.json())
+    conforms(doc, "get", 200, await answer(200, api="version"))
+    conforms(doc, "post", 200, await answer(200, "POST", api="rest_api_plugin_version"))
+    conforms(doc, "get", 400, await answer(400, api="no_such_api"))
+    conforms(doc, "get", 405, await answer(405, api="deploy_dag"))
+    conforms(doc, "get", 500, await answer(500, **call, task_id="crash"))
+    conforms(doc, "get", 504, await answer(504, **call, task_id="hang"))
+
+    event = validator(doc, "/components/schemas/StreamEvent")
+    lines = (await answer(200, **call, task_id="ok", stream="ndjson")).splitlines()
+    assert len(lines) >= 2
+    for line in lines:
+        event.validate(json.loads(line))
+    last = (await answer(200, **call, task_id="ok", stream="true")).splitlines()[-1]
+    assert last.startswith(TEXT_RESULT_PREFIX)
+    result = json.loads(last.removeprefix(TEXT_RESULT_PREFIX))
+    validator(doc, "/components/schemas/StreamResult").validate(result)
+    assert result["exit_code"] == 0
+
+
+@pytest.fixture
+def always_ok(tmp_path: Path) -> Path:
+    """An ``airflow`` whose every command succeeds at once: under fuzzing a 5xx or a slow
+    answer is then the bridge's own doing, and no argument can pick a fault that hangs (as
+    tests/fake_airflow.py's modes do). A shell script, as a Python one costs a start each."""
+    script = tmp_path / "always-ok-airflow"
+    script.write_text('#!/bin/sh\nprintf "ran %s\\n" "$*"\n')
+    script.chmod(0o755)
+    return script
+
+
+async def test_schemathesis_finds_nothing(
+    make_fake_client: ClientFactory, always_ok: Path, tmp_path: Path
+) -> None:
+    """Schemathesis against the live app (real HTTP): every phase it can run without state."""
+    client = await make_fake_client(
+        rest_api_plugin_expected_http_token=TOKEN, command_timeout=10.0, kill_grace_period=0.5
+    )
+    runtime = client.app[RUNTIME]
+    assert runtime.airflow is not None
+    # Every API is available. deploy_dag imports an upload with Airflow's Python first: the
+    # tests' own has no Airflow, so a fuzzed upload is refused (400) and nothing lands.
+    runtime.airflow = replace(
+        runtime.airflow, executable=str(always_ok), python=sys.executable, commands=EVERY_COMMAND
+    )
+    checks = [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+        "ignored_auth",
+        "unsupported_method",
+        "allow_header_conformance",
+    ]
+    argv = [
+        *(sys.executable, "-m", "schemathesis.cli", "run", str(client.make_url(DOCUMENT))),
+        *("--phases", "examples,coverage,fuzzing", "--checks", ",".join(checks)),
+        *("--max-examples", str(MAX_EXAMPLES), "--seed", SEED, "--workers", "1"),
+        *("--header", f"{HEADER}: {TOKEN}", "--request-timeout", "20"),
+        *("--max-response-time", "15", "--generation-database", "none", "--no-color"),
+        "--continue-on-failure",
+    ]
+    run = await asyncio.create_subprocess_exec(
+        *argv, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        output, _ = await asyncio.wait_for(run.communicate(), timeout=RUN_TIMEOUT)
+    except TimeoutError:
+        run.kill()
+        await run.wait()
+        pytest.fail(f"schemathesis did not finish within {RUN_TIMEOUT:g} s: something hangs")
+    report = output.decode(errors="replace")
+    assert run.returncode == 0, report[-30000:]
+    assert "Coverage" in report and "Fuzzing" in report
