@@ -14,7 +14,7 @@ import jinja2
 from aiohttp import web
 
 import bridge
-from bridge import auth, views
+from bridge import auth, openapi, views
 from bridge.airflow_info import AirflowInfo, detect, python_of
 from bridge.config import Settings
 from bridge.forms import MAX_QUERY_STRING
@@ -42,7 +42,14 @@ def create_app(
         middlewares=[views.error_middleware, auth.token_middleware],
         client_max_size=settings.max_upload_size + 1024 * 1024,
         # Long query strings get our own 414 envelope instead of the parser's bare 400.
-        handler_args={"max_line_size": 2 * MAX_QUERY_STRING, "max_field_size": 16 * 1024},
+        handler_args={
+            "max_line_size": 2 * MAX_QUERY_STRING,
+            "max_field_size": 16 * 1024,
+            # A connection must have sent a whole request this long after it opened (or after
+            # its previous answer); without it aiohttp keeps a client that never finishes its
+            # headers for 3630 s. 75 s is web.run_app's default.
+            "keepalive_timeout": 75.0,
+        },
     )
     app[RUNTIME] = Runtime(
         settings=settings,
@@ -62,6 +69,7 @@ def create_app(
             web.get("/admin/rest_api/", views.index, name="index"),
             web.get("/admin/rest_api", views.index_redirect, name="index_redirect"),
             web.route("*", "/admin/rest_api/api", views.api, name="api"),
+            web.get("/admin/rest_api/openapi.json", openapi.openapi_json, name="openapi"),
             web.static("/admin/rest_api/static", resource_dir("static"), name="static"),
         ]
     )

@@ -22,6 +22,7 @@ from bridge.airflow_info import AirflowNotUsable
 from bridge.app import create_app
 from bridge.leftovers import folder_in, stop_leftovers
 from bridge.notify import Notifier
+from bridge.redact import LogRedactor
 from bridge.state import RUNTIME, Runtime
 from bridge.uploads import clean_stale_uploads
 
@@ -110,6 +111,11 @@ async def serve(
         loop.add_signal_handler(signum, stop.set)
     app = create_app(settings)
     runtime = app[RUNTIME]
+    # On the handlers, so that aiohttp's own records (its parse errors quote the request
+    # line, query string and all) pass through it too.
+    redactor = LogRedactor(lambda: runtime.settings.rest_api_plugin_expected_http_token)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redactor)
     runner = web.AppRunner(app, handler_cancellation=True, access_log_class=AccessLogger)
     await runner.setup()
     watchdog: asyncio.Task[None] | None = None

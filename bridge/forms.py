@@ -8,8 +8,10 @@ fields are read under a size cap; the one file part a request may carry (deploy_
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiDict
 
 from bridge import uploads
@@ -19,6 +21,8 @@ from bridge.config import Settings
 MAX_FIELDS = 200
 MAX_QUERY_STRING = 64 * 1024
 IMPORTING_APIS = ("variables", "connections", "pool")
+# Read by the bridge itself, not by the catalogue (which checks only the APIs' arguments).
+CONTROL_NAMES = ("api", "stream", "output")
 
 
 @dataclass
@@ -33,6 +37,10 @@ class RequestInput:
         for source in (self.query, self.form):
             for name in source:
                 merged.setdefault(name, source.getall(name))
+        for name in CONTROL_NAMES:
+            # api=version&api=pause: a proxy that checked one value must not see another run.
+            if len(set(merged.get(name, ()))) > 1:
+                raise RequestError(f"'{name}' was given {len(merged[name])} different values")
         return merged
 
     def discard(self) -> None:
@@ -42,16 +50,31 @@ class RequestInput:
             self.upload = None
 
 
-def _text(value: object, name: str) -> str:
-    if isinstance(value, str):
-        return value
-    raise RequestError(f"'{name}' must be a text field, not a file")
+def _strict_pairs(data: str | bytes, charset: str, what: str) -> list[tuple[str, str]]:
+    """The name/value pairs of urlencoded text; bytes that are not text are a 400 (aiohttp
+    would turn them into U+FFFD, or fail with a 500 on a body or an unknown charset)."""
+    try:
+        text = data.decode(charset) if isinstance(data, bytes) else data
+        return parse_qsl(
+            text.rstrip(),
+            keep_blank_values=True,
+            encoding=charset,
+            errors="strict",
+            max_num_fields=MAX_FIELDS,
+        )
+    except (UnicodeError, LookupError):
+        raise RequestError(f"{what} is not valid {charset} text") from None
+    except ValueError:  # parse_qsl's max_num_fields
+        raise RequestError(f"{what} has more than {MAX_FIELDS} fields") from None
 
 
 async def read(request: web.Request, settings: Settings) -> RequestInput:
     """Parse the query and body; raises RequestError (4xx) for bodies it will not take."""
     if len(request.query_string) > MAX_QUERY_STRING:
         raise RequestError(f"the query string is longer than {MAX_QUERY_STRING} bytes", 414)
+    # request.query turns percent-encoded bytes that are not UTF-8 into U+FFFD, which would
+    # reach the command as a value the caller never sent.
+    _strict_pairs(request.rel_url.raw_query_string, "utf-8", "the query string")
     query = MultiDict(request.query)
     found = RequestInput(query=query)
     if request.method != "POST" or not request.body_exists:
@@ -60,12 +83,18 @@ async def read(request: web.Request, settings: Settings) -> RequestInput:
     if content_type == "multipart/form-data":
         try:
             await _read_multipart(request, settings, found)
+        except (ValueError, RuntimeError) as exc:
+            found.discard()
+            if isinstance(exc, RequestError):
+                raise
+            # aiohttp's reader, inside a part: a body cut short, a bad _charset_ field.
+            raise RequestError(f"malformed multipart/form-data body: {exc}") from None
         except BaseException:
             found.discard()
             raise
     elif content_type in ("application/x-www-form-urlencoded", ""):
-        posted = await request.post()
-        found.form = MultiDict((name, _text(value, name)) for name, value in posted.items())
+        body = await request.read()  # bounded by the app's client_max_size (413)
+        found.form = MultiDict(_strict_pairs(body, request.charset or "utf-8", "the form body"))
     else:
         raise RequestError(
             f"unsupported Content-Type {content_type!r}: send the query string, "
@@ -76,9 +105,12 @@ async def read(request: web.Request, settings: Settings) -> RequestInput:
 
 
 async def _read_multipart(request: web.Request, settings: Settings, found: RequestInput) -> None:
-    reader = await request.multipart()
+    try:
+        reader = await request.multipart()
+    except ValueError as exc:  # aiohttp's word for a Content-Type without a boundary
+        raise RequestError(f"malformed multipart/form-data request: {exc}") from None
     api = request.query.get("api", "")
-    while (part := await reader.next()) is not None:
+    while (part := await _next_part(reader)) is not None:
         if not isinstance(part, BodyPartReader):
             raise RequestError("nested multipart bodies are not accepted")
         name = part.name or ""
@@ -100,6 +132,13 @@ async def _read_multipart(request: web.Request, settings: Settings, found: Reque
             found.upload = await uploads.stage_upload(part, settings)
             continue
         found.form.add(name, await _read_field(part, name, MAX_VALUE_LENGTH * 4))
+
+
+async def _next_part(reader: MultipartReader) -> MultipartReader | BodyPartReader | None:
+    try:
+        return await reader.next()
+    except (ValueError, HttpProcessingError) as exc:  # not after its boundary; bad part headers
+        raise RequestError(f"malformed multipart/form-data body: {exc}") from None
 
 
 async def _read_field(part: BodyPartReader, name: str, limit: int) -> str:

@@ -3,8 +3,13 @@ value reaches a log line, an echoed ``airflow_cmd`` or the envelope's ``argument
 
 from __future__ import annotations
 
+import json
+import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from aiohttp.http_exceptions import HttpProcessingError
 
 MASK = "***"
 # scheme://user:password@host -> scheme://user:***@host
@@ -20,6 +25,7 @@ _SENSITIVE_NAME = re.compile(
     re.IGNORECASE,
 )
 _SENSITIVE_FLAGS = ("--conn-password=",)
+_EXTRA_FLAG = "--conn-extra="
 
 
 def mask_uri(text: str) -> str:
@@ -38,6 +44,8 @@ def mask_argv(argv: Iterable[str], token: str | None = None) -> list[str]:
         for flag in _SENSITIVE_FLAGS:
             if part.startswith(flag):
                 out[index] = flag + MASK
+        if part.startswith(_EXTRA_FLAG):
+            out[index] = _EXTRA_FLAG + mask_extra(part.removeprefix(_EXTRA_FLAG))
     # 'variables set -- KEY VALUE': the value of a sensitive key is masked, as Airflow does.
     if out[:2] == ["variables", "set"] or out[1:3] == ["variables", "set"]:
         if "--" in out:
@@ -56,6 +64,8 @@ def mask_arguments(args: Mapping[str, str], token: str | None = None) -> dict[st
             name == "value" and is_sensitive_name(args.get("key", ""))
         ):
             text = MASK
+        elif name == "conn_extra":
+            text = mask_extra(text)
         elif name == "import":  # a whole document, possibly with passwords: not echoed
             text = f"<{len(value)} characters of JSON>"
         elif name == "set" and value.split() and is_sensitive_name(value.split(None, 1)[0]):
@@ -64,5 +74,57 @@ def mask_arguments(args: Mapping[str, str], token: str | None = None) -> dict[st
     return masked
 
 
+def mask_extra(text: str) -> str:
+    """A connection's extra (JSON) with the values of sensitive keys masked, as Airflow masks
+    them; text that is not a JSON object is masked whole if it names a sensitive key."""
+    try:
+        extra = json.loads(text)
+    except ValueError:
+        return MASK if is_sensitive_name(text) else text
+    masked = _mask_sensitive(extra)
+    return json.dumps(masked) if masked != extra else text
+
+
+def _mask_sensitive(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: MASK if is_sensitive_name(str(key)) else _mask_sensitive(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_mask_sensitive(item) for item in value]
+    return value
+
+
 def _mask_token(text: str, token: str | None) -> str:
     return text.replace(token, MASK) if token else text
+
+
+class LogRedactor(logging.Filter):
+    """A filter for the daemon's log handlers: no line may carry a secret or be forged.
+
+    - the token and URI passwords are masked in every message and traceback;
+    - CR and LF in a message are escaped, so that a value cannot start a log line of its own;
+    - aiohttp's HTTP parser errors lose the request bytes they quote (a request line holds
+      the query string, percent-encoded passwords included): the error's name stays.
+    """
+
+    def __init__(self, token: Callable[[], str | None]) -> None:
+        super().__init__()
+        self._token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        token = self._token()
+        message = record.getMessage()
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            message += f": {type(error).__name__} (HTTP {error.code})"
+            record.exc_info = None
+            record.exc_text = None
+        elif record.exc_info:
+            trace = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = mask_uri(_mask_token(trace, token))
+        message = mask_uri(_mask_token(message, token))
+        record.msg = message.replace("\r", "\\r").replace("\n", "\\n")
+        record.args = None
+        return True

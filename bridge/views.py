@@ -37,7 +37,8 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return envelope.error(_bare_envelope(request), exc.status, exc.reason)
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return envelope.error(_bare_envelope(request), exc.status, exc.reason, allow)
     except Exception:
         log.exception("unexpected error for %s %s", request.method, request.path)
         return envelope.error(_bare_envelope(request), 500, "internal error; see the daemon log")
@@ -121,7 +122,11 @@ async def api(request: web.Request) -> web.StreamResponse:
     settings = settings_of(request.app)
     runtime = request.app[RUNTIME]
     if request.method not in ("GET", "POST"):
-        raise RequestError(f"method {request.method} is not allowed; use GET or POST", 405)
+        raise RequestError(
+            f"method {request.method} is not allowed; use GET or POST",
+            405,
+            headers={"Allow": "GET, POST"},
+        )
     token = settings.rest_api_plugin_expected_http_token
     received = await forms.read(request, settings)
     try:
@@ -138,7 +143,11 @@ async def api(request: web.Request) -> web.StreamResponse:
             raise RequestError(f"{said}; valid names: {', '.join(NAMES)}")
         chosen = BY_NAME[name]
         if request.method not in chosen.methods:
-            raise RequestError(f"{name} must be called with {' or '.join(chosen.methods)}", 405)
+            raise RequestError(
+                f"{name} must be called with {' or '.join(chosen.methods)}",
+                405,
+                headers={"Allow": ", ".join(chosen.methods)},
+            )
         why_not = availability(chosen, settings, runtime)
         if why_not:
             raise RequestError(why_not)

@@ -4,8 +4,14 @@
 The bridge maps `api=test&dag_id=MARKER&task_id=MODE&execution_date=...` to
 `fake_airflow.py tasks test -- MARKER MODE DATE`: MODE picks the fault, MARKER (unique per
 test) appears in every process's command line so a test can look for leftovers in /proc.
+
+With FAKE_AIRFLOW_RECORD=FILE every command's argv is appended to FILE as one JSON line, so
+a test can see exactly what the bridge ran (or that it ran nothing). The until_gate mode
+prints a tick a line until the file FAKE_AIRFLOW_GATE exists, then "done N". `connections
+add` succeeds and echoes the URI, password included, as Airflow's CLI does.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -19,11 +25,19 @@ def forever() -> None:
 
 
 def main(argv: list[str]) -> int:
+    record = os.environ.get("FAKE_AIRFLOW_RECORD")
+    if record:
+        with open(record, "a", encoding="utf-8") as out:
+            out.write(json.dumps(argv) + "\n")
     if argv[:1] == ["version"]:
         print("3.3.2")
         return 0
     if argv[:1] == ["--help"]:
         print("Groups:\n      dags      Manage DAGs\n      tasks     Manage tasks")
+        return 0
+    if argv[:2] == ["connections", "add"]:  # like Airflow: echoes the URI, password and all
+        uri = next((a.split("=", 1)[1] for a in argv if a.startswith("--conn-uri=")), "")
+        print(f"Successfully added `conn_id`={argv[-1]} : {uri}", flush=True)
         return 0
     if "--" not in argv:
         print("usage: fake_airflow.py tasks test -- MARKER MODE DATE", file=sys.stderr)
@@ -40,6 +54,15 @@ def main(argv: list[str]) -> int:
         for n in range(3):
             time.sleep(0.3)
             print(f"tick {n}", flush=True)
+        return 0
+    if mode == "until_gate":
+        gate = os.environ["FAKE_AIRFLOW_GATE"]
+        ticks = 0
+        while not os.path.exists(gate):
+            print(f"tick {ticks}", flush=True)
+            ticks += 1
+            time.sleep(0.1)
+        print(f"done {ticks}", flush=True)
         return 0
     if mode == "hang":
         forever()

@@ -126,6 +126,7 @@ def every_key(tmp_path: Path) -> dict[str, tuple[str, object]]:
         "max_upload_size": ("2M", 2 * 1024 * 1024),
         "max_output_size": ("512K", 512 * 1024),
         "kill_on_disconnect": ("off", False),
+        "warm_helper": ("no", False),
         "disabled_apis": ("Run, clear", frozenset({"run", "clear"})),
         "allowed_paths": (f"{tmp_path}/a, {tmp_path}/b", (tmp_path / "a", tmp_path / "b")),
         "backups_folder": (f"{tmp_path}/bk", tmp_path / "bk"),
