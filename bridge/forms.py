@@ -7,6 +7,8 @@ fields are read under a size cap; the one file part a request may carry (deploy_
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
@@ -20,6 +22,9 @@ from bridge.config import Settings
 
 MAX_FIELDS = 200
 MAX_QUERY_STRING = 64 * 1024
+# A body that stops arriving for this long (between two looks at its byte count) is a 408:
+# it would otherwise hold its connection, and an upload its temp file, for ever.
+BODY_STALL_SECONDS = 30.0
 IMPORTING_APIS = ("variables", "connections", "pool")
 # Read by the bridge itself, not by the catalogue (which checks only the APIs' arguments).
 CONTROL_NAMES = ("api", "stream", "output")
@@ -79,6 +84,34 @@ async def read(request: web.Request, settings: Settings) -> RequestInput:
     found = RequestInput(query=query)
     if request.method != "POST" or not request.body_exists:
         return found
+    await _while_the_body_arrives(request, _read_body(request, settings, found))
+    return found
+
+
+async def _while_the_body_arrives(request: web.Request, reading: Awaitable[None]) -> None:
+    """Await ``reading``; give up with a 408 once no byte of the body arrived for
+    BODY_STALL_SECONDS (cancelling it, so that whatever it staged is discarded)."""
+    task = asyncio.ensure_future(reading)
+    seen = -1
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=BODY_STALL_SECONDS)
+            if done:
+                return task.result()
+            if request.content.total_bytes == seen:
+                raise RequestError(
+                    f"the request body stopped arriving (nothing for {BODY_STALL_SECONDS:g} s)",
+                    status=408,
+                    headers={"Connection": "close"},
+                )
+            seen = request.content.total_bytes
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def _read_body(request: web.Request, settings: Settings, found: RequestInput) -> None:
     content_type = request.content_type
     if content_type == "multipart/form-data":
         try:
@@ -101,7 +134,6 @@ async def read(request: web.Request, settings: Settings) -> RequestInput:
             "application/x-www-form-urlencoded or multipart/form-data",
             status=415,
         )
-    return found
 
 
 async def _read_multipart(request: web.Request, settings: Settings, found: RequestInput) -> None:

@@ -150,6 +150,7 @@ def responses(settings: Settings) -> dict[str, Schema]:
         },
         "404": {**rejected, "description": "refresh_dag: the DAG does not exist"},
         "405": {**rejected, "description": "Method not allowed for this API"},
+        "408": {**rejected, "description": "The request body stopped arriving"},
         "413": {**rejected, "description": f"Body over {settings.max_upload_size} bytes"},
         "414": {**rejected, "description": "Query string too long"},
         "415": {**rejected, "description": "Body neither urlencoded nor multipart"},

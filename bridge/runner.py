@@ -13,10 +13,10 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +146,7 @@ class Command:
     ) -> None:
         if self._detached:
             return  # the task made by detach() owns the process now
-        # Shielded: a second cancellation must not leave the process group running.
-        await asyncio.shield(self._cleanup())
+        await _uncancellable(self._cleanup())
 
     def detach(self) -> asyncio.Task[None]:
         """Let the command run on without a reader (kill_on_disconnect = false).
@@ -167,7 +166,7 @@ class Command:
             if not await self._leader_exit(max(0.0, remaining)):
                 log.warning("detached command timed out: %s", self.argv[:3])
         finally:
-            await asyncio.shield(self._cleanup())
+            await _uncancellable(self._cleanup())
 
     async def _pump(self, stream: asyncio.StreamReader, name: Literal["stdout", "stderr"]) -> None:
         try:
@@ -302,6 +301,22 @@ class Command:
         transport = getattr(proc, "_transport", None)
         if transport is not None and proc.returncode is not None:
             transport.close()
+
+
+async def _uncancellable(cleanup: Coroutine[Any, Any, None]) -> None:
+    """Run ``cleanup`` to its end even if the caller is cancelled (again) meanwhile, and only
+    then let the cancellation through: whoever waits for the caller (the slot it holds, a
+    graceful stop) must not see it finished while its process group still runs."""
+    task = asyncio.ensure_future(cleanup)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    task.result()
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 def _session_members(session: int) -> list[int]:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge import uploads
+from bridge import forms, uploads
+from bridge.state import settings_of
 from tests.conftest import API, FAKE_AIRFLOW, ClientFactory
 from tests.helpers import free_port, start_daemon
 
@@ -131,3 +132,31 @@ async def wait_for_glob(folder: Path, pattern: str) -> Path:
         assert loop.time() < give_up, f"no {pattern} appeared in {folder}"
         await asyncio.sleep(0.05)
     return found[0]
+
+
+async def test_an_upload_that_stops_arriving_is_a_408_and_leaves_nothing(
+    make_fake_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(forms, "BODY_STALL_SECONDS", 0.3)
+    client = await make_fake_client()
+    dags_folder = settings_of(client.server.app).dags_folder
+    head = raw_multipart("stalled.py", b"")[: -len(f"\r\n--{BOUNDARY}--\r\n")]
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    writer.write(
+        (
+            f"POST {API}?api=deploy_dag HTTP/1.1\r\nHost: localhost\r\n"
+            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+            f"Content-Length: {len(head) + 1_000_000}\r\n\r\n"
+        ).encode()
+        + head
+        + b"# the first lines of a DAG file\n" * 100
+    )
+    await writer.drain()
+    # Nothing more is sent: the bridge must give up on its own and answer.
+    status_line = await asyncio.wait_for(reader.readline(), timeout=30)
+    assert status_line.startswith(b"HTTP/1.1 408 ")
+    response = await asyncio.wait_for(reader.read(), timeout=30)
+    assert b'"http_response_code": 408' in response
+    assert b"stopped arriving" in response
+    writer.close()
+    assert list(dags_folder.iterdir()) == []
