@@ -90,6 +90,17 @@ async def _registered(runtime: Runtime, command: Command) -> AsyncIterator[None]
         runtime.commands.discard(command)
 
 
+def _command_for(call: Call, settings: Settings, runtime: Runtime) -> Command:
+    return Command(
+        call.argv,
+        env=call.env,
+        timeout=settings.command_timeout,
+        grace=settings.kill_grace_period,
+        launcher=_launcher_for(call, runtime),
+        witness=runtime.ledger,
+    )
+
+
 def _launcher_for(call: Call, runtime: Runtime) -> WarmHelper | None:
     """Services (scheduler, webserver, workers...) start from a fresh interpreter: they run
     for hours, so the import time does not matter, and daemonizing (python-daemon closes every
@@ -142,14 +153,7 @@ async def buffered(
     collected: dict[str, list[str]] = {"stdout": [], "stderr": []}
     sizes = {"stdout": 0, "stderr": 0}
     truncated = False
-    command = Command(
-        call.argv,
-        env=call.env,
-        timeout=settings.command_timeout,
-        grace=settings.kill_grace_period,
-        launcher=_launcher_for(call, runtime),
-        witness=runtime.ledger,
-    )
+    command = _command_for(call, settings, runtime)
     async with command, _registered(runtime, command):
         async for chunk in command:
             piece = texts[chunk.stream].feed(chunk.data)
@@ -230,14 +234,7 @@ async def streamed(
     ended_with_newline = True
     stdout_parts: list[str] = []
     stdout_size = 0
-    command = Command(
-        call.argv,
-        env=call.env,
-        timeout=settings.command_timeout,
-        grace=settings.kill_grace_period,
-        launcher=_launcher_for(call, runtime),
-        witness=runtime.ledger,
-    )
+    command = _command_for(call, settings, runtime)
     await response.prepare(request)
     async with command, _registered(runtime, command):
         try:

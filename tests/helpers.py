@@ -103,3 +103,14 @@ async def start_daemon(cfg: Path, port: int, **kwargs: Any) -> Daemon:
     daemon = Daemon(proc)
     await daemon.line_containing("serving on")
     return daemon
+
+
+def fault(marker: str, mode: str, **extra: str) -> dict[str, str]:
+    """The call that makes tests/fake_airflow.py run fault MODE, MARKER in its command line."""
+    return {
+        "api": "test",
+        "dag_id": marker,
+        "task_id": mode,
+        "execution_date": "2024-01-02T03:04:05",
+        **extra,
+    }

@@ -9,18 +9,8 @@ import json
 from bridge.envelope import TEXT_RESULT_PREFIX
 from bridge.state import RUNTIME
 from tests.conftest import API, ClientFactory
-from tests.helpers import read_until
+from tests.helpers import fault, read_until
 from tests.procs import new_marker, processes_with
-
-
-def fault(marker: str, mode: str, **extra: str) -> dict[str, str]:
-    return {
-        "api": "test",
-        "dag_id": marker,
-        "task_id": mode,
-        "execution_date": "2024-01-02T03:04:05",
-        **extra,
-    }
 
 
 async def test_crash_is_an_error_envelope_with_exit_code(make_fake_client: ClientFactory) -> None:

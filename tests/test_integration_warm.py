@@ -25,6 +25,7 @@ from tests.conftest import API, warm_mode
 from tests.helpers import read_until
 from tests.integration import call, call_ok, cli, unique_date
 from tests.procs import live_members, session_of
+from tests.test_integration_streaming import slow_lines
 
 pytestmark = [
     pytest.mark.airflow,
@@ -94,13 +95,7 @@ async def test_the_child_leads_its_own_session_and_ps_shows_its_command(
     date = unique_date(2022)
     response = await own_client.get(
         API,
-        params={
-            "api": "test",
-            "dag_id": "bridge_demo",
-            "task_id": "slow_lines",
-            "execution_date": date,
-            "stream": "true",
-        },
+        params=slow_lines(date, stream="true"),
     )
     await read_until(response, b"first line")
     (command,) = own_client.server.app[RUNTIME].commands
@@ -121,13 +116,7 @@ async def test_a_helper_killed_mid_command_takes_no_command_with_it_and_comes_ba
     assert old_pid is not None
     response = await own_client.get(
         API,
-        params={
-            "api": "test",
-            "dag_id": "bridge_demo",
-            "task_id": "slow_lines",
-            "execution_date": unique_date(2022),
-            "stream": "ndjson",
-        },
+        params=slow_lines(unique_date(2022), stream="ndjson"),
     )
     await read_until(response, b"first line")
     (command,) = own_client.server.app[RUNTIME].commands

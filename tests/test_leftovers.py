@@ -9,7 +9,7 @@ from aiohttp import ClientSession
 
 from bridge.leftovers import FOLDER_NAME
 from tests.conftest import API, FAKE_AIRFLOW
-from tests.helpers import free_port, read_until, start_daemon
+from tests.helpers import fault, free_port, read_until, start_daemon
 from tests.procs import new_marker, processes_with
 
 
@@ -22,13 +22,7 @@ async def test_the_next_start_stops_what_a_killed_daemon_left_running(tmp_path: 
     port = free_port()
     daemon = await start_daemon(cfg, port)
     marker = new_marker()
-    params = {
-        "api": "test",
-        "dag_id": marker,
-        "task_id": "grandchildren",
-        "execution_date": "2024-01-01",
-        "stream": "true",
-    }
+    params = fault(marker, "grandchildren", stream="true")
     async with ClientSession() as session:
         response = await session.get(f"http://127.0.0.1:{port}{API}", params=params)
         await read_until(response, b"spawned")

@@ -24,7 +24,7 @@ from bridge.airflow_info import AirflowInfo
 from bridge.app import create_app
 from bridge.envelope import TEXT_RESULT_PREFIX
 from tests.conftest import API, FAKE_AIRFLOW
-from tests.helpers import Daemon, free_port, start_daemon
+from tests.helpers import Daemon, fault, free_port, start_daemon
 from tests.procs import new_marker
 
 MIB = 1024 * 1024
@@ -87,16 +87,6 @@ async def fds_back_to(pid: int, baseline: list[str]) -> None:
         extra = sorted(set(open_fds(pid)) - set(baseline))
         left = len(open_fds(pid)) - len(baseline)
         raise AssertionError(f"{left} descriptors left: {extra}") from None
-
-
-def fault(marker: str, mode: str, **extra: str) -> dict[str, str]:
-    return {
-        "api": "test",
-        "dag_id": marker,
-        "task_id": mode,
-        "execution_date": "2024-01-02T03:04:05",
-        **extra,
-    }
 
 
 class Bridge:
