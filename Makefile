@@ -24,7 +24,7 @@ AS_POSTGRES := $(if $(SUDO),sudo -u postgres,runuser -u postgres --)
 # The first local PostgreSQL cluster's port (after `make postgres`).
 PG_PORT = $$(pg_lsclusters -h | awk 'NR==1 {print $$3}')
 
-.PHONY: run test bench lint unit integration postgres dev airflow-venvs airflow-constraints chromium systemd-analyze clean
+.PHONY: run test bench lint docs mutation unit integration postgres dev airflow-venvs airflow-constraints chromium systemd-analyze clean
 
 $(BIN)/.installed: setup.py tests/requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -63,7 +63,12 @@ run: dev airflow-venv-$(AIRFLOW_VERSION)
 lint: dev
 	$(BIN)/ruff check bridge tests setup.py
 	$(BIN)/ruff format --check bridge tests setup.py
-	$(BIN)/mypy bridge
+	$(BIN)/mypy
+
+# The generated documentation: API reference, settings reference, sample cfg (a unit test
+# fails when they are stale).
+docs: dev
+	$(BIN)/python -m bridge.docs
 
 unit: dev systemd-analyze
 	$(BIN)/pytest -m "not airflow"
@@ -97,9 +102,20 @@ integration: airflow-venvs chromium systemd-analyze postgres
 test: lint unit integration
 
 # Latency, throughput, RSS and streaming delay: the bridge (warm and cold) against the plain
-# CLI and Airflow's own REST API, for each Airflow version (README: Performance).
+# CLI and Airflow's own REST API, for each Airflow version (docs/performance.md).
 bench: airflow-venvs
 	$(BIN)/python -m tests.bench $(foreach v,$(AIRFLOW_VERSIONS),$(call airflow_bin,$(v)))
+
+# Mutation testing of the modules that decide what runs and what is refused, against the unit
+# suite (mutmut; settings in pyproject.toml). It takes long, so it is not part of `make test`;
+# its score and the mutants that survive are in docs/development.md.
+mutation: dev
+	$(BIN)/pip install --quiet -r tests/requirements-mutation.txt
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2
+	$(BIN)/mutmut export-cicd-stats
+	$(BIN)/python -c "import json; s = json.load(open('mutants/mutmut-cicd-stats.json')); \
+		print('mutation score: %(killed)s killed of %(total)s' % s)"
 
 # Re-pin the Airflow virtualenvs' packages after changing AIRFLOW_VERSIONS.
 airflow-constraints: airflow-venvs

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "bridge" / "__init__.py").read_text())[1]
@@ -18,7 +18,7 @@ setup(
     python_requires=">=3.11",  # datetime.UTC
     # templates/ and static/ sit at the top of the repository and are installed inside the
     # package, so that a non-editable install serves the test page too.
-    packages=["bridge", "bridge.templates", "bridge.static"],
+    packages=[*find_packages(include=["bridge", "bridge.*"]), "bridge.templates", "bridge.static"],
     package_dir={"bridge": "bridge", "bridge.templates": "templates", "bridge.static": "static"},
     package_data={"bridge.templates": ["*.html"], "bridge.static": ["*.css", "*.js", "*.svg"]},
     install_requires=[

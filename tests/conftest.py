@@ -1,28 +1,29 @@
-"""Fixtures: a real Airflow home per test session, settings, and a client on the real app."""
+"""Fixtures: a real Airflow home per test session, settings, a client on the real app; and
+asyncio's debug mode on every test's loop, failing a test whose loop a callback held for
+more than 50 ms (the daemon's own loop is checked the same way, see helpers.Daemon)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import replace
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from bridge import config
-from bridge.airflow_info import AirflowInfo, detect
-from bridge.app import create_app
-from bridge.warm import WarmHelper
+from bridge.catalogue.installed import AirflowInfo
+from bridge.config.settings import Settings
+from bridge.http.app import create_app
+from bridge.http.keys import AIRFLOW
+from bridge.process.warm import WarmHelper
+from bridge.service.loop_watch import watch
 from tests.demo.make_home import make_home
+from tests.helpers import FAKE_AIRFLOW, ClientFactory, counts, settings_for, warm_mode
 
-TESTS = Path(__file__).parent
-FAKE_AIRFLOW = TESTS / "fake_airflow.py"
-API = "/admin/rest_api/api"
-
-ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+SLOW_CALLBACK_SECONDS = 0.05
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -33,6 +34,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "airflow" in item.keywords:
             item.add_marker(pytest.mark.skip(reason="BRIDGE_TEST_AIRFLOW is not set"))
+
+
+@pytest.fixture(autouse=True)
+async def loop_never_blocks() -> AsyncIterator[None]:
+    """asyncio's debug mode with a 50 ms slow-callback limit on every test's loop; a callback
+    that held it longer (bridge.service.loop_watch) fails the test."""
+    held: list[str] = []
+    unwatch = watch(SLOW_CALLBACK_SECONDS, held.append)
+    try:
+        yield
+    finally:
+        unwatch()
+    held = [report for report in held if counts(report)]
+    assert not held, "\n".join(held)
 
 
 @pytest.fixture(scope="session")
@@ -51,33 +66,25 @@ def airflow_home(airflow_bin: str, tmp_path_factory: pytest.TempPathFactory) -> 
     return home
 
 
-def settings_for(home: Path, airflow: str, **overrides: Any) -> config.Settings:
-    environ = {"AIRFLOW_HOME": str(home)}
-    settings = config.load(home / "airflow.cfg", environ)
-    return replace(settings, airflow_executable=airflow, **overrides)
-
-
-def airflow_env(settings: config.Settings) -> dict[str, str]:
-    """The environment the bridge gives its children, for running the CLI directly."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    return settings.child_environment(clean)
-
-
 @pytest.fixture(scope="session")
 def airflow_info(airflow_bin: str, airflow_home: Path) -> AirflowInfo:
-    settings = settings_for(airflow_home, airflow_bin)
-    return asyncio.run(detect(airflow_bin, airflow_env(settings)))
+    """The installation, detected once by the real startup path of a throwaway app."""
+
+    async def detect() -> AirflowInfo:
+        app = create_app(settings_for(airflow_home, airflow_bin, warm_helper=False))
+        runner = web.AppRunner(app)
+        await runner.setup()  # the startup context: detection through the command path
+        try:
+            return app[AIRFLOW]
+        finally:
+            await runner.cleanup()
+
+    return asyncio.run(detect())
 
 
 @pytest.fixture
-def settings(airflow_home: Path, airflow_bin: str) -> config.Settings:
+def settings(airflow_home: Path, airflow_bin: str) -> Settings:
     return settings_for(airflow_home, airflow_bin)
-
-
-def warm_mode() -> bool:
-    """`make test` runs the integration suite twice per Airflow version: through the warm
-    helper (BRIDGE_TEST_WARM=1, the default) and with the cold CLI (BRIDGE_TEST_WARM=0)."""
-    return os.environ.get("BRIDGE_TEST_WARM", "1") != "0"
 
 
 @pytest.fixture(scope="session")
@@ -92,6 +99,8 @@ def session_warm_helper(
     assert airflow_info.python is not None
     helper = WarmHelper(airflow_info.python, airflow_bin, settings.child_environment(os.environ))
     helper.start()
+    helper.wait_settled()
+    assert helper.status().state == "ready", helper.status()
     yield helper
     helper.close()
 
@@ -131,18 +140,20 @@ def make_fake_client(
 ) -> ClientFactory:
     """The real app driving the fake airflow script, for faults the real CLI cannot show."""
 
-    async def factory(**overrides: Any) -> TestClient[Any, Any]:
+    async def factory(
+        airflow: AirflowInfo = fake_airflow_info, **overrides: Any
+    ) -> TestClient[Any, Any]:
         (tmp_path / "dags").mkdir(exist_ok=True)
-        base = config.Settings(
-            airflow_home=tmp_path,
-            dags_folder=tmp_path / "dags",
-            airflow_executable=str(FAKE_AIRFLOW),
-            allowed_paths=(tmp_path,),
-            backups_folder=tmp_path / "backups",
-            warm_helper=False,  # the fake script is no Airflow to warm up
-        )
-        settings = replace(base, **overrides)
-        client: TestClient[Any, Any] = await aiohttp_client(create_app(settings, fake_airflow_info))
+        values: dict[str, Any] = {
+            "airflow_home": tmp_path,
+            "dags_folder": tmp_path / "dags",
+            "airflow_executable": str(FAKE_AIRFLOW),
+            "allowed_paths": (tmp_path,),
+            "backups_folder": tmp_path / "backups",
+            "warm_helper": False,  # the fake script is no Airflow to warm up
+        }
+        values.update(overrides)
+        client: TestClient[Any, Any] = await aiohttp_client(create_app(Settings(**values), airflow))
         return client
 
     return factory

@@ -7,8 +7,11 @@ test) appears in every process's command line so a test can look for leftovers i
 
 With FAKE_AIRFLOW_RECORD=FILE every command's argv is appended to FILE as one JSON line, so
 a test can see exactly what the bridge ran (or that it ran nothing). The until_gate mode
-prints a tick a line until the file FAKE_AIRFLOW_GATE exists, then "done N". `connections
-add` succeeds and echoes the URI, password included, as Airflow's CLI does.
+prints a tick a line until the file FAKE_AIRFLOW_GATE exists, then "done N"; with
+FAKE_AIRFLOW_TICKS=FILE it also appends each tick to FILE, so that a test can see it run on
+after its client left. `connections add` succeeds and echoes the URI, password included, as
+Airflow's CLI does; `dags list --output=json` lists one DAG, fake_dag, and `dags reserialize`
+succeeds, for refresh_dag. The errflood mode floods stderr as flood does stdout.
 """
 
 import json
@@ -35,6 +38,12 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--help"]:
         print("Groups:\n      dags      Manage DAGs\n      tasks     Manage tasks")
         return 0
+    if argv[:2] == ["dags", "list"]:
+        print(json.dumps([{"dag_id": "fake_dag", "fileloc": "/dags/fake_dag.py"}]))
+        return 0
+    if argv[:2] == ["dags", "reserialize"]:
+        print("serialized", flush=True)
+        return 0
     if argv[:2] == ["connections", "add"]:  # like Airflow: echoes the URI, password and all
         uri = next((a.split("=", 1)[1] for a in argv if a.startswith("--conn-uri=")), "")
         print(f"Successfully added `conn_id`={argv[-1]} : {uri}", flush=True)
@@ -57,9 +66,13 @@ def main(argv: list[str]) -> int:
         return 0
     if mode == "until_gate":
         gate = os.environ["FAKE_AIRFLOW_GATE"]
+        tick_file = os.environ.get("FAKE_AIRFLOW_TICKS")
         ticks = 0
         while not os.path.exists(gate):
             print(f"tick {ticks}", flush=True)
+            if tick_file:
+                with open(tick_file, "a", encoding="utf-8") as out:
+                    out.write(f"{ticks}\n")
             ticks += 1
             time.sleep(0.1)
         print(f"done {ticks}", flush=True)
@@ -78,13 +91,13 @@ def main(argv: list[str]) -> int:
             )
         print("spawned", flush=True)
         forever()
-    if mode.startswith("flood"):  # flood5 writes 5 MiB of lines to stdout
-        megabytes = int(mode.removeprefix("flood") or 1)
+    if mode.startswith(("flood", "errflood")):  # flood5: 5 MiB of lines to stdout
+        megabytes = int(mode.removeprefix("err").removeprefix("flood") or 1)
         line = ("x" * 1023 + "\n").encode()
-        out = os.fdopen(sys.stdout.fileno(), "wb", closefd=False)
-        for _ in range(megabytes * 1024):
-            out.write(line)
-        out.flush()
+        stream = sys.stderr if mode.startswith("err") else sys.stdout
+        with os.fdopen(stream.fileno(), "wb", closefd=False) as raw:
+            for _ in range(megabytes * 1024):
+                raw.write(line)
         return 0
     print(f"unknown mode {mode}", file=sys.stderr)
     return 2

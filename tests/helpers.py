@@ -1,12 +1,80 @@
-"""Small helpers shared by the tests: reading streams, starting the real daemon."""
+"""What the tests share: settings for a test home, calling the bridge and the real CLI side
+by side, reading streams, starting the real daemon, and looking for processes in /proc.
+
+Test modules import from here (and get fixtures from conftest.py), never from each other.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import socket
+import subprocess
 import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from aiohttp import FormData, web
+from aiohttp.test_utils import TestClient
+
+from bridge.config.load import load
+from bridge.config.settings import Settings
+from bridge.http.keys import COMMANDS
+from bridge.process.path import CommandPath
+from bridge.service.loop_watch import BLOCKING_MESSAGE, HELD_MESSAGE
+from bridge.text.noise import parse_json_output
+
+TESTS = Path(__file__).parent
+FAKE_AIRFLOW = TESTS / "fake_airflow.py"
+API = "/admin/rest_api/api"  # the contract's endpoint, written out as users write it
+
+ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+# A DAG file with one task, for deploy_dag; format with dag_id and task_id.
+DAG_SOURCE = """
+import datetime
+try:
+    from airflow.sdk import DAG
+except ImportError:
+    from airflow import DAG
+try:
+    from airflow.providers.standard.operators.empty import EmptyOperator
+except ImportError:
+    from airflow.operators.empty import EmptyOperator
+
+with DAG(dag_id="{dag_id}", start_date=datetime.datetime(2024, 1, 1), schedule=None):
+    EmptyOperator(task_id="{task_id}")
+"""
+
+
+# -- settings and the environment ------------------------------------------------------------
+
+
+def settings_for(home: Path, airflow: str, **overrides: Any) -> Settings:
+    environ = {"AIRFLOW_HOME": str(home)}
+    settings = load(home / "airflow.cfg", environ)
+    return replace(settings, airflow_executable=airflow, **overrides)
+
+
+def airflow_env(settings: Settings) -> dict[str, str]:
+    """The environment the bridge gives its children, for running the CLI directly."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    return settings.child_environment(clean)
+
+
+def warm_mode() -> bool:
+    """`make test` runs the integration suite twice per Airflow version: through the warm
+    helper (BRIDGE_TEST_WARM=1, the default) and with the cold CLI (BRIDGE_TEST_WARM=0)."""
+    return os.environ.get("BRIDGE_TEST_WARM", "1") != "0"
+
+
+def write_cfg(path: Path, section: str) -> Path:
+    path.write_text(f"[core]\ndags_folder = {path.parent}\n\n[rest_api_plugin]\n{section}\n")
+    return path
 
 
 def free_port() -> int:
@@ -16,9 +84,168 @@ def free_port() -> int:
         return port
 
 
-def write_cfg(path: Path, section: str) -> Path:
-    path.write_text(f"[core]\ndags_folder = {path.parent}\n\n[rest_api_plugin]\n{section}\n")
-    return path
+# -- calling the bridge and the CLI ------------------------------------------------------------
+
+
+def app_of(client: TestClient[Any, Any]) -> web.Application:
+    """The application a test client serves."""
+    app = client.app
+    assert app is not None  # a client made with aiohttp_client(app)
+    return app
+
+
+def commands_of(client: TestClient[Any, Any]) -> CommandPath:
+    """The command path of the app a test client serves: its slots, running commands."""
+    return app_of(client)[COMMANDS]
+
+
+_days = itertools.count(1)
+
+
+def unique_date(year: int = 2023) -> str:
+    """A logical date no other test in this session uses (one day per call)."""
+    n = next(_days)
+    return f"{year}-{(n // 28) % 12 + 1:02d}-{n % 28 + 1:02d}T00:00:00"
+
+
+async def call(client: TestClient[Any, Any], **params: str) -> tuple[int, dict[str, Any]]:
+    """GET the API and return (HTTP status, envelope)."""
+    response = await client.get(API, params=params)
+    body = await response.json()
+    assert body["http_response_code"] == response.status
+    return response.status, body
+
+
+async def call_ok(client: TestClient[Any, Any], **params: str) -> dict[str, Any]:
+    status, body = await call(client, **params)
+    assert status == 200, body
+    assert body["status"] == "OK", body
+    return body
+
+
+async def upload(
+    client: TestClient[Any, Any], filename: str, content: str, **fields: str
+) -> tuple[int, dict[str, Any]]:
+    """deploy_dag with ``content`` as the file ``filename``."""
+    form = FormData()
+    form.add_field("dag_file", content.encode(), filename=filename)
+    for name, value in fields.items():
+        form.add_field(name, value)
+    response = await client.post(API, params={"api": "deploy_dag"}, data=form)
+    return response.status, await response.json()
+
+
+def raw_cli(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the real Airflow CLI directly, the way the bridge would. Blocking: from an async
+    test, use :func:`cli_async` (the loop must not block)."""
+    result = subprocess.run(
+        [settings.airflow_executable, *args],
+        env=airflow_env(settings),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+async def cli_async(settings: Settings, *args: str, check: bool = True) -> str:
+    """The CLI's stdout without Airflow's start-up noise, as an independent list of the
+    noise lines each Airflow version prints defines it (never the bridge's own filter)."""
+    result = await asyncio.to_thread(raw_cli, settings, *args, check=check)
+    return without_known_noise(result.stdout)
+
+
+async def cli_json(settings: Settings, *args: str) -> Any:
+    return parse_json_output(await cli_async(settings, *args, "--output=json"))
+
+
+async def dag_is_paused(settings: Settings, dag_id: str) -> bool:
+    rows = await cli_json(settings, "dags", "list")
+    row = next(r for r in rows if r["dag_id"] == dag_id)
+    return str(row["is_paused"]).lower() == "true"
+
+
+# Lines Airflow 2.11 and 3.3 print on stdout at every CLI start in the suite's home, found by
+# running the CLI by hand; written out here so that a bridge filter that drops more than these
+# fails the parity tests.
+KNOWN_NOISE_FRAGMENTS = (
+    "Filling up the DagBag from",
+    "DAG bundles loaded",
+    "setup plugin",
+    "Loading plugins",
+    "Loaded API auth backend",
+    "Using executor",
+    "Could not import graphviz",
+    "You might need to install the graphviz package",  # Airflow 3's second line of that
+    "[py.warnings]",
+    "Warning: ",  # a Python warning's first line (file.py:NN XyzWarning: ...)
+)
+
+
+def without_known_noise(text: str) -> str:
+    """``text`` without the start-up lines listed in KNOWN_NOISE_FRAGMENTS (and the source
+    line Python prints under a warning)."""
+    kept: list[str] = []
+    after_warning = False
+    for line in text.splitlines(keepends=True):
+        if any(fragment in line for fragment in KNOWN_NOISE_FRAGMENTS):
+            after_warning = "Warning: " in line
+            continue
+        if after_warning and line.startswith("  "):
+            after_warning = False
+            continue
+        after_warning = False
+        kept.append(line)
+    return "".join(kept)
+
+
+def slow_lines(date: str, **extra: str) -> dict[str, str]:
+    """The demo DAG's task that prints a line, sleeps, and prints another."""
+    return {
+        "api": "test",
+        "dag_id": "bridge_demo",
+        "task_id": "slow_lines",
+        "execution_date": date,
+        **extra,
+    }
+
+
+def fault(marker: str, mode: str, **extra: str) -> dict[str, str]:
+    """The call that makes tests/fake_airflow.py run fault MODE, MARKER in its command line."""
+    return {
+        "api": "test",
+        "dag_id": marker,
+        "task_id": mode,
+        "execution_date": "2024-01-02T03:04:05",
+        **extra,
+    }
+
+
+async def schemathesis(
+    url: str, *options: str, cwd: Path, timeout: float, env: dict[str, str] | None = None
+) -> str:
+    """Run Schemathesis's CLI against the OpenAPI document at ``url``; its report. Fails the
+    test when it does not finish within ``timeout`` (something hangs) or finds a problem."""
+    run = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "schemathesis.cli", "run", url, *options),
+        *("--generation-database", "none", "--no-color", "--continue-on-failure"),
+        cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        output, _ = await asyncio.wait_for(run.communicate(), timeout=timeout)
+    except TimeoutError:
+        run.kill()
+        await run.wait()
+        raise AssertionError(f"schemathesis did not finish within {timeout:g} s") from None
+    report = output.decode(errors="replace")
+    assert run.returncode == 0, report[-30000:]
+    return report
+
+
+# -- streams -----------------------------------------------------------------------------------
 
 
 async def read_until(response: Any, needle: bytes) -> bytes:
@@ -31,16 +258,19 @@ async def read_until(response: Any, needle: bytes) -> bytes:
     raise AssertionError(f"{needle!r} never arrived: {seen[-500:]!r}")
 
 
-async def line_containing(stream: asyncio.StreamReader, needle: str) -> str:
-    while line := (await stream.readline()).decode():
-        if needle in line:
-            return line
-    raise AssertionError(f"the daemon exited before logging {needle!r}")
+# -- the real daemon ---------------------------------------------------------------------------
+
+
+def counts(report: str) -> bool:
+    """Whether a loop-watch report fails the test. Under mutation testing, mutmut's
+    trampolines slow every call of the mutated modules: CPU time proves nothing then."""
+    return BLOCKING_MESSAGE in report or not os.environ.get("MUTANT_UNDER_TEST")
 
 
 class Daemon:
     """``python -m bridge`` as an operator starts it, its stderr read continuously (so that
-    the pipe never fills) and searchable line by line."""
+    the pipe never fills) and searchable line by line. It runs in asyncio's debug mode, and
+    :meth:`wait` fails when it logged a callback that held its loop (bridge.service.loop_watch)."""
 
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
@@ -91,26 +321,81 @@ class Daemon:
     async def wait(self) -> int:
         code = await asyncio.wait_for(self.proc.wait(), timeout=60)
         await self._reader
+        held = [line for line in self.lines if BLOCKING_MESSAGE in line or HELD_MESSAGE in line]
+        held = [line for line in held if counts(line)]
+        assert not held, f"the daemon's event loop was held: {held}"
         return code
 
 
 async def start_daemon(cfg: Path, port: int, **kwargs: Any) -> Daemon:
-    """Start the daemon and return once it logs 'serving on'."""
+    """Start the daemon (in asyncio's debug mode) and return once it logs 'serving on'."""
+    env = dict(kwargs.pop("env", None) or os.environ)
+    env["PYTHONASYNCIODEBUG"] = "1"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bridge", "--config", str(cfg), "--port", str(port),
-        stderr=asyncio.subprocess.PIPE, **kwargs,
+        stderr=asyncio.subprocess.PIPE, env=env, **kwargs,
     )  # fmt: skip
     daemon = Daemon(proc)
     await daemon.line_containing("serving on")
     return daemon
 
 
-def fault(marker: str, mode: str, **extra: str) -> dict[str, str]:
-    """The call that makes tests/fake_airflow.py run fault MODE, MARKER in its command line."""
-    return {
-        "api": "test",
-        "dag_id": marker,
-        "task_id": mode,
-        "execution_date": "2024-01-02T03:04:05",
-        **extra,
-    }
+# -- processes, from /proc ---------------------------------------------------------------------
+
+
+def new_marker(prefix: str = "m") -> str:
+    """A dag_id-safe string unique to one test."""
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+def processes_with(marker: str) -> list[int]:
+    """PIDs of live (not zombie) processes whose command line contains ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        # Fields after the command name, which sits in parentheses and may contain spaces.
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def process_group_of(pid: int) -> int:
+    fields = _stat_fields(pid)
+    assert fields is not None, f"process {pid} is gone"
+    return int(fields[2])
+
+
+def session_of(pid: int) -> int:
+    fields = _stat_fields(pid)
+    assert fields is not None, f"process {pid} is gone"
+    return int(fields[3])
+
+
+def live_members(*, group: int | None = None, session: int | None = None) -> list[int]:
+    """Live processes in a process group or session (Airflow renames its workers, so a
+    command-line marker cannot find them all)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields is None or fields[0] == "Z":
+            continue
+        if (group is not None and int(fields[2]) == group) or (
+            session is not None and int(fields[3]) == session
+        ):
+            found.append(int(entry.name))
+    return found

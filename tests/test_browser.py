@@ -15,12 +15,15 @@ import pytest
 from aiohttp.test_utils import TestClient
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from bridge.airflow_info import AirflowInfo
-from bridge.state import RUNTIME
-from tests.conftest import ClientFactory
-from tests.integration import unique_date
-from tests.procs import new_marker, processes_with
-from tests.test_integration_dags import DAG_SOURCE
+from bridge.catalogue.installed import AirflowInfo
+from tests.helpers import (
+    DAG_SOURCE,
+    ClientFactory,
+    commands_of,
+    new_marker,
+    processes_with,
+    unique_date,
+)
 
 pytestmark = pytest.mark.airflow
 
@@ -94,7 +97,7 @@ async def test_the_page_drives_the_api(
     browser: Browser, make_client: ClientFactory, airflow_info: AirflowInfo, tmp_path: Path
 ) -> None:
     client = await make_client(rest_api_plugin_expected_http_token=TOKEN)
-    runtime = client.server.app[RUNTIME]
+    commands = commands_of(client)
     watched = await open_page(browser, client)
     page = watched.page
     await expect(page.locator("#airflow-version")).to_contain_text(airflow_info.version)
@@ -113,7 +116,7 @@ async def test_the_page_drives_the_api(
     form = await run(page, "test", dag_id="bridge_demo", task_id="slow_lines", execution_date=date)
     await expect(form.locator(".output")).to_contain_text("first line", timeout=60_000)
     assert "second line" not in await form.locator(".output").inner_text()
-    assert runtime.slots.running == 1
+    assert commands.busy == 1
     await expect(form.locator(".status")).to_contain_text("exit code 0", timeout=60_000)
     await form.scroll_into_view_if_needed()
     # docs/test-page.png (shown in the README) is refreshed on request only, so that a test
@@ -127,7 +130,7 @@ async def test_the_page_drives_the_api(
     await expect(form.locator(".output")).to_contain_text("first line", timeout=60_000)
     await form.locator("button.cancel").click()
     await expect(form.locator(".status")).to_contain_text("Cancelled")
-    await asyncio.wait_for(runtime.slots.idle.wait(), timeout=60)
+    await asyncio.wait_for(commands.idle.wait(), timeout=60)
     assert processes_with(date) == []
 
     # Upload a DAG file, then see it listed.

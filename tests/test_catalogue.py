@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bridge.apis import APIS, BY_NAME
-from bridge.catalogue import EXCHANGE_FILE, Api, Context, Plan, RequestError, collect, plan_cli
+from bridge.catalogue.model import EXCHANGE_FILE, Api, Context, Plan
+from bridge.catalogue.planning import collect, plan_cli
+from bridge.catalogue.table import APIS, BY_NAME
+from bridge.errors import RequestError
 
 ALL_COMMANDS = frozenset({"celery", "kerberos", "scheduler", "dags", "tasks"})
 D, T, DATE = "demo", "hello", "2024-01-02T03:04:05"
@@ -207,6 +209,24 @@ def test_pool_set(tmp_path: Path, raw: dict[str, str]) -> None:
     assert argv == ["pools", "set", "--", "NAME", "3", "some description"]
 
 
+@pytest.mark.parametrize(
+    ("raw", "argv"),
+    [
+        ({}, ["pools", "list", "--output=json"]),
+        ({"get": "p"}, ["pools", "get", "--output=json", "--", "p"]),
+    ],
+)
+def test_pool_list_and_get_give_json(tmp_path: Path, raw: dict[str, str], argv: list[str]) -> None:
+    planned = plan(tmp_path, "pool", 3, {**raw, "output": "json"}, want_json=True)
+    assert (planned.argv, planned.json_output) == (argv, True)
+
+
+@pytest.mark.parametrize("raw", [{"set": "p 3 d"}, POOL_FORM, {"delete": "p"}])
+def test_pool_set_and_delete_print_no_json(tmp_path: Path, raw: dict[str, str]) -> None:
+    said = refused(tmp_path, "pool", 2, {**raw, "output": "json"}, want_json=True)
+    assert "pool get=NAME with output=json" in said
+
+
 @pytest.mark.parametrize("raw", [{"set": "NAME"}, {"set": "NAME many x"}, {"set": "-N 3 d"}])
 def test_pool_set_refuses_bad_fields(tmp_path: Path, raw: dict[str, str]) -> None:
     refused(tmp_path, "pool", 2, raw)
@@ -317,6 +337,18 @@ def test_server_path_with_no_allowed_paths_is_a_400(tmp_path: Path) -> None:
     ctx = Context(2, dags_folder=tmp_path / "dags", allowed_paths=())
     with pytest.raises(RequestError):
         collect(BY_NAME["scheduler"], {"pid": ["scheduler.pid"]}, ctx)
+
+
+def test_a_path_in_any_allowed_folder_is_accepted(tmp_path: Path) -> None:
+    first, second = tmp_path / "home", tmp_path / "logs"
+    ctx = Context(2, dags_folder=first / "dags", allowed_paths=(first, second))
+    api = BY_NAME["scheduler"]
+    relative = collect(api, {"pid": ["scheduler.pid"]}, ctx)  # relative to the first folder
+    assert relative["pid"] == str((first / "scheduler.pid").resolve())
+    in_second = collect(api, {"log-file": [str(second / "s.log")]}, ctx)
+    assert in_second["log-file"] == str((second / "s.log").resolve())
+    with pytest.raises(RequestError, match="must name a path inside"):
+        collect(api, {"stdout": [str(tmp_path / "elsewhere.log")]}, ctx)
 
 
 def test_execution_date_also_takes_a_run_id(tmp_path: Path) -> None:

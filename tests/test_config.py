@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge import config
-from bridge.config import DEFAULT_PORT, ConfigError, Settings, load, with_listen
+from bridge.config import settings as config
+from bridge.config.load import ConfigError, load, with_listen
+from bridge.config.settings import DEFAULT_PORT, Settings
 
 SECTION = "[rest_api_plugin]"
 
@@ -217,7 +218,7 @@ def test_malformed_environment_value_names_the_key(tmp_path: Path) -> None:
 # --- exposure and TLS -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "::"])
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "::", "example.com", "128.0.0.1"])
 def test_remote_listen_without_token_is_refused(tmp_path: Path, host: str) -> None:
     cfg = plugin_cfg(tmp_path / "airflow.cfg", listen_host=host)
     with pytest.raises(ConfigError, match="allow_unauthenticated_remote_access"):
@@ -238,7 +239,7 @@ def test_remote_listen_allowed_with_token_or_explicit_opt_in(
     assert load(cfg, {}).listen_host == "0.0.0.0"
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost", "127.0.0.2", "127.255.0.9"])
 def test_loopback_needs_no_token(tmp_path: Path, host: str) -> None:
     cfg = plugin_cfg(tmp_path / "airflow.cfg", listen_host=host)
     assert load(cfg, {}).listen_host == host

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +15,16 @@ from typing import Any
 import pytest
 from aiohttp import ClientSession
 
-from tests.conftest import API
-from tests.helpers import free_port, start_daemon, write_cfg
+from tests.helpers import (
+    API,
+    FAKE_AIRFLOW,
+    fault,
+    free_port,
+    new_marker,
+    read_until,
+    start_daemon,
+    write_cfg,
+)
 
 
 def run_bridge(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -89,5 +99,51 @@ async def test_real_daemon_serves_the_api(airflow_home: Path, airflow_bin: str) 
         assert status == 200 and "bridge_demo" in body["output"]["stdout"]
         status, page = await _get(f"http://127.0.0.1:{port}/health")
         assert page["airflow_version"].split(".")[0] in ("2", "3")
+    finally:
+        assert await daemon.stop() == 0
+
+
+def test_a_port_already_bound_is_exit_code_4(tmp_path: Path) -> None:
+    cfg = write_cfg(tmp_path / "airflow.cfg", f"airflow_executable = {FAKE_AIRFLOW}")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_bridge("--config", str(cfg), "--port", str(port))
+    assert result.returncode == 4
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+async def test_sighup_reloads_limits_and_keeps_what_needs_a_restart(tmp_path: Path) -> None:
+    """A reload changes max_concurrent_commands at once; the listen address, the airflow
+    executable and the warm helper stay as they were until the next start, and the log says
+    so."""
+    gate = tmp_path / "gate"
+    base = f"airflow_executable = {FAKE_AIRFLOW}\nwarm_helper = false\n"
+    cfg = write_cfg(tmp_path / "airflow.cfg", base + "max_concurrent_commands = 1")
+    port = free_port()
+    daemon = await start_daemon(cfg, port, env={**os.environ, "FAKE_AIRFLOW_GATE": str(gate)})
+    url = f"http://127.0.0.1:{port}{API}"
+    try:
+        async with (
+            ClientSession() as session,
+            session.get(url, params=fault(new_marker(), "until_gate", stream="true")) as held,
+        ):
+            await read_until(held, b"tick 0")
+            assert (await _get(url, **fault(new_marker(), "ok")))[0] == 429
+            changed = base.replace("warm_helper = false", "warm_helper = true")
+            changed += "max_concurrent_commands = 2\nlisten_host = 127.0.0.2\n"
+            write_cfg(cfg, changed.replace(str(FAKE_AIRFLOW), "/nowhere/airflow"))
+            seen = len(daemon.lines)
+            daemon.signal(signal.SIGHUP)
+            await daemon.line_containing("configuration reloaded", after=seen)
+            restart_only = daemon.lines[await daemon.line_containing("next start", after=seen)]
+            for key in ("listen_host", "airflow_executable", "warm_helper"):
+                assert key in restart_only
+            status, body = await _get(url, **fault(new_marker(), "ok"))
+            assert status == 200, body  # the new limit, at the old address, with the old airflow
+            assert body["airflow_cmd"].startswith(str(FAKE_AIRFLOW))
+            gate.touch()
+            await held.read()
     finally:
         assert await daemon.stop() == 0

@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
+from pathlib import Path
 
-from bridge.envelope import TEXT_RESULT_PREFIX
-from bridge.state import RUNTIME
-from tests.conftest import API, ClientFactory
-from tests.helpers import fault, read_until
-from tests.procs import new_marker, processes_with
+import pytest
+
+from bridge.http.envelope import TEXT_RESULT_PREFIX
+from tests.helpers import (
+    API,
+    ClientFactory,
+    commands_of,
+    fault,
+    new_marker,
+    processes_with,
+    read_until,
+)
 
 
 async def test_crash_is_an_error_envelope_with_exit_code(make_fake_client: ClientFactory) -> None:
@@ -55,39 +65,80 @@ async def test_grandchildren_stop_with_the_command(make_fake_client: ClientFacto
 
 async def test_client_leaving_stops_the_process_group(make_fake_client: ClientFactory) -> None:
     client = await make_fake_client()
-    runtime = client.server.app[RUNTIME]
+    commands = commands_of(client)
     marker = new_marker()
     response = await client.get(API, params=fault(marker, "grandchildren", stream="true"))
     await read_until(response, b"spawned")
     assert len(processes_with(marker)) == 3  # the command and its two children
     response.close()
-    await asyncio.wait_for(runtime.slots.idle.wait(), timeout=30)
+    await asyncio.wait_for(commands.idle.wait(), timeout=30)
     assert processes_with(marker) == []
 
 
-async def test_kill_on_disconnect_off_lets_the_command_finish(
+async def test_kill_on_disconnect_off_lets_the_command_run_to_its_end(
     make_fake_client: ClientFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    client = await make_fake_client(kill_on_disconnect=False)
-    runtime = client.server.app[RUNTIME]
+    """The command of a client that left keeps running (here for 20 more ticks, two seconds,
+    well past the grace period) until it ends by itself; then it is cleaned up and audited."""
+    gate, ticks = tmp_path / "gate", tmp_path / "ticks"
+    monkeypatch.setenv("FAKE_AIRFLOW_GATE", str(gate))
+    monkeypatch.setenv("FAKE_AIRFLOW_TICKS", str(ticks))
+    caplog.set_level(logging.INFO, logger="bridge.audit")
+    client = await make_fake_client(kill_on_disconnect=False, kill_grace_period=0.2)
+    commands = commands_of(client)
     marker = new_marker()
-    response = await client.get(API, params=fault(marker, "short", stream="true"))
-    await read_until(response, b"started")
+    response = await client.get(API, params=fault(marker, "until_gate", stream="true"))
+    await read_until(response, b"tick 1")
     response.close()
-    await asyncio.wait_for(runtime.slots.idle.wait(), timeout=30)
-    assert processes_with(marker), "the command should still be running"
-    await asyncio.wait_for(asyncio.gather(*runtime.background), timeout=30)
+    await asyncio.wait_for(commands.idle.wait(), timeout=30)
+    left_at = len((await asyncio.to_thread(ticks.read_text)).split())
+    async with asyncio.timeout(30):
+        while len((await asyncio.to_thread(ticks.read_text)).split()) < left_at + 20:
+            assert processes_with(marker), "it stopped although kill_on_disconnect = false"
+            await asyncio.sleep(0.1)  # the command's own pace: it ticks every 0.1 s
+    gate.touch()
+    await asyncio.wait_for(commands.none_running.wait(), timeout=30)
     assert processes_with(marker) == []
+    assert any(
+        "ran on after its client left" in r.message and "exit=0" in r.message
+        for r in caplog.records
+        if r.name == "bridge.audit"
+    )
 
 
-async def test_buffered_output_is_capped_with_a_warning(make_fake_client: ClientFactory) -> None:
-    client = await make_fake_client(max_output_size=1024 * 1024)
-    response = await client.get(API, params=fault(new_marker(), "flood4"))
+@pytest.mark.parametrize(("mode", "stream"), [("flood4", "stdout"), ("errflood4", "stderr")])
+async def test_buffered_output_keeps_the_head_of_each_stream_up_to_the_cap(
+    make_fake_client: ClientFactory, mode: str, stream: str
+) -> None:
+    cap = 1024 * 1024 + 100  # not a multiple of the lines: the cut falls inside a chunk
+    client = await make_fake_client(max_output_size=cap)
+    marker = new_marker()
+    response = await client.get(API, params=fault(marker, mode))
     body = await response.json()
     assert response.status == 200
     assert body["exit_code"] == 0
-    assert len(body["output"]["stdout"]) <= 1024 * 1024
-    assert "max_output_size" in body["warning"]
+    kept = body["output"][stream]
+    whole = (f"started {marker} {mode}\n" if stream == "stdout" else "") + "x" * 1023 + "\n"
+    whole += ("x" * 1023 + "\n") * (4 * 1024 - 1)
+    assert kept == whole[:cap]  # contiguous from the start, cut inside a line
+    dropped = len(whole) - cap
+    assert f"{stream} was cut at max_output_size ({cap} characters)" in body["warning"]
+    assert f"the first {cap} are kept, {dropped} more were dropped" in body["warning"]
+
+
+async def test_server_timing_says_how_long_the_command_ran(
+    make_fake_client: ClientFactory,
+) -> None:
+    response = await make_fake_client()
+    answer = await response.get(API, params=fault(new_marker(), "short"))  # about 0.9 s
+    assert answer.status == 200
+    timing = answer.headers["Server-Timing"]
+    match = re.fullmatch(r'cli;dur=([0-9.]+);desc="cold"', timing)
+    assert match is not None, timing
+    assert 800 <= float(match[1]) <= 60_000
 
 
 async def test_streamed_flood_arrives_whole(make_fake_client: ClientFactory) -> None:
@@ -110,7 +161,7 @@ async def test_over_the_limit_is_429_with_retry_after(make_fake_client: ClientFa
     assert second.headers["Retry-After"] == "1"
     assert "max_concurrent_commands" in body["output"]
     first.close()
-    await asyncio.wait_for(client.server.app[RUNTIME].slots.idle.wait(), timeout=30)
+    await asyncio.wait_for(commands_of(client).idle.wait(), timeout=30)
     third = await client.get(API, params=fault(new_marker(), "ok"))
     assert third.status == 200
     assert processes_with(marker) == []

@@ -7,8 +7,8 @@ with), leaves nothing behind, logs no bridge error, and the daemon goes on servi
 starting with '-' that an argument may legitimately hold (free text, a path) may run, but the
 recorded argv shows it only inside a ``--flag=`` of the bridge's choosing or after ``--``.
 
-The arguments under test are enumerated from the catalogue (bridge/apis.py), so an API or an
-argument added later is covered without touching this file.
+The arguments under test are enumerated from the catalogue (bridge/catalogue/table.py), so an
+API or an argument added later is covered without touching this file.
 """
 
 from __future__ import annotations
@@ -27,13 +27,12 @@ from urllib.parse import quote
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bridge import config
-from bridge.airflow_info import AirflowInfo
-from bridge.apis import APIS
-from bridge.app import create_app
-from bridge.catalogue import Api, Arg, Cli, Kind
-from tests.conftest import API, FAKE_AIRFLOW
-from tests.helpers import Daemon, free_port, start_daemon
+from bridge.catalogue.installed import AirflowInfo
+from bridge.catalogue.model import Api, Arg, Cli, Kind
+from bridge.catalogue.table import APIS
+from bridge.config import settings as config
+from bridge.http.app import create_app
+from tests.helpers import API, FAKE_AIRFLOW, Daemon, free_port, start_daemon
 
 HostileClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 

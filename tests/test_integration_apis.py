@@ -7,11 +7,18 @@ import json
 import pytest
 
 import bridge
-from bridge.airflow_info import AirflowInfo
-from bridge.config import Settings
-from tests.conftest import ClientFactory
-from tests.integration import call, call_ok, cli, cli_json, dag_is_paused, unique_date
-from tests.procs import new_marker
+from bridge.catalogue.installed import AirflowInfo
+from bridge.config.settings import Settings
+from tests.helpers import (
+    ClientFactory,
+    call,
+    call_ok,
+    cli_async,
+    cli_json,
+    dag_is_paused,
+    new_marker,
+    unique_date,
+)
 
 pytestmark = pytest.mark.airflow
 DAG = "bridge_demo"
@@ -29,10 +36,10 @@ async def test_pause_and_unpause_change_is_paused(
 ) -> None:
     client = await make_client()
     await call_ok(client, api="unpause", dag_id=DAG)
-    assert dag_is_paused(settings, DAG) is False
+    assert await dag_is_paused(settings, DAG) is False
     body = await call_ok(client, api="pause", dag_id=DAG)
     assert body["exit_code"] == 0
-    assert dag_is_paused(settings, DAG) is True
+    assert await dag_is_paused(settings, DAG) is True
 
 
 async def test_variables_round_trip_a_value_with_spaces(
@@ -40,11 +47,13 @@ async def test_variables_round_trip_a_value_with_spaces(
 ) -> None:
     client = await make_client()
     await call_ok(client, api="variables", set="bridge_greeting hello big  world")
-    assert cli(settings, "variables", "get", "bridge_greeting").strip() == "hello big  world"
+    assert (
+        await cli_async(settings, "variables", "get", "bridge_greeting")
+    ).strip() == "hello big  world"
     body = await call_ok(client, api="variables", get="bridge_greeting")
     assert body["output"]["stdout"].strip() == "hello big  world"
     await call_ok(client, api="variables", cmd="set", key="bridge_form", value="from the form")
-    assert cli(settings, "variables", "get", "bridge_form").strip() == "from the form"
+    assert (await cli_async(settings, "variables", "get", "bridge_form")).strip() == "from the form"
     listed = await call_ok(client, api="variables", output="json")
     assert {"bridge_greeting", "bridge_form"} <= {row["key"] for row in listed["data"]}
     await call_ok(client, api="variables", delete="bridge_form")
@@ -67,7 +76,7 @@ async def test_connections_add_list_delete_without_leaking_the_password(
     listed = await call_ok(client, api="connections", list="true", output="json")
     assert conn_id in {row["conn_id"] for row in listed["data"]}
     await call_ok(client, api="connections", delete="true", conn_id=conn_id)
-    rows = cli_json(settings, "connections", "list")
+    rows = await cli_json(settings, "connections", "list")
     assert conn_id not in {row["conn_id"] for row in rows}
 
 
@@ -88,7 +97,7 @@ async def test_pool_set_get_delete(make_client: ClientFactory, settings: Setting
     )
     await call_ok(client, api="pool", delete="bridge_pool")
     await call_ok(client, api="pool", delete="bridge_pool2")
-    names = {row["pool"] for row in cli_json(settings, "pools", "list")}
+    names = {row["pool"] for row in await cli_json(settings, "pools", "list")}
     assert not {"bridge_pool", "bridge_pool2"} & names
 
 
@@ -108,7 +117,7 @@ async def test_trigger_dag_creates_that_run_with_that_conf(
     )
     assert body["dag_run"]["run_id"] == run_id
     assert body["dag_run"]["logical_date"].startswith(date[:10])
-    state = cli(settings, "dags", "state", DAG, date)
+    state = await cli_async(settings, "dags", "state", DAG, date)
     assert state.strip().startswith("queued")
     assert json.loads(state.split(",", 1)[1]) == {"answer": 42}
     dag_state = await call_ok(client, api="dag_state", dag_id=DAG, execution_date=date)
@@ -171,7 +180,7 @@ async def test_task_level_apis(
         assert "trigger_dag" in body["output"]
         return
     await call_ok(client, api="run", local="true", ignore_all_dependencies="true", **args)
-    assert cli(settings, "tasks", "state", DAG, "hello", run_id).strip() == "success"
+    assert (await cli_async(settings, "tasks", "state", DAG, "hello", run_id)).strip() == "success"
 
 
 async def test_backfill(
@@ -183,13 +192,13 @@ async def test_backfill(
         status, body = await call(client, api="backfill", dag_id=DAG, start_date=day)
         assert status == 400 and "end_date" in body["output"]
         await call_ok(client, api="backfill", dag_id=DAG, start_date=day, end_date=day)
-        runs = cli_json(settings, "dags", "list-runs", DAG)
+        runs = await cli_json(settings, "dags", "list-runs", DAG)
         assert f"backfill__{day}T00:00:00+00:00" in {r["run_id"] for r in runs}
         return
     await call_ok(
         client, api="backfill", dag_id=DAG, start_date=day, end_date=day, mark_success="true"
     )
-    assert cli(settings, "dags", "state", DAG, day).strip().startswith("success")
+    assert (await cli_async(settings, "dags", "state", DAG, day)).strip().startswith("success")
 
 
 async def test_kerberos_reports_the_cli_failure(make_client: ClientFactory) -> None:

@@ -4,45 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp import FormData
-from aiohttp.test_utils import TestClient
 
-from bridge.config import Settings
-from tests.conftest import API, ClientFactory
-from tests.integration import call, call_ok, dag_is_paused
-from tests.procs import new_marker
+from bridge.config.settings import Settings
+from tests.helpers import (
+    API,
+    DAG_SOURCE,
+    ClientFactory,
+    call,
+    call_ok,
+    dag_is_paused,
+    new_marker,
+    processes_with,
+    upload,
+)
 
 pytestmark = pytest.mark.airflow
-
-DAG_SOURCE = """
-import datetime
-try:
-    from airflow.sdk import DAG
-except ImportError:
-    from airflow import DAG
-try:
-    from airflow.providers.standard.operators.empty import EmptyOperator
-except ImportError:
-    from airflow.operators.empty import EmptyOperator
-
-with DAG(dag_id="{dag_id}", start_date=datetime.datetime(2024, 1, 1), schedule=None):
-    EmptyOperator(task_id="{task_id}")
-"""
-
-
-async def upload(
-    client: TestClient[Any, Any], filename: str, content: str, **fields: str
-) -> tuple[int, dict[str, Any]]:
-    form = FormData()
-    form.add_field("dag_file", content.encode(), filename=filename)
-    for name, value in fields.items():
-        form.add_field(name, value)
-    response = await client.post(API, params={"api": "deploy_dag"}, data=form)
-    return response.status, await response.json()
 
 
 async def test_deploy_a_new_dag_then_force_replace_keeps_a_backup(
@@ -59,7 +39,7 @@ async def test_deploy_a_new_dag_then_force_replace_keeps_a_backup(
     assert body["output"]["dag_ids"] == [dag_id]
     assert target.read_text() == first
     assert target.stat().st_mode & 0o044, "other Airflow processes must be able to read it"
-    assert dag_is_paused(settings, dag_id) is False
+    assert await dag_is_paused(settings, dag_id) is False
     listed = await call_ok(client, api="list_dags", output="json")
     assert dag_id in {row["dag_id"] for row in listed["data"]}
     # Serializing the new file must not lose the DAGs that were there before.
@@ -76,7 +56,7 @@ async def test_deploy_a_new_dag_then_force_replace_keeps_a_backup(
     backup = Path(replaced["output"]["backup"])
     assert backup.parent == settings.backups_folder
     assert backup.read_text() == first
-    assert dag_is_paused(settings, dag_id) is True
+    assert await dag_is_paused(settings, dag_id) is True
 
 
 @pytest.mark.parametrize(
@@ -186,3 +166,37 @@ async def test_refresh_dag(make_client: ClientFactory) -> None:
     status, unknown = await call(client, api="refresh_dag", dag_id="no_such_dag_here")
     assert status == 404
     assert "no_such_dag_here" in unknown["output"]
+
+
+async def test_an_import_that_takes_too_long_is_stopped_and_refused(
+    make_client: ClientFactory, settings: Settings
+) -> None:
+    client = await make_client(dag_check_timeout=3.0, kill_grace_period=1.0)
+    marker = new_marker("slowimport")
+    source = "import time\ntime.sleep(120)\n" + DAG_SOURCE.format(dag_id=marker, task_id="t")
+    before = folder_state(settings.dags_folder)
+    status, body = await upload(client, f"{marker}.py", source)
+    assert status == 400, body
+    assert "longer than dag_check_timeout (3 s)" in body["output"]
+    assert "nothing was deployed" in body["output"]
+    assert folder_state(settings.dags_folder) == before
+    assert processes_with(marker) == []  # the import check's process is stopped
+
+
+async def test_every_process_a_deploy_starts_is_audited(
+    make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await make_client()
+    caplog.set_level(logging.INFO, logger="bridge.audit")
+    dag_id = new_marker("audited")
+    status, body = await upload(
+        client, f"{dag_id}.py", DAG_SOURCE.format(dag_id=dag_id, task_id="t"), pause="true"
+    )
+    assert status == 200, body
+    lines = [r.getMessage() for r in caplog.records if r.name == "bridge.audit"]
+    deploy = [line for line in lines if "api=deploy_dag" in line]
+    assert len(deploy) == 3, deploy
+    assert deploy[0].endswith("import check") and "dag_check.py" in deploy[0]
+    assert deploy[1].endswith("serialize") and "dags reserialize" in deploy[1]
+    assert deploy[2].endswith("pause") and f"dags pause --yes -- {dag_id}" in deploy[2]
+    assert all("exit=0" in line for line in deploy)

@@ -9,10 +9,8 @@ from pathlib import Path
 import pytest
 from aiohttp import FormData
 
-from bridge.config import Settings
-from tests.conftest import API, ClientFactory
-from tests.integration import call_ok, cli
-from tests.procs import new_marker
+from bridge.config.settings import Settings
+from tests.helpers import API, ClientFactory, call_ok, cli_async, new_marker
 
 pytestmark = pytest.mark.airflow
 
@@ -34,7 +32,7 @@ async def test_variables_export_then_import_round_trips(
     form.add_field("import", json.dumps({key: "value with spaces"}).encode(), filename="v.json")
     response = await client.post(API, params={"api": "variables"}, data=form)
     assert response.status == 200, await response.text()
-    assert cli(settings, "variables", "get", key).strip() == "value with spaces"
+    assert (await cli_async(settings, "variables", "get", key)).strip() == "value with spaces"
 
 
 async def test_pools_export_then_import_round_trips(
@@ -47,7 +45,7 @@ async def test_pools_export_then_import_round_trips(
     assert exported["data"][name]["slots"] == 4
     await call_ok(client, api="pool", delete=name)
     await call_ok(client, api="pool", **{"import": json.dumps({name: exported["data"][name]})})
-    rows = json.loads(cli(settings, "pools", "get", name, "--output=json"))
+    rows = json.loads(await cli_async(settings, "pools", "get", name, "--output=json"))
     assert rows[0]["description"] == "exported pool"
     await call_ok(client, api="pool", delete=name)
 
@@ -64,6 +62,6 @@ async def test_connections_export_then_import_round_trips(
     assert mine["host"] == "db.example"
     await call_ok(client, api="connections", delete="true", conn_id=conn_id)
     await call_ok(client, api="connections", **{"import": json.dumps({conn_id: mine})})
-    rows = json.loads(cli(settings, "connections", "list", "--output=json"))
+    rows = json.loads(await cli_async(settings, "connections", "list", "--output=json"))
     assert conn_id in {row["conn_id"] for row in rows}
     await call_ok(client, api="connections", delete="true", conn_id=conn_id)

@@ -14,12 +14,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from bridge.airflow_info import AirflowInfo
-from bridge.app import create_app
-from tests.conftest import settings_for, warm_mode
+from bridge.catalogue.installed import AirflowInfo
+from bridge.http.app import create_app
 from tests.demo.make_home import make_home
-from tests.integration import call, cli_json, unique_date
-from tests.procs import new_marker
+from tests.helpers import call, cli_json, new_marker, settings_for, unique_date, warm_mode
 
 POSTGRES = os.environ.get("BRIDGE_TEST_POSTGRES", "")  # postgresql+psycopg2://user:pw@host:port
 TRIGGERS = 50
@@ -76,7 +74,7 @@ async def test_fifty_concurrent_triggers_all_land(
     )
     failed = [(status, body["output"]) for status, body in answers if status != 200]
     assert failed == []
-    listed = cli_json(settings, "dags", "list-runs", *_dag_flag(airflow_info), "bridge_demo")
+    listed = await cli_json(settings, "dags", "list-runs", *_dag_flag(airflow_info), "bridge_demo")
     landed = {row["run_id"] for row in listed if row["run_id"].startswith(prefix)}
     assert landed == set(runs)
     assert all(row["state"] == "queued" for row in listed if row["run_id"] in landed)

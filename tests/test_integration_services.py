@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from bridge.state import RUNTIME
-from tests.conftest import API, ClientFactory
-from tests.integration import call_ok
-from tests.procs import (
+from tests.helpers import (
+    API,
+    ClientFactory,
+    call_ok,
+    commands_of,
     live_members,
     new_marker,
     process_group_of,
@@ -29,7 +30,7 @@ async def test_foreground_scheduler_streams_until_the_client_leaves(
     make_client: ClientFactory, airflow_home: Path
 ) -> None:
     client = await make_client()
-    runtime = client.server.app[RUNTIME]
+    commands = commands_of(client)
     marker = new_marker("sched")
     response = await client.get(
         API,
@@ -42,7 +43,7 @@ async def test_foreground_scheduler_streams_until_the_client_leaves(
     group, session = process_group_of(started), session_of(started)
     assert live_members(group=group)
     response.close()
-    await asyncio.wait_for(runtime.slots.idle.wait(), timeout=60)
+    await asyncio.wait_for(commands.idle.wait(), timeout=60)
     # Airflow 2's DagFileProcessorManager moves to a process group of its own: the whole
     # session must be gone, not just the group.
     assert live_members(group=group) == []

@@ -8,29 +8,23 @@ import json
 
 import pytest
 
-from bridge.envelope import TEXT_RESULT_PREFIX
-from bridge.state import RUNTIME
-from tests.conftest import API, ClientFactory
-from tests.helpers import read_until
-from tests.integration import unique_date
-from tests.procs import processes_with
+from bridge.http.envelope import TEXT_RESULT_PREFIX
+from tests.helpers import (
+    API,
+    ClientFactory,
+    commands_of,
+    processes_with,
+    read_until,
+    slow_lines,
+    unique_date,
+)
 
 pytestmark = pytest.mark.airflow
 
 
-def slow_lines(date: str, **extra: str) -> dict[str, str]:
-    return {
-        "api": "test",
-        "dag_id": "bridge_demo",
-        "task_id": "slow_lines",
-        "execution_date": date,
-        **extra,
-    }
-
-
 async def test_text_stream_sends_lines_while_the_task_runs(make_client: ClientFactory) -> None:
     client = await make_client()
-    runtime = client.server.app[RUNTIME]
+    commands = commands_of(client)
     response = await client.get(API, params=slow_lines(unique_date(), stream="true"))
     assert response.status == 200
     assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
@@ -40,7 +34,7 @@ async def test_text_stream_sends_lines_while_the_task_runs(make_client: ClientFa
     early = await read_until(response, b"first line")
     # The task sleeps between its two lines: the first one must come while it still runs.
     assert b"second line" not in early
-    assert runtime.slots.running == 1
+    assert commands.busy == 1
     rest = early + await response.read()
     assert b"second line" in rest
     last = rest.decode().rstrip("\n").rsplit("\n", 1)[-1]
@@ -53,7 +47,7 @@ async def test_text_stream_sends_lines_while_the_task_runs(make_client: ClientFa
 
 async def test_ndjson_stream(make_client: ClientFactory) -> None:
     client = await make_client()
-    runtime = client.server.app[RUNTIME]
+    commands = commands_of(client)
     response = await client.get(
         API,
         params=slow_lines(unique_date()),
@@ -61,7 +55,7 @@ async def test_ndjson_stream(make_client: ClientFactory) -> None:
     )
     assert response.headers["Content-Type"] == "application/x-ndjson; charset=utf-8"
     early = await read_until(response, b"first line")
-    assert runtime.slots.running == 1
+    assert commands.busy == 1
     lines = (early + await response.read()).decode().splitlines()
     events = [json.loads(line) for line in lines]
     assert all(e["event"] == "output" for e in events[:-1])
@@ -74,13 +68,13 @@ async def test_ndjson_stream(make_client: ClientFactory) -> None:
 
 async def test_dropped_stream_leaves_no_process(make_client: ClientFactory) -> None:
     client = await make_client()
-    runtime = client.server.app[RUNTIME]
+    commands = commands_of(client)
     date = unique_date(2021)  # appears in the command line of the CLI process
     response = await client.get(API, params=slow_lines(date, stream="ndjson"))
     await read_until(response, b"first line")
     assert processes_with(date)
     response.close()
-    await asyncio.wait_for(runtime.slots.idle.wait(), timeout=60)
+    await asyncio.wait_for(commands.idle.wait(), timeout=60)
     assert processes_with(date) == []
 
 

@@ -16,16 +16,26 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bridge import config
-from bridge.airflow_info import AirflowInfo
-from bridge.app import create_app
-from bridge.state import RUNTIME
-from bridge.warm import WarmHelper
-from tests.conftest import API, warm_mode
-from tests.helpers import read_until
-from tests.integration import call, call_ok, cli, unique_date
-from tests.procs import live_members, session_of
-from tests.test_integration_streaming import slow_lines
+from bridge.catalogue.installed import AirflowInfo
+from bridge.config import settings as config
+from bridge.http.app import create_app
+from bridge.http.keys import WARM_HELPER
+from bridge.process.pipes import OutputPipes
+from bridge.process.warm import WarmHelper
+from tests.helpers import (
+    API,
+    app_of,
+    call,
+    call_ok,
+    cli_async,
+    commands_of,
+    live_members,
+    read_until,
+    session_of,
+    slow_lines,
+    unique_date,
+    warm_mode,
+)
 
 pytestmark = [
     pytest.mark.airflow,
@@ -44,9 +54,7 @@ async def own_client(
 
 
 def helper_of(client: TestClient[Any, Any]) -> WarmHelper:
-    helper = client.server.app[RUNTIME].warm
-    assert helper is not None
-    return helper
+    return app_of(client)[WARM_HELPER]
 
 
 async def health(client: TestClient[Any, Any]) -> dict[str, Any]:
@@ -76,7 +84,7 @@ async def test_commands_run_warm_with_the_cold_output(
     body = await response.json()
     assert response.status == 200, body
     assert 'desc="warm"' in response.headers["Server-Timing"]
-    assert body["output"]["stdout"] == cli(settings, "tasks", "list", "bridge_demo")
+    assert body["output"]["stdout"] == await cli_async(settings, "tasks", "list", "bridge_demo")
     assert (await health(own_client))["launched"] == before["launched"] + 1
 
 
@@ -98,7 +106,7 @@ async def test_the_child_leads_its_own_session_and_ps_shows_its_command(
         params=slow_lines(date, stream="true"),
     )
     await read_until(response, b"first line")
-    (command,) = own_client.server.app[RUNTIME].commands
+    (command,) = commands_of(own_client).running
     assert command.warm
     assert command.pid is not None
     assert session_of(command.pid) == command.pid
@@ -119,7 +127,7 @@ async def test_a_helper_killed_mid_command_takes_no_command_with_it_and_comes_ba
         params=slow_lines(unique_date(2022), stream="ndjson"),
     )
     await read_until(response, b"first line")
-    (command,) = own_client.server.app[RUNTIME].commands
+    (command,) = commands_of(own_client).running
     assert command.pid is not None
     os.kill(old_pid, signal.SIGKILL)
     rest = (await response.read()).decode()
@@ -159,17 +167,20 @@ async def test_closing_the_helper_stops_what_it_runs(
     assert airflow_info.python is not None
     env = settings.child_environment(os.environ)
     helper = WarmHelper(airflow_info.python, settings.airflow_executable, env)
-    await asyncio.to_thread(helper.start)
+    helper.start()
+    pipes = OutputPipes()
     try:
+        await helper.settled()
         argv = [settings.airflow_executable, "tasks", "test", "bridge_demo", "slow_lines"]
         argv.append(unique_date(2022))
-        process = await helper.launch(argv, env, None)
+        process = await helper.launch(argv, env, pipes)
         assert process is not None
         assert live_members(session=process.pid)
         await asyncio.to_thread(helper.close)
         assert live_members(session=process.pid) == []
         process.release()
     finally:
+        pipes.close()
         await asyncio.to_thread(helper.close)
 
 

@@ -7,10 +7,17 @@ from pathlib import Path
 
 from aiohttp import ClientSession
 
-from bridge.leftovers import FOLDER_NAME
-from tests.conftest import API, FAKE_AIRFLOW
-from tests.helpers import fault, free_port, read_until, start_daemon
-from tests.procs import new_marker, processes_with
+from bridge.process.ledger import FOLDER_NAME
+from tests.helpers import (
+    API,
+    FAKE_AIRFLOW,
+    fault,
+    free_port,
+    new_marker,
+    processes_with,
+    read_until,
+    start_daemon,
+)
 
 
 async def test_the_next_start_stops_what_a_killed_daemon_left_running(tmp_path: Path) -> None:

@@ -19,13 +19,11 @@ from typing import Any
 import pytest
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
-from bridge import config
-from bridge.airflow_info import AirflowInfo
-from bridge.app import create_app
-from bridge.envelope import TEXT_RESULT_PREFIX
-from tests.conftest import API, FAKE_AIRFLOW
-from tests.helpers import Daemon, fault, free_port, start_daemon
-from tests.procs import new_marker
+from bridge.catalogue.installed import AirflowInfo
+from bridge.config import settings as config
+from bridge.http.app import create_app
+from bridge.http.envelope import TEXT_RESULT_PREFIX
+from tests.helpers import API, FAKE_AIRFLOW, Daemon, fault, free_port, new_marker, start_daemon
 
 MIB = 1024 * 1024
 FLOOD_LINE = b"x" * 1023  # tests/fake_airflow.py's flood mode: 1 KiB lines
@@ -283,12 +281,14 @@ async def test_slow_clients_do_not_starve_a_normal_request(bridge: Any) -> None:
     port = int(b.url.rsplit(":", 1)[1])
     fds_at_start = open_fds(b.pid)
     connected = [asyncio.Event() for _ in range(SLOW_CLIENTS)]
-    slow = [
-        asyncio.create_task(slow_client(port, event, trickle=n % 2 == 0))
-        for n, event in enumerate(connected)
-    ]
+    slow = []
+    for n, event in enumerate(connected):
+        slow.append(asyncio.create_task(slow_client(port, event, trickle=n % 2 == 0)))
+        if n % 20 == 19:
+            await asyncio.sleep(0)  # a turn for the loop: in debug mode a task costs its stack
     try:
-        await asyncio.gather(*(event.wait() for event in connected))
+        for event in connected:
+            await event.wait()
         await until(
             lambda: len(open_fds(b.pid)) >= len(fds_at_start) + SLOW_CLIENTS,
             "the daemon to accept every slow client",

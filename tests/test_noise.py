@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.noise import StreamText, filter_text
+from bridge.text.noise import StreamText, filter_text
 
 SITE = "/venv/lib/python3.11/site-packages/airflow"
 TIMER = (

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from aiohttp import ClientSession
 
-from bridge.apis import NAMES
-from tests.conftest import ClientFactory
-from tests.helpers import free_port, start_daemon, write_cfg
+from bridge.catalogue.table import NAMES
+from tests.helpers import ClientFactory, free_port, start_daemon, write_cfg
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from bridge.redact import MASK, is_sensitive_name, mask_arguments, mask_argv, mask_uri
+from bridge.catalogue.model import Context
+from bridge.catalogue.planning import collect, plan_cli
+from bridge.catalogue.table import BY_NAME
+from bridge.http.forms import shown_arguments
+from bridge.text.noise import StreamText
+from bridge.text.redact import MASK, is_sensitive_name, mask_uri, shown_command
 
 TOKEN = "tok-3f9a1c"
+URI = "postgres://user:secret@host:5432/db"
 
 
 @pytest.mark.parametrize(
@@ -30,52 +38,57 @@ def test_mask_uri_password_containing_at_sign() -> None:
     assert masked.endswith("@host:5432/db")
 
 
-def test_mask_argv_conn_uri_and_password_flags() -> None:
-    argv = [
-        "/venv/bin/airflow",
-        "connections",
-        "add",
-        "--conn-uri=postgres://user:secret@host:5432/db",
-        "--conn-password=hunter2",
-        "--",
-        "pg",
-    ]
-    masked = mask_argv(argv)
-    assert masked[3] == f"--conn-uri=postgres://user:{MASK}@host:5432/db"
-    assert masked[4] == f"--conn-password={MASK}"
-    assert "secret" not in " ".join(masked) and "hunter2" not in " ".join(masked)
-    assert argv[4] == "--conn-password=hunter2"  # the argv that runs is untouched
+def shown(api: str, **values: str) -> list[str]:
+    """The argv the catalogue plans for a call, as logs and airflow_cmd show it."""
+    chosen = BY_NAME[api]
+    ctx = Context(3, Path("/dags"), (Path("/home"),))
+    plan = plan_cli(chosen, collect(chosen, {k: [v] for k, v in values.items()}, ctx), ctx, False)
+    return shown_command(["/venv/bin/airflow", *plan.argv], TOKEN)
+
+
+def test_connections_add_shows_neither_the_uri_password_nor_secret_extras() -> None:
+    extra = '{"password": "hunter2", "region": "eu"}'
+    argv = shown("connections", add="true", conn_id="pg", conn_uri=URI, conn_extra=extra)
+    assert f"--conn-uri=postgres://user:{MASK}@host:5432/db" in argv
+    assert f'--conn-extra={{"password": "{MASK}", "region": "eu"}}' in argv
+    assert "secret" not in " ".join(argv) and "hunter2" not in " ".join(argv)
+
+
+def test_the_argv_that_runs_keeps_its_secrets() -> None:
+    chosen = BY_NAME["connections"]
+    ctx = Context(3, Path("/dags"), ())
+    values = collect(chosen, {"add": ["true"], "conn_id": ["pg"], "conn_uri": [URI]}, ctx)
+    assert f"--conn-uri={URI}" in plan_cli(chosen, values, ctx, False).argv
 
 
 @pytest.mark.parametrize(
-    "argv",
+    "values",
     [
-        ["variables", "set", "--", "my_password", "VALUE"],
-        ["/venv/bin/airflow", "variables", "set", "--", "my_password", "VALUE"],
-        ["airflow", "variables", "set", "--json", "--", "API_KEY", "VALUE"],
+        {"set": "my_password VALUE"},
+        {"set": "API_KEY\tVALUE", "json": "true"},
+        {"cmd": "set", "key": "db_secret", "value": "VALUE"},
     ],
 )
-def test_mask_argv_sensitive_variable_value(argv: list[str]) -> None:
-    masked = mask_argv(argv)
-    assert masked[-1] == MASK
-    assert masked[:-1] == argv[:-1]
+def test_a_sensitive_variable_value_is_masked(values: dict[str, str]) -> None:
+    argv = shown("variables", **values)
+    assert argv[-1] == MASK
+    assert "VALUE" not in " ".join(argv)
 
 
-def test_mask_argv_keeps_ordinary_variable_value() -> None:
-    argv = ["airflow", "variables", "set", "--", "colour", "VALUE"]
-    assert mask_argv(argv) == argv
+def test_an_ordinary_variable_value_is_shown() -> None:
+    assert shown("variables", set="colour blue")[-2:] == ["colour", "blue"]
 
 
-def test_mask_argv_masks_the_token_anywhere() -> None:
+def test_the_token_is_masked_anywhere_in_an_argv() -> None:
     argv = ["airflow", "variables", "set", "--", "note", f"x{TOKEN}y", f"--conf={TOKEN}"]
-    masked = mask_argv(argv, token=TOKEN)
+    masked = shown_command(argv, TOKEN)
     assert not any(TOKEN in part for part in masked)
     assert masked[-2:] == [f"x{MASK}y", f"--conf={MASK}"]
 
 
-def test_mask_argv_without_token_changes_nothing_else() -> None:
+def test_without_a_token_an_argv_shows_as_it_is() -> None:
     argv = ["airflow", "dags", "list", "--output=json"]
-    assert mask_argv(argv, token=None) == argv == mask_argv(argv, token="")
+    assert shown_command(argv, None) == argv == shown_command(argv, "")
 
 
 @pytest.mark.parametrize(
@@ -84,6 +97,10 @@ def test_mask_argv_without_token_changes_nothing_else() -> None:
         (
             {"api": "connections", "conn_uri": "postgres://user:secret@host:5432/db"},
             {"api": "connections", "conn_uri": f"postgres://user:{MASK}@host:5432/db"},
+        ),
+        (
+            {"api": "connections", "conn_extra": '{"api_key": "k1"}'},
+            {"api": "connections", "conn_extra": f'{{"api_key": "{MASK}"}}'},
         ),
         (
             {"api": "variables", "cmd": "set", "key": "db_password", "value": "VALUE"},
@@ -98,23 +115,31 @@ def test_mask_argv_without_token_changes_nothing_else() -> None:
             {"api": "variables", "set": f"api_key {MASK}"},
         ),
         ({"api": "variables", "set": "colour blue"}, {"api": "variables", "set": "colour blue"}),
+        (
+            {"api": "variables", "import": "[1]"},
+            {"api": "variables", "import": "<3 characters of JSON>"},
+        ),
+        ({"api": "pool", "set": "password_pool 3 x"}, {"api": "pool", "set": "password_pool 3 x"}),
         ({"conn_password": "hunter2"}, {"conn_password": MASK}),
+        ({"api": "nope", "my_token": "abc"}, {"api": "nope", "my_token": MASK}),
         ({"note": f"a{TOKEN}b"}, {"note": f"a{MASK}b"}),
     ],
 )
-def test_mask_arguments(args: dict[str, str], expected: dict[str, str]) -> None:
-    assert mask_arguments(args, token=TOKEN) == expected
+def test_arguments_are_masked_by_their_traits(
+    args: dict[str, str], expected: dict[str, str]
+) -> None:
+    assert shown_arguments(args, TOKEN) == expected
 
 
-def test_mask_arguments_does_not_change_its_input() -> None:
-    args = {"set": "api_key VALUE"}
-    mask_arguments(args)
-    assert args == {"set": "api_key VALUE"}
+def test_masking_does_not_change_its_input() -> None:
+    args = {"api": "variables", "set": "api_key VALUE"}
+    shown_arguments(args, None)
+    assert args == {"api": "variables", "set": "api_key VALUE"}
 
 
 @pytest.mark.parametrize("separator", ["\t", "\n"])
-def test_mask_arguments_set_with_other_whitespace(separator: str) -> None:
-    masked = mask_arguments({"set": f"api_key{separator}VALUE"})
+def test_a_key_value_split_by_other_whitespace_is_masked(separator: str) -> None:
+    masked = shown_arguments({"api": "variables", "set": f"api_key{separator}VALUE"}, None)
     assert "VALUE" not in masked["set"]
 
 
@@ -134,8 +159,6 @@ def test_is_sensitive_name(name: str, sensitive: bool) -> None:
 
 
 def test_stream_text_masks_a_uri_split_across_reads() -> None:
-    from bridge.noise import StreamText
-
     stream = StreamText(filtering=False, mask=mask_uri)
     text = stream.feed(b"added postgres://user:sec") + stream.feed(b"ret@host/db\nnext\n")
     text += stream.finish()

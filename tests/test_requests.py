@@ -9,7 +9,7 @@ import logging
 import pytest
 from aiohttp import web
 
-from tests.conftest import API, ClientFactory
+from tests.helpers import API, ClientFactory
 
 
 async def test_a_disabled_api_says_so(make_fake_client: ClientFactory) -> None:
@@ -89,10 +89,10 @@ async def test_import_documents_are_not_echoed(make_fake_client: ClientFactory) 
 def test_access_log_masks_the_token_in_a_query_string(caplog: pytest.LogCaptureFixture) -> None:
     from aiohttp.test_utils import make_mocked_request
 
-    from bridge.access_log import AccessLogger
-    from bridge.app import create_app
-    from bridge.config import Settings
-    from bridge.state import settings_of
+    from bridge.config.settings import Settings
+    from bridge.http.access_log import AccessLogger
+    from bridge.http.app import create_app
+    from bridge.http.keys import settings_of
 
     app = create_app(Settings(rest_api_plugin_expected_http_token="tok-123"))
     request = make_mocked_request("GET", f"{API}?api=version&x=tok-123", app=app)

@@ -12,13 +12,22 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from aiohttp import ClientSession
+from aiohttp import ClientSession, FormData
 
-from bridge.envelope import TEXT_RESULT_PREFIX
-from tests.conftest import API
-from tests.helpers import Daemon, free_port, start_daemon
-from tests.integration import unique_date
-from tests.procs import live_members, process_group_of, processes_with, session_of
+from bridge.http.envelope import TEXT_RESULT_PREFIX
+from tests.helpers import (
+    API,
+    DAG_SOURCE,
+    Daemon,
+    free_port,
+    live_members,
+    new_marker,
+    process_group_of,
+    processes_with,
+    session_of,
+    start_daemon,
+    unique_date,
+)
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "airflow-rest-bridge.service"
 
@@ -103,8 +112,8 @@ async def test_sigterm_during_a_stream_stops_the_command_and_ends_the_stream(
     )
     marker = f"sigterm-{port}.log"
     url = f"http://127.0.0.1:{port}{API}"
-    async with ClientSession() as session:
-        response = await session.get(
+    async with ClientSession() as http:
+        response = await http.get(
             url, params={"api": "scheduler", "stream": "true", "log-file": marker}
         )
         await response.content.readline()  # the scheduler runs and streams
@@ -162,3 +171,41 @@ async def test_sighup_rotates_the_token_without_dropping_a_stream(
             assert again.status == 200
     finally:
         assert await daemon.stop() == 0
+
+
+@pytest.mark.airflow
+async def test_sigterm_during_a_deploy_stops_its_import_check(
+    airflow_home: Path, airflow_bin: str
+) -> None:
+    """deploy_dag's import check is a command like any other: SIGTERM stops it, the call
+    says so, nothing lands, and the audit log has its line."""
+    port = free_port()
+    daemon = await start_daemon(
+        daemon_cfg(airflow_home, airflow_bin, "kill_grace_period = 1\n"), port
+    )
+    marker = new_marker("sigterm_deploy")
+    source = "import time\ntime.sleep(600)\n" + DAG_SOURCE.format(dag_id=marker, task_id="t")
+    form = FormData()
+    form.add_field("dag_file", source.encode(), filename=f"{marker}.py")
+    async with ClientSession() as session:
+        posting = asyncio.ensure_future(
+            session.post(f"http://127.0.0.1:{port}{API}?api=deploy_dag", data=form)
+        )
+        async with asyncio.timeout(120):
+            while not processes_with(marker):  # until the import check runs: nothing tells
+                assert not posting.done(), await (await posting).text()
+                await asyncio.sleep(0.05)
+        daemon.signal(signal.SIGTERM)
+        response = await asyncio.wait_for(posting, timeout=60)
+        body = await response.json()
+    assert response.status == 503, body
+    assert body["output"] == "the daemon is stopping: nothing was deployed"
+    assert await daemon.stop() == 0
+    assert processes_with(marker) == []
+    assert not (airflow_home / "dags" / f"{marker}.py").exists()
+    audit = [line for line in daemon.lines if "bridge.audit" in line and "api=deploy_dag" in line]
+    assert (
+        len(audit) == 1
+        and "dag_check.py" in audit[0]
+        and audit[0].rstrip().endswith("import check")
+    )

@@ -21,9 +21,8 @@ import pytest
 from aiohttp import ClientSession, FormData
 from aiohttp.http_exceptions import LineTooLong
 
-from bridge.redact import MASK, LogRedactor
-from tests.conftest import API, FAKE_AIRFLOW
-from tests.helpers import Daemon, free_port, start_daemon
+from bridge.text.redact import MASK, LogRedactor
+from tests.helpers import API, FAKE_AIRFLOW, Daemon, free_port, start_daemon
 
 TOKEN_HEADER = "rest_api_plugin_http_token"
 

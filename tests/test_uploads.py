@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bridge import forms, uploads
-from bridge.state import settings_of
-from tests.conftest import API, FAKE_AIRFLOW, ClientFactory
-from tests.helpers import free_port, start_daemon
+from bridge.deploy import staging as uploads
+from bridge.http import forms
+from bridge.http.keys import settings_of
+from tests.helpers import API, FAKE_AIRFLOW, ClientFactory, app_of, free_port, start_daemon
 
 BOUNDARY = "bridgeboundary"
 
@@ -75,7 +75,7 @@ async def test_file_field_on_another_api_is_refused(make_fake_client: ClientFact
         headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
     )
     assert response.status == 400
-    assert "only deploy_dag (dag_file)" in (await response.json())["output"]
+    assert "deploy_dag (dag_file)" in (await response.json())["output"]
 
 
 async def test_wrong_content_type_is_415(make_fake_client: ClientFactory) -> None:
@@ -139,7 +139,7 @@ async def test_an_upload_that_stops_arriving_is_a_408_and_leaves_nothing(
 ) -> None:
     monkeypatch.setattr(forms, "BODY_STALL_SECONDS", 0.3)
     client = await make_fake_client()
-    dags_folder = settings_of(client.server.app).dags_folder
+    dags_folder = settings_of(app_of(client)).dags_folder
     head = raw_multipart("stalled.py", b"")[: -len(f"\r\n--{BOUNDARY}--\r\n")]
     reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
     writer.write(

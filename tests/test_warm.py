@@ -3,16 +3,22 @@ rules its children follow (the console script's)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bridge import config, warm_helper
-from bridge.airflow_info import AirflowInfo
-from bridge.app import create_app
-from tests.conftest import API, FAKE_AIRFLOW
+from bridge.airflow_side import warm_helper
+from bridge.catalogue.installed import AirflowInfo
+from bridge.config import settings as config
+from bridge.http.app import create_app
+from tests.helpers import API, FAKE_AIRFLOW
+
+ROOT = Path(__file__).parents[1]
 
 
 @pytest.mark.parametrize(
@@ -51,3 +57,44 @@ async def test_a_helper_that_cannot_start_leaves_the_cold_cli_working(
     )
     assert response.status == 200
     assert 'desc="cold"' in response.headers["Server-Timing"]
+
+
+def test_the_helper_reports_the_modules_that_did_not_import(tmp_path: Path) -> None:
+    """Warming up imports every CLI command module; one that fails is named (in /health),
+    one of another Airflow major that simply does not exist is not."""
+    package = tmp_path / "airflow"
+    commands = package / "cli" / "commands"
+    commands.mkdir(parents=True)
+    files = {
+        package / "__init__.py": "__version__ = '9.9.9'\n",
+        package / "__main__.py": "def main():\n    return 0\n",
+        package / "configuration.py": (
+            "AIRFLOW_CONFIG = ''\n"
+            "class _Conf:\n"
+            "    def get(self, *args, **kwargs):\n"
+            "        return ''\n"
+            "conf = _Conf()\n"
+        ),
+        package / "cli" / "__init__.py": "",
+        package / "cli" / "cli_parser.py": "def get_parser():\n    return None\n",
+        commands / "__init__.py": "",
+        commands / "fine_command.py": "",
+        commands / "broken_command.py": "raise RuntimeError('broken on purpose')\n",
+    }
+    for path, text in files.items():
+        path.write_text(text)
+    script = (
+        "import json; from bridge.airflow_side import warm_helper as w; "
+        "print(json.dumps(w.warm_up()))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    facts = json.loads(result.stdout)
+    assert facts["version"] == "9.9.9"
+    failed = facts["failed_imports"]
+    assert failed["airflow.cli.commands.broken_command"] == "RuntimeError: broken on purpose"
+    assert "airflow.cli.commands.fine_command" not in failed
+    assert "airflow.models" not in failed  # not in this Airflow at all: nothing to report

@@ -1,0 +1,89 @@
+"""From a request's values to a plan: every argument checked, then the argv for the
+installed Airflow's major version. Nothing here runs anything."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from bridge.catalogue.model import Api, Arg, Cli, Context, Plan, Unavailable, Values
+from bridge.catalogue.values import parse_value
+from bridge.errors import RequestError
+from bridge.text.redact import Masked, Secret, mask_value
+
+
+def collect(api: Api, raw: Mapping[str, list[str]], ctx: Context) -> Values:
+    """Validate every argument of ``api`` present in ``raw`` (name -> texts)."""
+    values: Values = {}
+    for arg in api.args:
+        texts = raw.get(arg.name)
+        if not texts:
+            continue
+        if len(texts) > 1 and len(set(texts)) > 1:
+            raise RequestError(f"argument '{arg.name}' was given {len(texts)} different values")
+        if arg.is_upload:
+            continue  # staged by the upload code while the body was read, not text
+        values[arg.name] = parse_value(arg, texts[0], ctx)
+    missing = [a.name for a in api.args if a.required and not a.is_upload and a.name not in values]
+    if missing:
+        raise RequestError(f"The argument(s) {missing} are required")
+    return values
+
+
+def option(flag: str, arg: Arg, value: str, values: Values | None = None) -> str:
+    """``--flag=value`` as an argv element; shown masked when the argument is secret."""
+    text = f"{flag}={value}"
+    if arg.secret is Secret.NONE:
+        return text
+    return Masked(text, f"{flag}={mask_value(arg.secret, value, values)}")
+
+
+def plan_cli(api: Api, values: Values, ctx: Context, want_json: bool) -> Plan:
+    """Turn validated values into the argv (after ``airflow``) for this Airflow version."""
+    mapping = api.by_major[ctx.airflow_major]
+    if isinstance(mapping, Unavailable):  # pragma: no cover - availability is checked first
+        raise RequestError(mapping.why)
+    if not isinstance(mapping, Cli):
+        plan = mapping(values, ctx)
+        if want_json and not plan.json_output:
+            raise RequestError(f"output=json is not supported for {api.name} as called")
+        return plan
+    return _plan_from_cli(api, mapping, values, ctx, want_json)
+
+
+def _plan_from_cli(api: Api, cli: Cli, values: Values, ctx: Context, want_json: bool) -> Plan:
+    warnings: list[str] = []
+    missing = [name for name in cli.also_required if name not in values]
+    if missing:
+        raise RequestError(
+            f"The argument(s) {missing} are required for {api.name} on Airflow "
+            f"{ctx.airflow_major}.x"
+        )
+    options: list[str] = []
+    for name, value in values.items():
+        if name in cli.positionals or name == "output" or value is False:
+            continue  # output=json is handled below; a false boolean adds nothing
+        if name in cli.ignored:
+            warnings.append(f"'{name}' was ignored: {cli.ignored[name]}")
+            continue
+        flag = cli.options.get(name)
+        if flag is None:
+            why = cli.reasons.get(name, "the option was removed from the CLI")
+            raise RequestError(
+                f"argument '{name}' of {api.name} has no equivalent on Airflow "
+                f"{ctx.airflow_major}.x: {why}"
+            )
+        arg = api.arg(name)
+        if value is True:
+            options.append(flag)
+        elif arg is not None:
+            options.append(option(flag, arg, value, values))
+    if want_json and not (cli.json_capable or cli.always_json):
+        raise RequestError(f"output=json is not supported for {api.name}")
+    json_output = want_json or cli.always_json
+    if json_output:
+        options.append("--output=json")
+    positionals = [values[name] for name in cli.positionals if name in values]
+    argv = [*cli.words, *cli.fixed, *options]
+    if positionals:
+        argv += ["--", *positionals]
+    return Plan(argv=argv, warnings=tuple(warnings), json_output=json_output)

@@ -1,0 +1,127 @@
+"""The API reference (docs/reference/api.md), generated from the catalogue: every API, its
+arguments with their kinds, and what each becomes on Airflow 2 and 3."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bridge.catalogue.model import KIND_HELP, Api, Arg, Cli, Unavailable
+from bridge.catalogue.table import APIS
+from bridge.text.redact import Secret
+
+MAJORS = (2, 3)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _on(api: Api, arg: Arg, major: int) -> str:
+    """What Airflow ``major`` does with one argument of ``api``."""
+    mapping = api.by_major.get(major)
+    if api.internal:
+        return "the bridge"
+    if mapping is None or isinstance(mapping, Unavailable):
+        return "-"
+    if not isinstance(mapping, Cli):
+        return "see the API's description"
+    if arg.name in mapping.positionals:
+        return "positional"
+    if arg.name in mapping.options:
+        return f"`{mapping.options[arg.name]}`"
+    if arg.name in mapping.ignored:
+        return f"ignored, with a warning: {mapping.ignored[arg.name]}"
+    return "400: " + mapping.reasons.get(arg.name, "the option was removed from the CLI")
+
+
+def _command(api: Api, major: int) -> str:
+    mapping = api.by_major.get(major)
+    if api.internal:
+        return "answered by the bridge"
+    if mapping is None:
+        return f"not supported on Airflow {major}.x (400)"
+    if isinstance(mapping, Unavailable):
+        return f"400: {mapping.why}"
+    if not isinstance(mapping, Cli):
+        doc = (mapping.__doc__ or "").strip().split("\n\n")[0]
+        return " ".join(doc.split())
+    words = " ".join([*mapping.words, *mapping.fixed])
+    options = " [options]" if mapping.options else ""
+    positionals = " ".join(mapping.positionals)
+    shown = f"`airflow {words}{options}" + (f" -- {positionals}`" if positionals else "`")
+    if mapping.always_json:
+        shown += ", with `--output=json` (the bridge reads the result)"
+    elif mapping.json_capable:
+        shown += "; `output=json` supported"
+    if mapping.also_required:
+        shown += f"; requires {', '.join(f'`{n}`' for n in mapping.also_required)} here"
+    return shown
+
+
+def _notes(api: Api) -> list[str]:
+    notes = []
+    if api.methods != ("GET", "POST"):
+        notes.append(f"Method: {' or '.join(api.methods)}.")
+    if api.requires_command:
+        notes.append(f"Answers only where the installed CLI has `airflow {api.requires_command}`.")
+    if api.long_running:
+        notes.append(
+            "A service: it runs in the foreground (streamed, until `command_timeout`) unless "
+            "`daemon=true`."
+        )
+    if api.mask_output:
+        notes.append("URI passwords in its output are masked.")
+    secret = [a.name for a in api.args if a.secret is not Secret.NONE]
+    if secret:
+        notes.append(
+            "Shown masked in `arguments`, `airflow_cmd` and logs: "
+            + ", ".join(f"`{name}`" for name in secret)
+            + "."
+        )
+    return notes
+
+
+def api_markdown(example: Callable[[Api], str]) -> str:
+    """The reference; ``example(api)`` gives an API's example curl command."""
+    lines = [
+        "# API reference",
+        "",
+        "<!-- Generated from bridge/catalogue/table.py by `python -m bridge.docs`; do not edit."
+        " -->",
+        "",
+        "Every API answers at `/admin/rest_api/api?api=NAME&ARG=VALUE...` (GET, or POST with a "
+        "form body). The [API guide](../api.md) explains the envelope, streaming and status "
+        "codes; this page lists what each API takes and runs.",
+        "",
+        "## Argument kinds",
+        "",
+        "| Kind | Accepted |",
+        "|---|---|",
+        *(f"| `{kind.value}` | {_cell(text)} |" for kind, text in KIND_HELP.items()),
+        "",
+        "No value may contain NUL; surrounding whitespace is stripped except for `text` and "
+        "`document`. A value is only ever one argv element: it never becomes an option.",
+        "",
+        "## APIs",
+        "",
+        " · ".join(f"[`{api.name}`](#{api.name})" for api in APIS),
+        "",
+    ]
+    for api in APIS:
+        lines += [f"### {api.name}", "", _cell(api.description) + ".", ""]
+        lines += [f"- Airflow {major}: {_command(api, major)}" for major in MAJORS]
+        lines += [f"- {note}" for note in _notes(api)]
+        lines.append("")
+        if api.args:
+            lines += [
+                "| Argument | Required | Kind | Description | Airflow 2 | Airflow 3 |",
+                "|---|---|---|---|---|---|",
+            ]
+            for arg in api.args:
+                required = "yes" if arg.required else "no"
+                cells = [f"`{arg.name}`", required, f"`{arg.kind.value}`", arg.description]
+                cells += [_on(api, arg, major) for major in MAJORS]
+                lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
+            lines.append("")
+        lines += ["```sh", example(api), "```", ""]
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,2 @@
+"""Settings: declared once in :mod:`.settings`, read by :mod:`.load`, documented by
+:mod:`.reference`."""

@@ -1,0 +1,145 @@
+"""Reading the settings: airflow.cfg's ``[rest_api_plugin]`` section plus Airflow's
+environment overrides. This module is the only user of configparser.
+
+``load()`` never crashes on a missing file or section (defaults apply); a malformed value
+raises :class:`ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import configparser
+import ipaddress
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from bridge.config.settings import LOOPBACK_HOSTS, RESTART_KEYS, SECTION, Settings, keys
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the key."""
+
+
+def find_airflow_cfg(environ: Mapping[str, str]) -> Path:
+    """Locate airflow.cfg the way Airflow does: $AIRFLOW_CONFIG, $AIRFLOW_HOME, ~/airflow."""
+    if environ.get("AIRFLOW_CONFIG"):
+        return Path(environ["AIRFLOW_CONFIG"]).expanduser()
+    return Path(environ.get("AIRFLOW_HOME") or "~/airflow").expanduser() / "airflow.cfg"
+
+
+def default_airflow_executable() -> str:
+    """The ``airflow`` next to our own interpreter (same virtualenv), else the one on PATH."""
+    beside_us = Path(sys.executable).parent / "airflow"
+    if beside_us.is_file() and os.access(beside_us, os.X_OK):
+        return str(beside_us)
+    return shutil.which("airflow") or "airflow"
+
+
+def load(path: Path | None, environ: Mapping[str, str]) -> Settings:
+    """Read settings from ``path`` (or airflow.cfg found as Airflow finds it) and ``environ``.
+
+    Environment variables ``AIRFLOW__REST_API_PLUGIN__<KEY>`` beat the file, as in Airflow.
+    Blocking file I/O: call it from a thread once the event loop runs.
+    """
+    explicit = path is not None
+    cfg_path = path if path is not None else find_airflow_cfg(environ)
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    if cfg_path.is_file():
+        try:
+            parser.read(cfg_path, encoding="utf-8")
+        except (configparser.Error, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{cfg_path}: cannot be parsed: {exc}") from exc
+    elif explicit:
+        raise ConfigError(f"--config {cfg_path}: no such file")
+
+    airflow_home = (
+        Path(environ["AIRFLOW_HOME"]).expanduser()
+        if environ.get("AIRFLOW_HOME")
+        else cfg_path.parent
+    )
+
+    def raw(section: str, key: str) -> str | None:
+        env_value = environ.get(f"AIRFLOW__{section.upper()}__{key.upper()}")
+        if env_value is not None:
+            return env_value
+        if parser.has_option(section, key):
+            return parser.get(section, key)
+        return None
+
+    values: dict[str, Any] = {}
+    for item, key in keys():
+        text = raw(SECTION, item.name)
+        if text is None:
+            continue
+        try:
+            values[item.name] = key.parse(text)
+        except ValueError as exc:
+            raise ConfigError(f"[{SECTION}] {item.name} = {text!r}: {exc}") from exc
+
+    dags_text = raw("core", "dags_folder")
+    dags_folder = (
+        Path(dags_text.replace("{AIRFLOW_HOME}", str(airflow_home))).expanduser()
+        if dags_text and dags_text.strip()
+        else airflow_home / "dags"
+    )
+    if not values.get("airflow_executable"):
+        values["airflow_executable"] = default_airflow_executable()
+    values.setdefault("backups_folder", airflow_home / "dag_backups")
+    values.setdefault("allowed_paths", (airflow_home,))
+    if (values.get("tls_cert_file") is None) != (values.get("tls_key_file") is None):
+        raise ConfigError(f"[{SECTION}] tls_cert_file and tls_key_file must be set together")
+
+    settings = Settings(
+        config_path=cfg_path if cfg_path.is_file() else None,
+        airflow_home=airflow_home,
+        dags_folder=dags_folder,
+        **values,
+    )
+    _check_exposure(settings)
+    return settings
+
+
+def is_loopback(host: str) -> bool:
+    """localhost, or an address of the loopback network (127.0.0.0/8, ::1)."""
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name other than localhost: it may resolve to anything
+        return False
+
+
+def _check_exposure(settings: Settings) -> None:
+    if (
+        not is_loopback(settings.listen_host)
+        and not settings.auth_enabled
+        and not settings.allow_unauthenticated_remote_access
+    ):
+        raise ConfigError(
+            f"refusing to listen on {settings.listen_host} without a token: set "
+            f"[{SECTION}] rest_api_plugin_expected_http_token, or "
+            "allow_unauthenticated_remote_access = true to accept the risk"
+        )
+
+
+def with_listen(settings: Settings, host: str | None, port: int | None) -> Settings:
+    """Apply --host/--port from the command line, then re-check the exposure rule."""
+    updated = replace(
+        settings,
+        listen_host=host if host is not None else settings.listen_host,
+        listen_port=port if port is not None else settings.listen_port,
+    )
+    _check_exposure(updated)
+    return updated
+
+
+def for_reload(running: Settings, new: Settings) -> tuple[Settings, list[str]]:
+    """The settings a reload puts in force: ``new``, except the keys read only at startup,
+    which keep their running values; also the names of those that differ (for the log)."""
+    changed = [name for name in RESTART_KEYS if getattr(new, name) != getattr(running, name)]
+    kept = replace(new, **{name: getattr(running, name) for name in RESTART_KEYS})
+    return kept, changed

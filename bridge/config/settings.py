@@ -1,0 +1,266 @@
+"""Settings: every key of airflow.cfg's ``[rest_api_plugin]`` section, each declared once.
+
+A key is a field of :class:`Settings` made by :func:`setting`: its name, its parser, its default
+and its help live together here, and everything else is derived from them: reading the file
+and the environment (:mod:`bridge.config.load`), the sample cfg and the settings reference
+(:mod:`bridge.config.reference`), and which keys a reload cannot change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bridge.config import parsers
+
+SECTION = "rest_api_plugin"
+DEFAULT_PORT = 8799  # not one of Airflow's own ports (8080, 8793, 8794, 5555)
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+T = TypeVar("T")
+HOME = Path("~/airflow").expanduser()  # Airflow's own default home
+
+
+@dataclass(frozen=True)
+class Key:
+    """What is known about one key besides its name and default."""
+
+    parse: Callable[[str], Any]
+    help: str
+    seed: bool = False  # a key of the seed plugin (airflow-rest-api-plugin), same meaning
+    restart: bool = False  # read at startup only; a reload (SIGHUP) keeps the old value
+    unset: str | None = None  # what an unset key means, when that is not its default value
+    example: str | None = None  # a value to show for a key that is unset by default
+    secret: bool = False  # never shown: not in the settings' repr, not logged
+
+
+def setting(
+    default: T,
+    parse: Callable[[str], T],
+    help: str,
+    **traits: Any,
+) -> T:
+    """Declare a key of the section (used as a dataclass field's default)."""
+    key = Key(parse, help, **traits)
+    result: T = field(default=default, metadata={"key": key}, repr=not key.secret)
+    return result
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the daemon needs to know, resolved at startup and again on reload."""
+
+    # Where Airflow lives: from airflow.cfg's location, $AIRFLOW_HOME and [core] dags_folder.
+    config_path: Path | None = None
+    airflow_home: Path = HOME
+    dags_folder: Path = HOME / "dags"
+
+    log_loading: bool = setting(
+        False,
+        parsers.parse_bool,
+        "Log the resolved settings once at startup (the token is never logged).",
+        seed=True,
+    )
+    filter_loading_messages_in_cli_response: bool = setting(
+        True,
+        parsers.parse_bool,
+        "Drop Airflow's start-up noise from command output: Python warnings printed while "
+        "Airflow imports, and the log lines about plugin setup, filling the DagBag, loading DAG "
+        "bundles, the auth backend, the executor and graphviz. Other lines, task logs included, "
+        "are kept. False passes output on unchanged.",
+        seed=True,
+    )
+    rest_api_plugin_http_token_header_name: str = setting(
+        "rest_api_plugin_http_token",
+        parsers.header_name,
+        "The request header that carries the token (letters, digits, - and _).",
+        seed=True,
+    )
+    rest_api_plugin_expected_http_token: str | None = setting(
+        None,
+        parsers.optional_text,
+        "The token every API call must send. Unset or empty: no authentication.",
+        seed=True,
+        secret=True,
+        example="a-long-random-secret",
+    )
+    listen_host: str = setting(
+        "127.0.0.1",
+        lambda text: text.strip() or "127.0.0.1",
+        "Address to listen on (--host overrides it).",
+        restart=True,
+    )
+    listen_port: int = setting(
+        DEFAULT_PORT,
+        parsers.port,
+        "Port to listen on, 1-65535 (--port overrides it); not one of Airflow's own ports "
+        "(8080, 8793, 8794, 5555).",
+        restart=True,
+    )
+    allow_unauthenticated_remote_access: bool = setting(
+        False,
+        parsers.parse_bool,
+        "Allow a listen address outside the loopback network (127.0.0.0/8, ::1, localhost) "
+        "without a token (otherwise the daemon refuses to start).",
+    )
+    airflow_executable: str = setting(
+        "",
+        parsers.text,
+        "Path of Airflow's airflow CLI.",
+        restart=True,
+        unset="the airflow beside the daemon's own Python (same virtualenv), else the first "
+        "airflow on PATH",
+        example="/path/to/airflow-venv/bin/airflow",
+    )
+    airflow_python: str | None = setting(
+        None,
+        parsers.optional_text,
+        "The Python interpreter of that Airflow installation: it imports uploaded DAG files "
+        "(deploy_dag) and runs the warm helper.",
+        restart=True,
+        unset="the interpreter in the #! line of the airflow script (through env if it says "
+        "#!/usr/bin/env python3)",
+        example="/path/to/airflow-venv/bin/python",
+    )
+    dag_check_timeout: float = setting(
+        120.0,
+        parsers.positive_seconds,
+        "Seconds the import check of an uploaded DAG file may take; longer is a 400 and "
+        "nothing is deployed.",
+    )
+    command_timeout: float = setting(
+        600.0,
+        parsers.positive_seconds,
+        "Seconds a command may run; then its process group is stopped and the call answers 504.",
+    )
+    kill_grace_period: float = setting(
+        5.0,
+        parsers.positive_seconds,
+        "Seconds between SIGTERM and SIGKILL when a process group is stopped; also how long "
+        "output is still read after a command exited while something it left behind holds its "
+        "output open, and how long running commands may finish when the daemon stops.",
+    )
+    max_concurrent_commands: int = setting(
+        4,
+        parsers.positive_int,
+        "API calls that may run Airflow commands at once (deploy_dag and refresh_dag count "
+        "one each); a call over the limit is refused with 429 and Retry-After, not queued.",
+    )
+    max_upload_size: int = setting(
+        10 * 1024 * 1024,
+        parsers.size,
+        "Largest deploy_dag upload or import file, in bytes (10 MiB); a K, M or G suffix "
+        "(powers of 1024, optional trailing B) is accepted. Larger: 413.",
+    )
+    max_output_size: int = setting(
+        16 * 1024 * 1024,
+        parsers.size,
+        "Cap on each of stdout and stderr kept in a buffered response, in characters (16 MiB; "
+        "same suffixes); output beyond it is dropped and the envelope's warning says so. "
+        "Streams are not capped.",
+    )
+    kill_on_disconnect: bool = setting(
+        True,
+        parsers.parse_bool,
+        "Stop a command's process group when its client goes away (a stream or a buffered "
+        "call). False lets it run on, its output discarded, until it ends or times out.",
+    )
+    warm_helper: bool = setting(
+        True,
+        parsers.parse_bool,
+        "Fork commands from a warm, pre-imported Airflow interpreter (milliseconds instead of "
+        "seconds per call). False starts a cold airflow for every command.",
+        restart=True,
+    )
+    disabled_apis: frozenset[str] = setting(
+        frozenset(),
+        parsers.name_set,
+        "Comma-separated API names (any case) that answer 400, disabled by the operator.",
+    )
+    allowed_paths: tuple[Path, ...] = setting(
+        (),
+        parsers.path_list,
+        "Comma-separated folders that file arguments (pid, stdout, stderr, log-file, keytab, "
+        "flower_conf, cfg_path) must stay inside; relative values are taken relative to the "
+        "first. An empty value refuses all such arguments.",
+        unset="the Airflow home",
+        example="/path/to/airflow-home",
+    )
+    backups_folder: Path = setting(
+        HOME / "dag_backups",
+        parsers.path,
+        "Where deploy_dag force=true keeps the file it replaces.",
+        unset="<Airflow home>/dag_backups",
+        example="/path/to/airflow-home/dag_backups",
+    )
+    backups_to_keep: int = setting(
+        10,
+        parsers.non_negative_int,
+        "Backups kept per DAG file name; 0 keeps all.",
+    )
+    tls_cert_file: Path | None = setting(
+        None,
+        parsers.optional_path,
+        "PEM certificate: with tls_key_file the daemon serves HTTPS; unset: plain HTTP.",
+        restart=True,
+        example="/etc/airflow-rest-bridge/cert.pem",
+    )
+    tls_key_file: Path | None = setting(
+        None,
+        parsers.optional_path,
+        "PEM private key; set together with tls_cert_file.",
+        restart=True,
+        example="/etc/airflow-rest-bridge/key.pem",
+    )
+
+    @property
+    def auth_enabled(self) -> bool:
+        """True when requests must carry the token header."""
+        return bool(self.rest_api_plugin_expected_http_token)
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert_file is not None
+
+    def child_environment(self, base: Mapping[str, str]) -> dict[str, str]:
+        """The environment an Airflow CLI child gets: ours, pointed at the same airflow.cfg."""
+        env = dict(base)
+        env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONIOENCODING"] = "utf-8"
+        env["AIRFLOW_HOME"] = str(self.airflow_home)
+        if self.config_path is not None:
+            env["AIRFLOW_CONFIG"] = str(self.config_path)
+        # Airflow's executors start task processes as plain "airflow" (backfill on 2.x does),
+        # so the configured installation must come first on PATH.
+        executable = Path(self.airflow_executable)
+        if executable.is_absolute():
+            path = env.get("PATH", os.defpath)
+            env["PATH"] = os.pathsep.join([str(executable.parent), path])
+        return env
+
+
+def keys() -> Iterator[tuple[dataclasses.Field[Any], Key]]:
+    """Every key of the section, in declaration order, with what is declared about it."""
+    for item in dataclasses.fields(Settings):
+        key = item.metadata.get("key")
+        if key is not None:
+            yield item, key
+
+
+KNOWN_KEYS = tuple(item.name for item, _ in keys())
+RESTART_KEYS = tuple(item.name for item, key in keys() if key.restart)
+
+
+class CurrentSettings:
+    """The settings in force: replaced as a whole by a reload (SIGHUP); a call reads them
+    once, at its start, and keeps what it read."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def __call__(self) -> Settings:
+        return self.settings

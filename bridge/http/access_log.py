@@ -1,0 +1,33 @@
+"""The access log: one line per request, with secrets in the query string masked."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from bridge.http.forms import shown_arguments
+from bridge.http.keys import settings_of
+
+
+class AccessLogger(AbstractAccessLogger):
+    """``peer "METHOD path?masked-query" status bytes seconds``."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        query = request.rel_url.raw_query_string
+        target = request.path
+        if query:
+            app = getattr(request, "app", None)
+            token = settings_of(app).rest_api_plugin_expected_http_token if app else None
+            masked = shown_arguments(dict(parse_qsl(query, keep_blank_values=True)), token)
+            target += "?" + urlencode(masked)
+        self.logger.info(
+            '%s "%s %s" %s %s %.3fs',
+            request.remote,
+            request.method,
+            target,
+            response.status,
+            response.body_length,
+            time,
+        )

@@ -1,0 +1,195 @@
+"""Reading a request's arguments: the query string, then a urlencoded or multipart body.
+
+As in the seed, a query-string value wins over a body value of the same name. Multipart text
+fields are read under a size cap. A file part is taken only where the API's argument says so:
+an upload (deploy_dag's ``dag_file``) is streamed to a staged temp file by
+:mod:`bridge.deploy.staging` as it arrives, a document (``import``) is read as text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
+
+from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
+from multidict import MultiDict
+
+from bridge.catalogue.model import MAX_VALUE_LENGTH
+from bridge.catalogue.table import APIS, BY_NAME
+from bridge.config.settings import Settings
+from bridge.deploy.staging import StagedUpload, stage_upload
+from bridge.errors import RequestError
+from bridge.offload import in_thread
+from bridge.text.redact import mask_arguments
+
+MAX_FIELDS = 200
+MAX_QUERY_STRING = 64 * 1024
+# A body that stops arriving for this long (between two looks at its byte count) is a 408:
+# it would otherwise hold its connection, and an upload its temp file, for ever.
+BODY_STALL_SECONDS = 30.0
+# Where a multipart file part is taken, from the catalogue's argument traits.
+FILE_FIELDS = ", ".join(f"{a.name} ({g.name})" for a in APIS for g in a.args if g.takes_file_part)
+# Read by the bridge itself, not by the catalogue (which checks only the APIs' arguments).
+CONTROL_NAMES = ("api", "stream", "output")
+
+
+@dataclass
+class RequestInput:
+    query: MultiDict[str]
+    form: MultiDict[str] = field(default_factory=MultiDict)
+    upload: StagedUpload | None = None
+
+    def raw(self) -> dict[str, list[str]]:
+        """Every argument name with its values; query-string values win over the body."""
+        merged: dict[str, list[str]] = {}
+        for source in (self.query, self.form):
+            for name in source:
+                merged.setdefault(name, source.getall(name))
+        for name in CONTROL_NAMES:
+            # api=version&api=pause: a proxy that checked one value must not see another run.
+            if len(set(merged.get(name, ()))) > 1:
+                raise RequestError(f"'{name}' was given {len(merged[name])} different values")
+        return merged
+
+    async def discard(self) -> None:
+        """Remove a staged upload that was not installed."""
+        if self.upload is not None:
+            await in_thread(self.upload.discard)
+            self.upload = None
+
+
+def _strict_pairs(data: str | bytes, charset: str, what: str) -> list[tuple[str, str]]:
+    """The name/value pairs of urlencoded text; bytes that are not text are a 400 (aiohttp
+    would turn them into U+FFFD, or fail with a 500 on a body or an unknown charset)."""
+    try:
+        text = data.decode(charset) if isinstance(data, bytes) else data
+        return parse_qsl(
+            text.rstrip(),
+            keep_blank_values=True,
+            encoding=charset,
+            errors="strict",
+            max_num_fields=MAX_FIELDS,
+        )
+    except (UnicodeError, LookupError):
+        raise RequestError(f"{what} is not valid {charset} text") from None
+    except ValueError:  # parse_qsl's max_num_fields
+        raise RequestError(f"{what} has more than {MAX_FIELDS} fields") from None
+
+
+def shown_arguments(args: Mapping[str, str], token: str | None) -> dict[str, str]:
+    """Arguments as envelopes and logs may show them: masked by the traits of the arguments
+    of the API they name (an unknown API's by their names alone)."""
+    api = BY_NAME.get(args.get("api", "").strip().lower())
+    return mask_arguments(args, api.secrets if api is not None else {}, token)
+
+
+async def read(request: web.Request, settings: Settings) -> RequestInput:
+    """Parse the query and body; raises RequestError (4xx) for bodies it will not take."""
+    if len(request.query_string) > MAX_QUERY_STRING:
+        raise RequestError(f"the query string is longer than {MAX_QUERY_STRING} bytes", 414)
+    # request.query turns percent-encoded bytes that are not UTF-8 into U+FFFD, which would
+    # reach the command as a value the caller never sent.
+    _strict_pairs(request.rel_url.raw_query_string, "utf-8", "the query string")
+    query = MultiDict(request.query)
+    found = RequestInput(query=query)
+    if request.method != "POST" or not request.body_exists:
+        return found
+    await _while_the_body_arrives(request, _read_body(request, settings, found))
+    return found
+
+
+async def _while_the_body_arrives(request: web.Request, reading: Awaitable[None]) -> None:
+    """Await ``reading``; give up with a 408 once no byte of the body arrived for
+    BODY_STALL_SECONDS (cancelling it, so that whatever it staged is discarded)."""
+    task = asyncio.ensure_future(reading)
+    seen = -1
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=BODY_STALL_SECONDS)
+            if done:
+                return task.result()
+            if request.content.total_bytes == seen:
+                raise RequestError(
+                    f"the request body stopped arriving (nothing for {BODY_STALL_SECONDS:g} s)",
+                    status=408,
+                    headers={"Connection": "close"},
+                )
+            seen = request.content.total_bytes
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def _read_body(request: web.Request, settings: Settings, found: RequestInput) -> None:
+    content_type = request.content_type
+    if content_type == "multipart/form-data":
+        try:
+            await _read_multipart(request, settings, found)
+        except (ValueError, RuntimeError) as exc:
+            await found.discard()
+            if isinstance(exc, RequestError):
+                raise
+            # aiohttp's reader, inside a part: a body cut short, a bad _charset_ field.
+            raise RequestError(f"malformed multipart/form-data body: {exc}") from None
+        except BaseException:
+            await found.discard()
+            raise
+    elif content_type in ("application/x-www-form-urlencoded", ""):
+        body = await request.read()  # bounded by the app's client_max_size (413)
+        found.form = MultiDict(_strict_pairs(body, request.charset or "utf-8", "the form body"))
+    else:
+        raise RequestError(
+            f"unsupported Content-Type {content_type!r}: send the query string, "
+            "application/x-www-form-urlencoded or multipart/form-data",
+            status=415,
+        )
+
+
+async def _read_multipart(request: web.Request, settings: Settings, found: RequestInput) -> None:
+    try:
+        reader = await request.multipart()
+    except ValueError as exc:  # aiohttp's word for a Content-Type without a boundary
+        raise RequestError(f"malformed multipart/form-data request: {exc}") from None
+    while (part := await _next_part(reader)) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise RequestError("nested multipart bodies are not accepted")
+        name = part.name or ""
+        if len(found.form) >= MAX_FIELDS:
+            raise RequestError(f"more than {MAX_FIELDS} form fields")
+        if part.filename is None:
+            found.form.add(name, await _read_field(part, name, MAX_VALUE_LENGTH * 4))
+            continue
+        api_name: str = request.query.get("api") or found.form.get("api") or ""
+        api = BY_NAME.get(api_name.strip().lower())
+        arg = api.arg(name) if api is not None else None
+        if arg is None or not arg.takes_file_part:
+            raise RequestError(f"unexpected file field {name!r}: only {FILE_FIELDS} take a file")
+        if not arg.is_upload:  # a document (JSON to import): read as text, under the cap
+            found.form.add(name, await _read_field(part, name, settings.max_upload_size))
+            continue
+        if found.upload is not None:
+            raise RequestError(f"only one {name} may be uploaded per request")
+        found.upload = await stage_upload(part, settings.dags_folder, settings.max_upload_size)
+
+
+async def _next_part(reader: MultipartReader) -> MultipartReader | BodyPartReader | None:
+    try:
+        return await reader.next()
+    except (ValueError, HttpProcessingError) as exc:  # not after its boundary; bad part headers
+        raise RequestError(f"malformed multipart/form-data body: {exc}") from None
+
+
+async def _read_field(part: BodyPartReader, name: str, limit: int) -> str:
+    data = bytearray()
+    while chunk := await part.read_chunk(16 * 1024):
+        data += chunk
+        if len(data) > limit:
+            raise RequestError(f"form field {name!r} is larger than {limit} bytes", status=413)
+    try:
+        return data.decode(part.get_charset("utf-8"))
+    except (UnicodeDecodeError, LookupError):
+        raise RequestError(f"form field {name!r} is not valid UTF-8") from None

@@ -1,0 +1,136 @@
+"""Who answers each API, by the catalogue's :class:`~bridge.catalogue.model.Handler`: the CLI
+through the command path (buffered or streamed), or the bridge itself."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+import bridge
+from bridge.catalogue.model import EXCHANGE_FILE, Handler, Plan
+from bridge.catalogue.planning import plan_cli
+from bridge.deploy.dags import Deployer
+from bridge.errors import RequestError
+from bridge.http import buffered, envelope, streams
+from bridge.http.calls import Asked, Call
+from bridge.http.keys import AIRFLOW, COMMANDS, UPLOAD_LOCKS
+from bridge.offload import in_thread
+from bridge.process.path import CommandSpec
+
+
+async def airflow_version(asked: Asked) -> web.StreamResponse:
+    """Answered from the version detected at startup."""
+    version = asked.request.app[AIRFLOW].version
+    return envelope.respond(envelope.finish(asked.base, http_code=200, output=version))
+
+
+async def bridge_version(asked: Asked) -> web.StreamResponse:
+    return envelope.respond(envelope.finish(asked.base, http_code=200, output=bridge.__version__))
+
+
+async def cli(asked: Asked) -> web.StreamResponse:
+    """The API's argv on this Airflow, run through the command path."""
+    app = asked.request.app
+    commands = app[COMMANDS]
+    plan = plan_cli(asked.api, asked.values, asked.context, asked.want_json)
+    mode = asked.mode
+    if asked.api.long_running and asked.values.get("daemon"):
+        mode = None  # the CLI forks and returns at once: a plain envelope says how it went
+    async with commands.slot(), exchange_file(plan) as exchange:
+        argv = [app[AIRFLOW].executable, *(_exchange_path(part, exchange) for part in plan.argv)]
+        spec = CommandSpec(
+            argv,
+            asked.api.name,
+            f"stream={mode}" if mode else "buffered",
+            asked.peer,
+            # Services run for hours: the import time does not matter, and daemonizing
+            # (python-daemon closes every file descriptor) is only known to be safe from a
+            # process that did nothing else first.
+            warm=not asked.api.long_running,
+        )
+        call = Call(
+            asked,
+            spec,
+            plan,
+            export_path=exchange if plan.export_file else None,
+            warnings=list(plan.warnings),
+        )
+        if mode is None:
+            return await buffered.answer(call, commands)
+        return await streams.answer(call, commands, mode)
+
+
+def _exchange_path(part: str, exchange: Path | None) -> str:
+    """The argv element, with the plan's placeholder replaced by the daemon's temp file."""
+    if part != EXCHANGE_FILE:
+        return part
+    assert exchange is not None  # a plan with the placeholder needs_file
+    return str(exchange)
+
+
+@contextlib.asynccontextmanager
+async def exchange_file(plan: Plan) -> AsyncIterator[Path | None]:
+    """The temp file an import reads or an export writes, in a private folder removed
+    afterwards; None when the plan needs no file."""
+    if not plan.needs_file:
+        yield None
+        return
+    folder = Path(await in_thread(tempfile.mkdtemp, prefix="airflow-rest-bridge-"))
+    try:
+        path = folder / ("export.json" if plan.export_file else "import.json")
+        if plan.import_content is not None:
+            await in_thread(path.write_text, plan.import_content, encoding="utf-8")
+        yield path
+    finally:
+        await in_thread(shutil.rmtree, folder, ignore_errors=True)
+
+
+def _deployer(asked: Asked) -> Deployer:
+    app = asked.request.app
+    return Deployer(app[COMMANDS], asked.settings, app[AIRFLOW], asked.peer)
+
+
+async def deploy_dag(asked: Asked) -> web.StreamResponse:
+    """Check, install and serialize the uploaded DAG file."""
+    staged = asked.upload
+    if staged is None:
+        raise RequestError("dag_file should be provided (POST multipart/form-data)")
+    values = asked.values
+    if values.get("pause") and values.get("unpause"):
+        raise RequestError("give pause or unpause, not both")
+    pause = True if values.get("pause") else False if values.get("unpause") else None
+    async with asked.request.app[COMMANDS].slot():
+        deployed = await _deployer(asked).deploy(
+            staged, asked.request.app[UPLOAD_LOCKS], bool(values.get("force")), pause
+        )
+    return envelope.respond(
+        envelope.finish(
+            asked.base, http_code=200, output=deployed.output(), warnings=deployed.warnings
+        )
+    )
+
+
+async def refresh_dag(asked: Asked) -> web.StreamResponse:
+    """Re-serialize so that a known DAG's changes show up in Airflow."""
+    dag_id = asked.values["dag_id"]
+    async with asked.request.app[COMMANDS].slot():
+        result = await _deployer(asked).refresh(dag_id)
+    code = 200 if result.exit_code == 0 else 500
+    output = f"DAG [{dag_id}] is now fresh as a daisy" if code == 200 else result.stderr[-2000:]
+    return envelope.respond(
+        envelope.finish(asked.base, http_code=code, output=output, exit_code=result.exit_code)
+    )
+
+
+HANDLERS: dict[Handler, Callable[[Asked], Awaitable[web.StreamResponse]]] = {
+    Handler.CLI: cli,
+    Handler.AIRFLOW_VERSION: airflow_version,
+    Handler.BRIDGE_VERSION: bridge_version,
+    Handler.DEPLOY_DAG: deploy_dag,
+    Handler.REFRESH_DAG: refresh_dag,
+}

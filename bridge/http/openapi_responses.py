@@ -1,0 +1,205 @@
+"""The response side of the OpenAPI document: the seed's envelope (buffered), the two stream
+encodings, the 403 body, the error envelopes, and the status codes of a call.
+
+Buffered answers are the envelope (bridge/envelope.py) whose ``status`` follows the HTTP code;
+streams are text/plain or application/x-ndjson, whose records are described here too, since
+OpenAPI 3.1 has no schema for the lines of a stream.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge.config.settings import Settings
+from bridge.http.envelope import FORBIDDEN_OUTPUT, TEXT_RESULT_PREFIX
+
+Schema = dict[str, Any]
+
+
+def ref(kind: str, name: str) -> Schema:
+    """A reference to components/KIND/NAME."""
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def json_content(schema: Schema) -> Schema:
+    """A content map with one application/json entry."""
+    return {"application/json": {"schema": schema}}
+
+
+def schemas() -> dict[str, Schema]:
+    """components/schemas of the answers: the envelope and its variants, the stream records."""
+    arguments = {"type": "object", "additionalProperties": {"type": "string"}}
+    return {
+        "Envelope": {
+            "description": "The seed plugin's JSON envelope",
+            "type": "object",
+            "required": [
+                *("arguments", "post_arguments", "call_time", "response_time"),
+                *("duration_seconds", "status", "http_response_code"),
+            ],
+            "properties": {
+                "airflow_cmd": {"type": "string", "description": "The command as run"},
+                "arguments": {**arguments, "description": "The query string (secrets masked)"},
+                "post_arguments": {**arguments, "description": "The form body (masked)"},
+                "call_time": {"type": "string", "description": "HTTP date"},
+                "response_time": {"type": "string", "description": "HTTP date"},
+                "duration_seconds": {"type": "number", "minimum": 0},
+                "output": {
+                    "anyOf": [
+                        {"type": "string"},
+                        ref("schemas", "CliOutput"),
+                        {"type": "object", "description": "deploy_dag: file, dag_ids, backup"},
+                    ]
+                },
+                "status": {"enum": ["OK", "ERROR"]},
+                "warning": {"type": "string"},
+                "http_response_code": {"type": "integer"},
+                "exit_code": {"type": "integer", "description": "CLI-backed APIs"},
+                "data": {"description": "output=json, export: the CLI's parsed JSON output"},
+                "dag_run": {"type": "object", "description": "trigger_dag: the run created"},
+            },
+        },
+        "CliOutput": {
+            "type": "object",
+            "required": ["stdout", "stderr"],
+            "properties": {"stdout": {"type": "string"}, "stderr": {"type": "string"}},
+        },
+        "Success": {"allOf": [ref("schemas", "Envelope")], "properties": _status("OK")},
+        "Failure": {"allOf": [ref("schemas", "Envelope")], "properties": _status("ERROR")},
+        "Rejected": {
+            "description": "A request refused before anything ran: output says why",
+            "allOf": [ref("schemas", "Failure")],
+            "required": ["output"],
+            "properties": {"output": {"type": "string"}},
+        },
+        "StreamOutput": {
+            "type": "object",
+            "required": ["event", "stream", "text"],
+            "properties": {
+                "event": {"const": "output"},
+                "stream": {"enum": ["stdout", "stderr"]},
+                "text": {"type": "string"},
+            },
+            "additionalProperties": False,
+        },
+        "StreamResult": {
+            "description": "A stream's last record: the envelope without output",
+            "allOf": [ref("schemas", "Envelope")],
+            "required": ["airflow_cmd", "exit_code"],
+            "not": {"required": ["output"]},
+        },
+        "StreamEvent": {
+            "description": "One line of an application/x-ndjson stream",
+            "oneOf": [
+                ref("schemas", "StreamOutput"),
+                {
+                    "allOf": [ref("schemas", "StreamResult")],
+                    "required": ["event"],
+                    "properties": {"event": {"const": "result"}},
+                },
+            ],
+        },
+        "Forbidden": {
+            "description": "Exactly the seed plugin's 403 body",
+            "type": "object",
+            "required": ["call_time", "http_response_code", "output", "response_time", "status"],
+            "properties": {
+                "call_time": {"type": "string"},
+                "http_response_code": {"const": 403},
+                "output": {"const": FORBIDDEN_OUTPUT},
+                "response_time": {"type": "string"},
+                "status": {"const": "ERROR"},
+            },
+            "additionalProperties": False,
+        },
+    }
+
+
+def _status(status: str) -> Schema:
+    return {"status": {"const": status}}
+
+
+def responses(settings: Settings) -> dict[str, Schema]:
+    """Every status a call can answer with, for these settings (403 only with a token)."""
+    rejected = ref("responses", "Rejected")
+    answers: dict[str, Schema] = {
+        "200": {
+            "description": "Done: the envelope, or a stream (stream=true or text: the output "
+            f"as it comes, then a last line '{TEXT_RESULT_PREFIX}' + StreamResult; stream=ndjson "
+            "or Accept: application/x-ndjson: one StreamEvent a line). Once a stream has "
+            "started, a failure is in its result, not in the status.",
+            "headers": {
+                "Server-Timing": {
+                    "description": 'CLI-backed calls: cli;dur=<ms>;desc="warm"|"cold"',
+                    "schema": {"type": "string"},
+                }
+            },
+            "content": {
+                **json_content(ref("schemas", "Success")),
+                "text/plain": {"schema": {"type": "string"}},
+                "application/x-ndjson": {"schema": {"type": "string"}},
+            },
+        },
+        "400": {
+            "description": "Invalid call, or an API this Airflow cannot run: output says why "
+            "(text/plain only when the HTTP parser itself refuses the request)",
+            "content": {
+                **json_content(ref("schemas", "Rejected")),
+                "text/plain": {"schema": {"type": "string"}},
+            },
+        },
+        "404": {**rejected, "description": "refresh_dag: the DAG does not exist"},
+        "405": {**rejected, "description": "Method not allowed for this API"},
+        "408": {**rejected, "description": "The request body stopped arriving"},
+        "413": {**rejected, "description": f"Body over {settings.max_upload_size} bytes"},
+        "414": {**rejected, "description": "Query string too long"},
+        "415": {**rejected, "description": "Body neither urlencoded nor multipart"},
+        "429": {
+            "description": f"{settings.max_concurrent_commands} commands run already: retry",
+            "headers": {"Retry-After": {"schema": {"type": "string"}}},
+            "content": json_content(ref("schemas", "Rejected")),
+        },
+        "500": {
+            "description": "The command exited non-zero (exit_code, output), or the bridge failed",
+            "content": json_content(ref("schemas", "Failure")),
+        },
+        "504": {
+            "description": f"The command ran past {settings.command_timeout:g} s and was stopped",
+            "content": json_content(ref("schemas", "Failure")),
+        },
+    }
+    if settings.auth_enabled:
+        answers["403"] = {
+            "description": "Missing or wrong token",
+            "content": json_content(ref("schemas", "Forbidden")),
+        }
+    return answers
+
+
+def shared_responses() -> dict[str, Schema]:
+    """components/responses."""
+    return {
+        "Rejected": {
+            "description": "Refused before anything ran",
+            "content": json_content(ref("schemas", "Rejected")),
+        }
+    }
+
+
+def health() -> Schema:
+    """GET /health (its other fields describe the warm helper and may grow)."""
+    body = {
+        "type": "object",
+        "required": ["status", "bridge_version", "airflow_version", "commands_running"],
+        "properties": {
+            "status": {"const": "OK"},
+            "bridge_version": {"type": "string"},
+            "airflow_version": {"type": ["string", "null"]},
+            "commands_running": {"type": "integer", "minimum": 0},
+        },
+    }
+    return {
+        "operationId": "health",
+        "summary": "Liveness, without the token",
+        "responses": {"200": {"description": "Serving", "content": json_content(body)}},
+    }

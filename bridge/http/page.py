@@ -1,0 +1,103 @@
+"""The browser test page: facts about this host and, for every API from the catalogue, its
+form fields and a ready-to-copy example URL and curl command."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp_jinja2
+from aiohttp import web
+
+import bridge
+from bridge.catalogue.installed import AirflowInfo, availability
+from bridge.catalogue.model import Api, Arg, Kind
+from bridge.catalogue.table import APIS
+from bridge.config.settings import Settings
+from bridge.http.keys import AIRFLOW, settings_of
+
+# Placeholder values for examples; required arguments only, so each example is complete.
+_EXAMPLE_VALUES = {
+    "dag_id": "bridge_demo",
+    "task_id": "slow_lines",
+    "execution_date": "2024-01-02T03:04:05",
+    "principal": "airflow@EXAMPLE.COM",
+}
+
+
+@dataclass(frozen=True)
+class Example:
+    url: str
+    curl: str
+
+
+def base_url(settings: Settings) -> str:
+    scheme = "https" if settings.tls_enabled else "http"
+    host = settings.listen_host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{settings.listen_port}"
+
+
+def edition(info: AirflowInfo) -> str:
+    celery = "with" if "celery" in info.commands else "without"
+    return f"Airflow {info.major} CLI, {celery} the celery commands"
+
+
+def _example_value(arg: Arg) -> str:
+    if arg.kind is Kind.BOOL:
+        return "true"
+    return _EXAMPLE_VALUES.get(arg.name, f"<{arg.name}>")
+
+
+def example(api: Api, settings: Settings, api_path: str) -> Example:
+    """The example call of ``api``: its required arguments, streamed when it runs a CLI."""
+    params = {"api": api.name}
+    params.update({a.name: _example_value(a) for a in api.args if a.required and not a.is_upload})
+    streams = not api.internal
+    if streams:
+        params["stream"] = "true"
+    url = f"{base_url(settings)}{api_path}?{urlencode(params)}"
+    words = ["curl"]
+    if streams:
+        words.append("-N")  # print each line as it arrives
+    if settings.auth_enabled:
+        words += ["-H", f"{settings.rest_api_plugin_http_token_header_name}: $BRIDGE_TOKEN"]
+    uploads = [arg.name for arg in api.args if arg.is_upload]
+    if uploads:
+        words += ["-X", "POST", *(w for name in uploads for w in ("-F", f"{name}=@my_dag.py"))]
+    words.append(url)
+    return Example(url=url, curl=" ".join(_quote(word) for word in words))
+
+
+def _quote(word: str) -> str:
+    # $BRIDGE_TOKEN stays expandable by the shell the operator pastes into.
+    if "$BRIDGE_TOKEN" in word:
+        return '"' + word + '"'
+    return shlex.quote(word)
+
+
+PAGE_TEMPLATE = "index.html"
+
+
+@aiohttp_jinja2.template(PAGE_TEMPLATE)
+async def index(request: web.Request) -> dict[str, Any]:
+    """The page: every API of the catalogue with its form, availability and example."""
+    settings = settings_of(request.app)
+    airflow = request.app[AIRFLOW]
+    api_path = str(request.app.router["api"].url_for())
+    return {
+        "apis": APIS,
+        "airflow": airflow,
+        "edition": edition(airflow),
+        "settings": settings,
+        "listen": base_url(settings),
+        "bridge_version": bridge.__version__,
+        "availability": {
+            api.name: availability(api, airflow, settings.disabled_apis) for api in APIS
+        },
+        "examples": {api.name: example(api, settings, api_path) for api in APIS},
+        "api_url": api_path,
+    }

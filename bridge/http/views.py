@@ -1,0 +1,126 @@
+"""The request handlers. A call of the API reads as one straight line:
+
+auth (middleware) -> read the arguments -> the catalogue finds and validates the API
+-> its handler: argv -> command path -> envelope or stream
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+import bridge
+from bridge.catalogue.installed import availability
+from bridge.catalogue.model import Context
+from bridge.catalogue.planning import collect
+from bridge.catalogue.table import BY_NAME, NAMES
+from bridge.config.parsers import is_false_word
+from bridge.errors import RequestError
+from bridge.http import envelope, forms
+from bridge.http.calls import Asked, StreamMode
+from bridge.http.handlers import HANDLERS
+from bridge.http.keys import AIRFLOW, COMMANDS, STARTED_ENVELOPE, WARM_HELPER, settings_of
+from bridge.text.redact import mask_arguments
+
+log = logging.getLogger(__name__)
+STREAM_MODES: dict[str, StreamMode] = {"true": "text", "text": "text", "ndjson": "ndjson"}
+METHODS = ("GET", "POST")
+
+
+async def api(request: web.Request) -> web.StreamResponse:
+    """``/admin/rest_api/api?api=NAME&ARG=VALUE...``: every API of the catalogue."""
+    settings = settings_of(request.app)
+    if request.method not in METHODS:
+        raise RequestError(
+            f"method {request.method} is not allowed; use GET or POST",
+            405,
+            headers={"Allow": ", ".join(METHODS)},
+        )
+    received = await forms.read(request, settings)
+    try:
+        raw = received.raw()
+        name = (raw.get("api") or [""])[0].strip().lower()
+        chosen = BY_NAME.get(name)
+        secrets = chosen.secrets if chosen is not None else {}
+        token = settings.rest_api_plugin_expected_http_token
+        base = envelope.start(
+            mask_arguments(dict(received.query), secrets, token),
+            mask_arguments(dict(received.form), secrets, token),
+            envelope.now(),
+        )
+        request[STARTED_ENVELOPE] = base
+        if chosen is None:
+            said = f"API '{name}' was not found" if name else "API should be provided"
+            raise RequestError(f"{said}; valid names: {', '.join(NAMES)}")
+        if request.method not in chosen.methods:
+            raise RequestError(
+                f"{name} must be called with {' or '.join(chosen.methods)}",
+                405,
+                headers={"Allow": ", ".join(chosen.methods)},
+            )
+        airflow = request.app[AIRFLOW]
+        why_not = availability(chosen, airflow, settings.disabled_apis)
+        if why_not:
+            raise RequestError(why_not)
+        context = Context(airflow.major, settings.dags_folder, settings.allowed_paths)
+        values = collect(chosen, raw, context)
+        want_json = _wants_json(raw)
+        if want_json:
+            values["output"] = "json"
+        asked = Asked(
+            request,
+            chosen,
+            values,
+            context,
+            settings,
+            base,
+            _stream_mode(request, raw),
+            want_json,
+            received.upload,
+        )
+        return await HANDLERS[chosen.handler](asked)
+    finally:
+        await received.discard()
+
+
+def _stream_mode(request: web.Request, raw: dict[str, list[str]]) -> StreamMode | None:
+    requested = (raw.get("stream") or [""])[0].strip().lower()
+    if not requested or is_false_word(requested):
+        if "application/x-ndjson" in request.headers.get("Accept", ""):
+            return "ndjson"
+        return None
+    if requested not in STREAM_MODES:
+        raise RequestError("stream must be true, text or ndjson (or false)")
+    return STREAM_MODES[requested]
+
+
+def _wants_json(raw: dict[str, list[str]]) -> bool:
+    requested = (raw.get("output") or [""])[0].strip().lower()
+    if requested in ("", "table", "text"):
+        return False
+    if requested != "json":
+        raise RequestError("output may only be 'json' (or left out for the CLI's table)")
+    return True
+
+
+async def health(request: web.Request) -> web.Response:
+    """Liveness, without auth: the daemon answers and knows its Airflow."""
+    helper = request.app.get(WARM_HELPER)
+    warm: dict[str, Any] = (
+        helper.status().describe() if helper else {"state": "off", "reason": "warm_helper = false"}
+    )
+    return web.json_response(
+        {
+            "status": "OK",
+            "bridge_version": bridge.__version__,
+            "airflow_version": request.app[AIRFLOW].version,
+            "commands_running": request.app[COMMANDS].busy,
+            "warm_helper": warm,
+        }
+    )
+
+
+async def index_redirect(request: web.Request) -> web.Response:
+    raise web.HTTPFound(request.app.router["index"].url_for())

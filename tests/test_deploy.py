@@ -1,0 +1,105 @@
+"""deploy_dag's and refresh_dag's own logic without Airflow: installing with backups, the
+arguments it refuses, and the commands refresh_dag runs (recorded by the fake airflow)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from aiohttp import FormData
+
+from bridge.deploy import install
+from bridge.deploy.staging import StagedUpload
+from tests.helpers import API, ClientFactory, call
+
+
+def staged(folder: Path, content: str) -> StagedUpload:
+    temp = folder / ".airflow-rest-bridge-upload-test.tmp"
+    temp.write_text(content)
+    return StagedUpload(temp, "my_dag.py", len(content))
+
+
+@pytest.mark.parametrize("keep", [1, 2, 3])
+def test_backups_beyond_backups_to_keep_are_removed(tmp_path: Path, keep: int) -> None:
+    dags, backups = tmp_path / "dags", tmp_path / "backups"
+    dags.mkdir()
+    (dags / "other.py").write_text("x = 0\n")
+    install.install(staged(dags, "v0\n"), dags, backups, keep, force=False)
+    for version in range(1, 6):
+        result = install.install(staged(dags, f"v{version}\n"), dags, backups, keep, force=True)
+        assert result.backup is not None
+        assert result.backup.read_text() == f"v{version - 1}\n"
+    kept = sorted(backups.iterdir())
+    assert [path.read_text() for path in kept] == [f"v{n}\n" for n in range(5 - keep, 5)]
+    assert (dags / "my_dag.py").read_text() == "v5\n"
+    assert (dags / "other.py").read_text() == "x = 0\n"  # another file's backups: untouched
+
+
+def test_backups_to_keep_0_keeps_every_backup(tmp_path: Path) -> None:
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    for version in range(4):
+        install.install(staged(dags, f"v{version}\n"), dags, tmp_path / "b", 0, force=True)
+    assert len(list((tmp_path / "b").iterdir())) == 3
+
+
+def test_an_existing_file_needs_force_and_stays_as_it_was(tmp_path: Path) -> None:
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "my_dag.py").write_text("old\n")
+    upload = staged(dags, "new\n")
+    with pytest.raises(ValueError, match="force=true"):
+        install.install(upload, dags, tmp_path / "b", 10, force=False)
+    assert (dags / "my_dag.py").read_text() == "old\n"
+    assert not (tmp_path / "b").exists()
+
+
+async def test_pause_and_unpause_together_are_refused(
+    make_fake_client: ClientFactory, tmp_path: Path
+) -> None:
+    client = await make_fake_client()
+    form = FormData()
+    form.add_field("dag_file", b"x = 1\n", filename="both.py")
+    form.add_field("pause", "true")
+    form.add_field("unpause", "true")
+    response = await client.post(API, params={"api": "deploy_dag"}, data=form)
+    body = await response.json()
+    assert response.status == 400
+    assert body["output"] == "give pause or unpause, not both"
+    assert list((tmp_path / "dags").iterdir()) == []  # nothing staged stays behind
+
+
+async def test_refresh_dag_reserializes_through_the_command_path(
+    make_fake_client: ClientFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    record = tmp_path / "argv.jsonl"
+    monkeypatch.setenv("FAKE_AIRFLOW_RECORD", str(record))
+    client = await make_fake_client()
+    caplog.set_level(logging.INFO, logger="bridge.audit")
+    status, body = await call(client, api="refresh_dag", dag_id="fake_dag")
+    assert status == 200, body
+    assert body["output"] == "DAG [fake_dag] is now fresh as a daisy"
+    ran = [json.loads(line) for line in record.read_text().splitlines()]
+    assert ran == [["dags", "list", "--output=json"], ["dags", "reserialize"]]
+    audited = [r.getMessage() for r in caplog.records if r.name == "bridge.audit"]
+    assert len(audited) == 2
+    assert all("api=refresh_dag" in line and "exit=0" in line for line in audited)
+    assert "dags reserialize" in audited[1]
+
+
+async def test_refresh_of_an_unknown_dag_is_404_and_serializes_nothing(
+    make_fake_client: ClientFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = tmp_path / "argv.jsonl"
+    monkeypatch.setenv("FAKE_AIRFLOW_RECORD", str(record))
+    client = await make_fake_client()
+    status, body = await call(client, api="refresh_dag", dag_id="not_there")
+    assert status == 404
+    assert "not_there" in body["output"]
+    ran = [json.loads(line) for line in record.read_text().splitlines()]
+    assert ran == [["dags", "list", "--output=json"]]

@@ -1,0 +1,53 @@
+"""Schemathesis against the real Airflow: every answer the OpenAPI document describes, and
+every 5xx a failure of the CLI itself (its exit code), never of the bridge."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ClientFactory, schemathesis, warm_mode
+
+pytestmark = [
+    pytest.mark.airflow,
+    pytest.mark.skipif(not warm_mode(), reason="BRIDGE_TEST_WARM=0: the cold CLI run"),
+]
+
+DOCUMENT = "/admin/rest_api/openapi.json"
+# Fuzzed calls reach real Airflow (a few hundred milliseconds each through the warm helper);
+# this many per operation keep the run within two minutes.
+MAX_EXAMPLES = 25
+RUN_TIMEOUT = 600.0
+SEED = os.environ.get("BRIDGE_SCHEMATHESIS_SEED", "20261129")
+# Services would hold a call until command_timeout; they are the service tests' business.
+SERVICES = "kerberos, worker, flower, scheduler"
+
+
+async def test_schemathesis_against_the_real_airflow(
+    make_client: ClientFactory, tmp_path: Path
+) -> None:
+    client = await make_client(
+        disabled_apis=frozenset(name.strip() for name in SERVICES.split(",")),
+        command_timeout=60.0,
+    )
+    checks = [
+        "five_hundreds_are_the_clis",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+    ]
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1]), env.get("PYTHONPATH", "")])
+    report = await schemathesis(
+        str(client.make_url(DOCUMENT)),
+        *("--phases", "fuzzing", "--checks", ",".join(checks)),
+        *("--max-examples", str(MAX_EXAMPLES), "--seed", SEED, "--workers", "1"),
+        *("--request-timeout", "120"),
+        cwd=tmp_path,
+        timeout=RUN_TIMEOUT,
+        env=env,
+    )
+    assert "Fuzzing" in report
