@@ -12,16 +12,20 @@ import logging
 import os
 import queue
 import sys
+from collections.abc import Callable
 from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
+from typing import TypeVar
 
 import bridge
 from bridge.catalogue.installed import AirflowNotUsable
+from bridge.config import parsers
 from bridge.config.load import ConfigError
 from bridge.config.settings import DEFAULT_PORT
 from bridge.service.serve import rereader, serve, tls_context
 
 log = logging.getLogger("bridge")
+T = TypeVar("T")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,9 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", help="address to listen on (default: listen_host, else 127.0.0.1)"
     )
     parser.add_argument(
-        "--port",
-        type=int,
-        help=f"port to listen on (default: listen_port, else {DEFAULT_PORT})",
+        "--port", help=f"port to listen on (default: listen_port, else {DEFAULT_PORT})"
     )
     parser.add_argument(
         "--config",
@@ -83,8 +85,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    reread = rereader(args.config, args.host, args.port)
     try:
+        port = _flag("--port", args.port, parsers.port)
+        host = _flag("--host", args.host, parsers.text)
+        reread = rereader(args.config, host or None, port)
         settings = reread()
         ssl_context = tls_context(settings)
     except ConfigError as exc:
@@ -99,3 +103,13 @@ def _run(args: argparse.Namespace) -> int:
         log.error("cannot listen on %s:%s: %s", settings.listen_host, settings.listen_port, exc)
         return 4
     return 0
+
+
+def _flag(name: str, text: str | None, parse: Callable[[str], T]) -> T | None:
+    """A flag's value, checked like the setting it overrides (a ConfigError naming it)."""
+    if text is None:
+        return None
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise ConfigError(f"{name} {text}: {exc}") from None

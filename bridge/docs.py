@@ -13,13 +13,14 @@ from bridge.catalogue.reference import api_markdown
 from bridge.config import reference as settings_reference
 from bridge.config.settings import Settings
 from bridge.http.app import API_PATH
-from bridge.http.page import example
+from bridge.http.page import base_url, example
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def _example(api: Api) -> str:
-    return example(api, Settings(), API_PATH).curl
+    settings = Settings()
+    return example(api, settings, base_url(settings) + API_PATH).curl
 
 
 def generated(docs: Path) -> dict[Path, str]:

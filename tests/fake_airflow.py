@@ -11,7 +11,9 @@ prints a tick a line until the file FAKE_AIRFLOW_GATE exists, then "done N"; wit
 FAKE_AIRFLOW_TICKS=FILE it also appends each tick to FILE, so that a test can see it run on
 after its client left. `connections add` succeeds and echoes the URI, password included, as
 Airflow's CLI does; `dags list --output=json` lists one DAG, fake_dag, and `dags reserialize`
-succeeds, for refresh_dag. The errflood mode floods stderr as flood does stdout.
+succeeds, for refresh_dag. The errflood mode floods stderr as flood does stdout. `version` takes
+FAKE_AIRFLOW_SLOW_START seconds when that is set (a slow startup). `scheduler
+--daemon` forks a service that lives on, or that dies at once (FAKE_AIRFLOW_SERVICE=dies).
 """
 
 import json
@@ -27,17 +29,45 @@ def forever() -> None:
         time.sleep(60)
 
 
+def fake_service(argv: list[str]) -> int:
+    """`scheduler --daemon`: fork a service that writes its pid file and lives on, or (with
+    FAKE_AIRFLOW_SERVICE=dies) writes why it fails to its stderr file and exits at once.
+    Without --daemon the scheduler is no fault to inject: the usage error answers."""
+    options = dict(a.split("=", 1) for a in argv if a.startswith("--") and "=" in a)
+    home = os.environ.get("AIRFLOW_HOME", ".")
+    pid_file = options.get("--pid", f"{home}/airflow-scheduler.pid")
+    err_file = options.get("--stderr", f"{home}/airflow-scheduler.err")
+    if os.fork() == 0:  # the service, as python-daemon makes it
+        os.setsid()
+        quiet = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(quiet, fd)
+        with open(pid_file, "w", encoding="ascii") as pid:
+            pid.write(str(os.getpid()))
+        if os.environ.get("FAKE_AIRFLOW_SERVICE") == "dies":
+            with open(err_file, "a", encoding="utf-8") as err:
+                err.write("kinit: no credentials cache found\n")
+            os._exit(1)
+        time.sleep(600)
+        os._exit(0)
+    print("forked the scheduler", flush=True)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     record = os.environ.get("FAKE_AIRFLOW_RECORD")
     if record:
         with open(record, "a", encoding="utf-8") as out:
             out.write(json.dumps(argv) + "\n")
     if argv[:1] == ["version"]:
+        time.sleep(float(os.environ.get("FAKE_AIRFLOW_SLOW_START", "0")))
         print("3.3.2")
         return 0
     if argv[:1] == ["--help"]:
         print("Groups:\n      dags      Manage DAGs\n      tasks     Manage tasks")
         return 0
+    if argv[:1] == ["scheduler"] and "--daemon" in argv:
+        return fake_service(argv)
     if argv[:2] == ["dags", "list"]:
         print(json.dumps([{"dag_id": "fake_dag", "fileloc": "/dags/fake_dag.py"}]))
         return 0

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from playwright.async_api import Browser, Page, async_playwright, expect
 
@@ -172,3 +173,49 @@ async def test_narrow_dark_and_keyboard(
         airflow_info.version
     )
     assert watched.problems == []
+
+
+async def test_a_page_of_another_site_cannot_drive_the_daemon(
+    browser: Browser,
+    make_fake_client: ClientFactory,
+    aiohttp_server: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The drive-by: a page on another origin (here another port of 127.0.0.1, which is even
+    the same site) makes the browser call the API with an image, a no-cors POST and a form.
+    None of them runs anything; the bridge has no token, as on loopback by default."""
+    record = tmp_path / "argv.jsonl"
+    monkeypatch.setenv("FAKE_AIRFLOW_RECORD", str(record))
+    bridge = await make_fake_client()
+    record.unlink(missing_ok=True)  # what startup ran
+    target = f"http://127.0.0.1:{bridge.server.port}/admin/rest_api/api"
+    query = "api=test&dag_id=driveby&task_id=ok&execution_date=2024-01-02"
+    evil = f"""<!doctype html><title>evil</title>
+<img id="img" src="{target}?{query}">
+<form id="form" method="post" action="{target}" target="sink">
+  <input name="api" value="test"><input name="dag_id" value="driveby">
+  <input name="task_id" value="ok"><input name="execution_date" value="2024-01-02">
+</form><iframe name="sink"></iframe>
+<script>
+  fetch("{target}", {{method: "POST", mode: "no-cors", body: new URLSearchParams("{query}")}})
+    .finally(() => {{ document.title = "fetched"; document.getElementById("form").submit(); }});
+</script>"""
+
+    async def serve_evil(request: web.Request) -> web.Response:
+        return web.Response(text=evil, content_type="text/html")
+
+    evil_app = web.Application()
+    evil_app.router.add_get("/", serve_evil)
+    evil_server = await aiohttp_server(evil_app)
+    page = await (await browser.new_context()).new_page()
+    answers: list[int] = []
+    page.on(
+        "response",
+        lambda response: answers.append(response.status) if target in response.url else None,
+    )
+    await page.goto(f"http://127.0.0.1:{evil_server.port}/")
+    await expect(page).to_have_title("fetched")
+    await page.wait_for_load_state("networkidle")
+    assert answers and set(answers) == {403}, answers  # the image, the POST, the form
+    assert not record.exists()  # nothing ran

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bridge.config import parsers
 from bridge.config import settings as config
-from bridge.config.load import ConfigError, load, with_listen
+from bridge.config.load import ConfigError, default_airflow_executable, load, with_listen
 from bridge.config.settings import DEFAULT_PORT, Settings
 
 SECTION = "[rest_api_plugin]"
@@ -118,9 +122,15 @@ def every_key(tmp_path: Path) -> dict[str, tuple[str, object]]:
         "listen_host": ("0.0.0.0", "0.0.0.0"),
         "listen_port": ("9001", 9001),
         "allow_unauthenticated_remote_access": ("yes", True),
+        "allowed_hosts": ("Bridge.example.com, proxy", frozenset({"bridge.example.com", "proxy"})),
+        "trusted_proxies": (
+            "127.0.0.1, 10.1.0.0/16",
+            (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("10.1.0.0/16")),
+        ),
         "airflow_executable": ("/opt/af/bin/airflow", "/opt/af/bin/airflow"),
         "airflow_python": ("/opt/af/bin/python", "/opt/af/bin/python"),
         "dag_check_timeout": ("30", 30.0),
+        "service_start_timeout": ("3", 3.0),
         "command_timeout": ("12.5", 12.5),
         "kill_grace_period": ("2", 2.0),
         "max_concurrent_commands": ("7", 7),
@@ -288,3 +298,129 @@ def test_child_environment_without_a_file_sets_no_airflow_config(tmp_path: Path)
     env = settings.child_environment({})
     assert env["PYTHONUNBUFFERED"] == "1"
     assert "AIRFLOW_CONFIG" not in env
+
+
+PORT = "must be a TCP port between 1 and 65535"
+
+
+# --- values, exactly as the operator reads them ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("10485760", 10485760),
+        ("512K", 512 * 1024),
+        ("512k", 512 * 1024),
+        ("10M", 10 * 1024**2),
+        ("10MB", 10 * 1024**2),
+        ("2G", 2 * 1024**3),
+        (" 3g ", 3 * 1024**3),
+    ],
+)
+def test_sizes(text: str, size: int) -> None:
+    assert parsers.size(text) == size
+
+
+@pytest.mark.parametrize("text", ["0", "-1K", "1.5M", "ten", "", "10T"])
+def test_sizes_that_are_not(text: str) -> None:
+    with pytest.raises(ValueError):
+        parsers.size(text)
+
+
+@pytest.mark.parametrize(
+    ("parse", "good", "bad", "said"),
+    [
+        (parsers.port, {"1": 1, "65535": 65535}, ["0", "65536", "x"], PORT),
+        (parsers.positive_int, {"1": 1, " 7 ": 7}, ["0", "-1", "2.5"], "positive whole number"),
+        (parsers.non_negative_int, {"0": 0, "3": 3}, ["-1", "x"], "whole number, 0 or more"),
+        (parsers.positive_seconds, {"0.5": 0.5, "2": 2.0}, ["0", "-1", "x"], "seconds"),
+    ],
+)
+def test_numbers_at_their_bounds(
+    parse: Any, good: dict[str, object], bad: list[str], said: str
+) -> None:
+    for text, value in good.items():
+        assert parse(text) == value
+    for text in bad:
+        with pytest.raises(ValueError) as refused:
+            parse(text)
+        assert said in str(refused.value)
+
+
+def test_a_port_error_reads_as_it_should(tmp_path: Path) -> None:
+    cfg = plugin_cfg(tmp_path / "airflow.cfg", listen_port="70000")
+    with pytest.raises(ConfigError) as refused:
+        load(cfg, {})
+    assert str(refused.value) == (
+        "[rest_api_plugin] listen_port = '70000': must be a TCP port between 1 and 65535"
+    )
+
+
+@pytest.mark.parametrize("name", ["", "  ", "with space", "colon:name", "a/b"])
+def test_header_names_that_are_not(name: str) -> None:
+    with pytest.raises(ValueError, match="HTTP header name"):
+        parsers.header_name(name)
+
+
+def test_paths_and_optional_values() -> None:
+    assert parsers.optional_path("  ") is None
+    assert parsers.optional_path("~/x") == Path("~/x").expanduser()
+    assert parsers.optional_text("  ") is None
+    assert parsers.path_list(" a , ,b ") == (Path("a"), Path("b"))
+
+
+def test_a_percent_sign_is_read_literally(tmp_path: Path) -> None:
+    """No interpolation, as Airflow reads its own config: a token may contain '%'."""
+    cfg = plugin_cfg(tmp_path / "airflow.cfg", rest_api_plugin_expected_http_token="a%(b)s%")
+    assert load(cfg, {}).rest_api_plugin_expected_http_token == "a%(b)s%"
+
+
+def test_a_key_given_twice_is_not_a_crash(tmp_path: Path) -> None:
+    cfg = tmp_path / "airflow.cfg"
+    cfg.write_text(f"{SECTION}\nlisten_port = 9001\nlisten_port = 9002\n{SECTION}\n")
+    assert load(cfg, {}).listen_port == 9002
+
+
+def test_the_defaults_that_follow_the_airflow_home(tmp_path: Path) -> None:
+    settings = load(plugin_cfg(tmp_path / "airflow.cfg"), {})
+    assert settings.backups_folder == tmp_path / "dag_backups"
+    assert settings.allowed_paths == (tmp_path,)
+
+
+def test_with_listen_keeps_what_the_flags_leave_out(tmp_path: Path) -> None:
+    settings = load(plugin_cfg(tmp_path / "airflow.cfg", listen_port="9001"), {})
+    assert with_listen(settings, None, None) == settings
+    assert with_listen(settings, "::1", None).listen_port == 9001
+    assert with_listen(settings, None, 9002).listen_host == settings.listen_host
+
+
+def test_the_exposure_error_says_both_ways_out(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load(plugin_cfg(tmp_path / "airflow.cfg", listen_host="0.0.0.0"), {})
+    assert str(refused.value) == (
+        "refusing to listen on 0.0.0.0 without a token: set [rest_api_plugin] "
+        "rest_api_plugin_expected_http_token, or allow_unauthenticated_remote_access = true "
+        "to accept the risk"
+    )
+
+
+def test_the_default_airflow_is_the_one_beside_our_python(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    python = tmp_path / "venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    airflow = python.parent / "airflow"
+    monkeypatch.setattr(sys, "executable", str(python))
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    assert default_airflow_executable() == "airflow"  # none anywhere: the bare name
+    airflow.write_text("#!/bin/sh\n")
+    assert default_airflow_executable() == "airflow"  # there, but not executable
+    airflow.chmod(0o755)
+    assert default_airflow_executable() == str(airflow)
+    on_path = tmp_path / "nowhere" / "airflow"
+    on_path.parent.mkdir()
+    on_path.write_text("#!/bin/sh\n")
+    on_path.chmod(0o755)
+    airflow.unlink()
+    assert default_airflow_executable() == str(on_path)

@@ -3,6 +3,7 @@ real start/serve/SIGTERM cycle against the real Airflow."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from aiohttp import ClientSession
 from tests.helpers import (
     API,
     FAKE_AIRFLOW,
+    Daemon,
     fault,
     free_port,
     new_marker,
@@ -80,6 +82,15 @@ def test_an_unusable_airflow_stops_startup(tmp_path: Path) -> None:
     result = run_bridge("--config", str(cfg), "--port", str(free_port()))
     assert result.returncode == 3
     assert "cannot use Airflow" in result.stderr
+    assert "warm helper" not in result.stderr  # it is the airflow that is missing
+
+
+def test_an_airflow_python_that_is_not_there_stops_startup(tmp_path: Path) -> None:
+    section = f"airflow_executable = {FAKE_AIRFLOW}\nairflow_python = {tmp_path / 'python'}"
+    cfg = write_cfg(tmp_path / "airflow.cfg", section)
+    result = run_bridge("--config", str(cfg), "--port", str(free_port()))
+    assert result.returncode == 3
+    assert f"airflow_python = {tmp_path / 'python'}: no such executable file" in result.stderr
 
 
 async def _get(url: str, **params: str) -> tuple[int, Any]:
@@ -145,5 +156,39 @@ async def test_sighup_reloads_limits_and_keeps_what_needs_a_restart(tmp_path: Pa
             assert body["airflow_cmd"].startswith(str(FAKE_AIRFLOW))
             gate.touch()
             await held.read()
+    finally:
+        assert await daemon.stop() == 0
+
+
+@pytest.mark.parametrize("value", ["70000", "0", "eighty"])
+def test_a_malformed_port_flag_is_one_clear_error_before_airflow_is_asked(
+    tmp_path: Path, value: str
+) -> None:
+    # An airflow that cannot run: asking it would be exit code 3, not 2.
+    cfg = write_cfg(tmp_path / "airflow.cfg", "airflow_executable = /nowhere/airflow")
+    result = run_bridge("--config", str(cfg), "--port", value)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and f"--port {value}: must be a TCP port" in errors[0]
+
+
+async def test_sighup_while_airflow_is_detected_is_a_reload_once_serving(tmp_path: Path) -> None:
+    """systemctl reload right after start: the daemon must not die of it (SIGHUP's default)."""
+    record = tmp_path / "argv.jsonl"
+    cfg = write_cfg(tmp_path / "airflow.cfg", f"airflow_executable = {FAKE_AIRFLOW}")
+    env = {**os.environ, "FAKE_AIRFLOW_RECORD": str(record), "FAKE_AIRFLOW_SLOW_START": "3"}
+    env["PYTHONASYNCIODEBUG"] = "1"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "--config", str(cfg), "--port", str(free_port()),
+        stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    daemon = Daemon(proc)
+    try:
+        async with asyncio.timeout(60):
+            while not record.exists() or '"version"' not in record.read_text():
+                await asyncio.sleep(0.05)  # until the (slow) detection runs: nothing tells
+        daemon.signal(signal.SIGHUP)
+        serving = await daemon.line_containing("serving on")
+        await daemon.line_containing("configuration reloaded", after=serving)
     finally:
         assert await daemon.stop() == 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -103,3 +105,30 @@ async def test_refresh_of_an_unknown_dag_is_404_and_serializes_nothing(
     assert "not_there" in body["output"]
     ran = [json.loads(line) for line in record.read_text().splitlines()]
     assert ran == [["dags", "list", "--output=json"]]
+
+
+def test_a_backups_folder_that_does_not_exist_yet_is_made(tmp_path: Path) -> None:
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    backups = tmp_path / "not" / "there" / "yet"
+    install.install(staged(dags, "v0\n"), dags, backups, 10, force=False)
+    result = install.install(staged(dags, "v1\n"), dags, backups, 10, force=True)
+    assert result.target == dags / "my_dag.py"
+    assert result.backup is not None and result.backup.parent == backups
+    # Named after the time in UTC, so that they sort by age whatever the host's zone.
+    stamp = result.backup.name.removeprefix("my_dag.py.")
+    assert re.fullmatch(r"\d{8}T\d{12}Z", stamp)
+    made = datetime.strptime(stamp, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+    assert abs((datetime.now(UTC) - made).total_seconds()) < 60
+
+
+def test_the_overwrite_refusal_says_how_to_replace(tmp_path: Path) -> None:
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "my_dag.py").write_text("old\n")
+    with pytest.raises(ValueError) as refused:
+        install.refuse_overwrite(staged(dags, "new\n"), dags, force=False)
+    assert str(refused.value) == (
+        f"The file '{dags / 'my_dag.py'}' already exists on this host; send force=true to "
+        "replace it (the current version is kept as a backup)"
+    )

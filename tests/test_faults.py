@@ -63,7 +63,10 @@ async def test_grandchildren_stop_with_the_command(make_fake_client: ClientFacto
     assert processes_with(marker) == []
 
 
-async def test_client_leaving_stops_the_process_group(make_fake_client: ClientFactory) -> None:
+async def test_client_leaving_stops_the_process_group(
+    make_fake_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bridge.audit")
     client = await make_fake_client()
     commands = commands_of(client)
     marker = new_marker()
@@ -73,6 +76,10 @@ async def test_client_leaving_stops_the_process_group(make_fake_client: ClientFa
     response.close()
     await asyncio.wait_for(commands.idle.wait(), timeout=30)
     assert processes_with(marker) == []
+    # Its audit line says how it ended: stopped (SIGTERM), after running a while.
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "bridge.audit"]
+    assert "exit=-15" in line and line.endswith("client left: stopped"), line
+    assert float(line.split("duration=")[1].split("s ")[0]) > 0
 
 
 async def test_kill_on_disconnect_off_lets_the_command_run_to_its_end(

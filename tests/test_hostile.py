@@ -421,7 +421,7 @@ async def test_oversized_bodies_and_values_are_refused(
     async def post(body: bytes, headers: dict[str, str], query: str = "") -> Any:
         return await client.post(f"{API}{query}", data=io.BytesIO(body), headers=headers)
 
-    huge = b"x" * (2 * 1024 * 1024)  # beyond client_max_size (the upload cap + 1 MiB)
+    huge = b"x" * (2 * 1024 * 1024)  # beyond the upload cap + 1 MiB of room for the fields
     await refused(await post(b"api=pause&dag_id=" + huge, FORM), 413)
     too_long = b"t" * 70_000  # over MAX_VALUE_LENGTH, under the body cap
     response = await post(b"api=clear&dag_id=d&task_regex=" + too_long, FORM)
@@ -668,8 +668,8 @@ async def test_clients_that_leave_mid_body_leave_nothing_behind(
     process, port, dags = daemon
     head = part("dag_file", b"", '; filename="half.py"')[:-2]
     promised = (
-        f"POST {API}?api=deploy_dag HTTP/1.1\r\nHost: x\r\nContent-Type: {MULTIPART_TYPE}\r\n"
-        f"Content-Length: {len(head) + 1_000_000}\r\n\r\n"
+        f"POST {API}?api=deploy_dag HTTP/1.1\r\nHost: localhost\r\n"
+        f"Content-Type: {MULTIPART_TYPE}\r\nContent-Length: {len(head) + 1_000_000}\r\n\r\n"
     ).encode()
     half = promised + head + b"# half a file\n" * 1000
     # One client stays until its upload is being staged, then goes: the staged part goes too.

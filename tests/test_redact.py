@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
+from aiohttp.http_exceptions import LineTooLong
 
 from bridge.catalogue.model import Context
 from bridge.catalogue.planning import collect, plan_cli
 from bridge.catalogue.table import BY_NAME
 from bridge.http.forms import shown_arguments
 from bridge.text.noise import StreamText
-from bridge.text.redact import MASK, is_sensitive_name, mask_uri, shown_command
+from bridge.text.redact import MASK, LogRedactor, is_sensitive_name, mask_uri, shown_command
 
 TOKEN = "tok-3f9a1c"
 URI = "postgres://user:secret@host:5432/db"
@@ -164,3 +166,45 @@ def test_stream_text_masks_a_uri_split_across_reads() -> None:
     text += stream.finish()
     assert "secret" not in text
     assert text == "added postgres://user:***@host/db\nnext\n"
+
+
+def test_log_redactor_masks_escapes_and_drops_quoted_requests() -> None:
+    token, password = "tok-abc123", "pw-987zyx"
+    stream = logging.StreamHandler(io := _Buffer())
+    stream.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    stream.addFilter(LogRedactor(lambda: token))
+    logger = logging.getLogger("test.redactor")
+    logger.propagate = False
+    logger.addHandler(stream)
+    try:
+        logger.warning("cmd=%s", f"--conn-uri=postgres://u:{password}@h/db --note={token}")
+        logger.warning("value=%s", "a\nINFO bridge.audit: forged")
+        logger.warning("value=%s", "b\rINFO bridge.audit: overwritten")
+        try:
+            raise LineTooLong(f"GET /?conn_uri=postgres%3A%2F%2Fu%3A{password}%40h".encode(), 8)
+        except LineTooLong:
+            logger.exception("Error handling request from %s", "127.0.0.1")
+        try:
+            raise ValueError(f"bad {token} in postgres://u:{password}@h/db")
+        except ValueError:
+            logger.exception("unexpected error")
+    finally:
+        logger.removeHandler(stream)
+    text = io.text
+    assert token not in text and password not in text, text
+    assert "\nINFO bridge.audit: forged" not in text
+    assert "a\\nINFO bridge.audit: forged" in text
+    assert "\r" not in text and "b\\rINFO bridge.audit: overwritten" in text
+    assert "Error handling request from 127.0.0.1: LineTooLong (HTTP 400)\n" in text  # no trace
+    assert "Traceback" in text and f"postgres://u:{MASK}@h/db" in text  # other tracebacks stay
+
+
+class _Buffer:
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        pass

@@ -3,13 +3,16 @@ the 404 and error envelopes."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+from dataclasses import replace
 
 import pytest
 from aiohttp import web
 
-from tests.helpers import API, ClientFactory
+from bridge.http.keys import SETTINGS
+from tests.helpers import API, ClientFactory, app_of
 
 
 async def test_a_disabled_api_says_so(make_fake_client: ClientFactory) -> None:
@@ -102,3 +105,18 @@ def test_access_log_masks_the_token_in_a_query_string(caplog: pytest.LogCaptureF
     assert settings_of(app).rest_api_plugin_expected_http_token == "tok-123"
     assert "tok-123" not in caplog.text
     assert "api=version" in caplog.text
+
+
+async def test_a_reloaded_upload_cap_applies_to_form_bodies_at_once(
+    make_fake_client: ClientFactory,
+) -> None:
+    client = await make_fake_client(max_upload_size=10 * 1024 * 1024)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    body = b"api=version&note=" + b"x" * (2 * 1024 * 1024)  # over 1 KiB + 1 MiB for fields
+    assert (await client.post(API, data=io.BytesIO(body), headers=form)).status == 200
+    current = app_of(client)[SETTINGS]
+    current.settings = replace(current.settings, max_upload_size=1024)  # what SIGHUP does
+    response = await client.post(API, data=io.BytesIO(body), headers=form)
+    assert response.status == 413
+    assert "larger than" in (await response.json())["output"]
+    assert (await client.post(API, data={"api": "version"})).status == 200

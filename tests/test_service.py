@@ -53,6 +53,8 @@ def test_the_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     # No warning either: systemd ignores a line it cannot parse and only says so.
     assert (result.returncode, result.stderr) == (0, "")
     assert "Type=notify" in text and "ExecReload=" in text
+    # A configuration error (2) or an unusable Airflow (3) is not restarted every 5 s.
+    assert "\nRestartPreventExitStatus=2 3\n" in text
     broken = verify(text.replace("Type=notify", "Type=notify\nRestart=sometimes"), tmp_path)
     assert "restart specifier" in broken.stderr  # the check can fail
 

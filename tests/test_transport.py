@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import ssl
 import subprocess
@@ -19,9 +18,8 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 from aiohttp import ClientSession, FormData
-from aiohttp.http_exceptions import LineTooLong
 
-from bridge.text.redact import MASK, LogRedactor
+from bridge.text.redact import MASK
 from tests.helpers import API, FAKE_AIRFLOW, Daemon, free_port, start_daemon
 
 TOKEN_HEADER = "rest_api_plugin_http_token"
@@ -208,11 +206,14 @@ async def test_a_request_the_parser_refuses_does_not_log_its_secrets(
     target = f"{API}?api=connections&add=true&conn_id=c&conn_uri={quote(secrets.uri)}"
     requests = [
         # curl sends what it is given: a non-ASCII character, not percent-encoded
-        f"GET {target}&note=caf\u00e9 HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
+        f"GET {target}&note=caf\u00e9 HTTP/1.1\r\nHost: localhost\r\n\r\n".encode(),
         # a request line over the limit (128 KiB)
-        f"GET {target}&pad={'a' * 140_000} HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
+        f"GET {target}&pad={'a' * 140_000} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode(),
         # a token header with a character a header may not hold
-        f"GET /health HTTP/1.1\r\nHost: x\r\n{TOKEN_HEADER}: {secrets.token}\x01\r\n\r\n".encode(),
+        (
+            f"GET /health HTTP/1.1\r\nHost: localhost\r\n"
+            f"{TOKEN_HEADER}: {secrets.token}\x01\r\n\r\n"
+        ).encode(),
     ]
     for data in requests:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -224,43 +225,3 @@ async def test_a_request_the_parser_refuses_does_not_log_its_secrets(
     errors = [line for line in daemon.lines if "Error handling request" in line]
     assert len(errors) == len(requests), daemon.lines[-20:]
     assert [line for line in daemon.lines if secrets.leaked(line)] == []
-
-
-def test_log_redactor_masks_escapes_and_drops_quoted_requests() -> None:
-    token, password = "tok-abc123", "pw-987zyx"
-    stream = logging.StreamHandler(io := _Buffer())
-    stream.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    stream.addFilter(LogRedactor(lambda: token))
-    logger = logging.getLogger("test.redactor")
-    logger.propagate = False
-    logger.addHandler(stream)
-    try:
-        logger.warning("cmd=%s", f"--conn-uri=postgres://u:{password}@h/db --note={token}")
-        logger.warning("value=%s", "a\nINFO bridge.audit: forged")
-        try:
-            raise LineTooLong(f"GET /?conn_uri=postgres%3A%2F%2Fu%3A{password}%40h".encode(), 8)
-        except LineTooLong:
-            logger.exception("Error handling request from %s", "127.0.0.1")
-        try:
-            raise ValueError(f"bad {token} in postgres://u:{password}@h/db")
-        except ValueError:
-            logger.exception("unexpected error")
-    finally:
-        logger.removeHandler(stream)
-    text = io.text
-    assert token not in text and password not in text, text
-    assert "\nINFO bridge.audit: forged" not in text
-    assert "a\\nINFO bridge.audit: forged" in text
-    assert "Error handling request from 127.0.0.1: LineTooLong (HTTP 400)" in text
-    assert "Traceback" in text and f"postgres://u:{MASK}@h/db" in text  # other tracebacks stay
-
-
-class _Buffer:
-    def __init__(self) -> None:
-        self.text = ""
-
-    def write(self, text: str) -> None:
-        self.text += text
-
-    def flush(self) -> None:
-        pass

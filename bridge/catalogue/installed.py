@@ -49,6 +49,17 @@ def python_of(executable: str) -> str | None:
     return words[0] if "python" in Path(words[0]).name else None
 
 
+def interpreter(executable: str, configured: str | None) -> str | None:
+    """Airflow's Python: the one configured (airflow_python, which must be there), else the
+    one in the airflow script's #! line; None when neither is known. Blocking (the disk)."""
+    if configured:
+        found = shutil.which(configured)
+        if found is None:
+            raise AirflowNotUsable(f"airflow_python = {configured}: no such executable file")
+        return found
+    return python_of(executable)
+
+
 def read_installation(
     executable: str, version_text: str, help_text: str, python: str | None
 ) -> AirflowInfo:

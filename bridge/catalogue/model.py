@@ -173,11 +173,20 @@ class Api:
     handler: Handler = Handler.CLI
     requires_command: str | None = None  # top-level CLI command/group that must exist
     methods: tuple[str, ...] = ("GET", "POST")
-    long_running: bool = False  # a service that runs in the foreground unless daemon=true
+    # A service (it runs in the foreground unless daemon=true): the name Airflow gives its
+    # files, $AIRFLOW_HOME/airflow-<service>.pid, .out, .err.
+    service: str | None = None
     # The CLI echoes secrets in its output (connections add prints the URI): mask them.
     mask_output: bool = False
     # Derives extra envelope fields from the CLI's parsed JSON output (e.g. trigger_dag's run).
     summarize: Callable[[Any], dict[str, Any]] | None = None
+    # Envelope fields the API adds when its command succeeded: the state it leaves behind
+    # (Airflow 3's pause and unpause print the state from before the change).
+    leaves: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def long_running(self) -> bool:
+        return self.service is not None
 
     @property
     def internal(self) -> bool:

@@ -149,12 +149,14 @@ APIS: tuple[Api, ...] = (
         "Pauses a DAG",
         (DAG_ID, SUBDIR),
         _by_version(_dag_only, ("dags", "pause"), fixed=("--yes",)),
+        leaves={"is_paused": True},
     ),
     Api(
         "unpause",
         "Unpauses a DAG",
         (DAG_ID, SUBDIR),
         _by_version(_dag_only, ("dags", "unpause"), fixed=("--yes",)),
+        leaves={"is_paused": False},
     ),
     Api(
         "task_failed_deps",
@@ -397,7 +399,7 @@ APIS: tuple[Api, ...] = (
             )
         ),
         requires_command="kerberos",
-        long_running=True,
+        service="kerberos",
     ),
     Api(
         "worker",
@@ -416,7 +418,7 @@ APIS: tuple[Api, ...] = (
             )
         ),
         requires_command="celery",
-        long_running=True,
+        service="worker",
     ),
     Api(
         "flower",
@@ -441,7 +443,7 @@ APIS: tuple[Api, ...] = (
             )
         ),
         requires_command="celery",
-        long_running=True,
+        service="flower",
     ),
     Api(
         "scheduler",
@@ -473,7 +475,7 @@ APIS: tuple[Api, ...] = (
             ),
         },
         requires_command="scheduler",
-        long_running=True,
+        service="scheduler",
     ),
     Api(
         "task_state",

@@ -6,7 +6,9 @@ The true/false vocabulary lives here and nowhere else.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
+from typing import Any
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
@@ -28,31 +30,42 @@ def is_false_word(text: str) -> bool:
     return text.strip().lower() in FALSE_WORDS
 
 
+def _number(text: str, kind: type[int] | type[float], expected: str) -> Any:
+    try:
+        return kind(text.strip())
+    except ValueError:
+        raise ValueError(expected) from None
+
+
 def positive_int(text: str) -> int:
-    value = int(text.strip())
+    expected = "must be a positive whole number"
+    value: int = _number(text, int, expected)
     if value <= 0:
-        raise ValueError("must be a positive whole number")
+        raise ValueError(expected)
     return value
 
 
 def non_negative_int(text: str) -> int:
-    value = int(text.strip())
+    expected = "must be a whole number, 0 or more"
+    value: int = _number(text, int, expected)
     if value < 0:
-        raise ValueError("must not be negative")
+        raise ValueError(expected)
     return value
 
 
 def positive_seconds(text: str) -> float:
-    value = float(text.strip())
+    expected = "must be a positive number of seconds"
+    value: float = _number(text, float, expected)
     if not value > 0:
-        raise ValueError("must be a positive number of seconds")
+        raise ValueError(expected)
     return value
 
 
 def port(text: str) -> int:
-    value = int(text.strip())
+    expected = "must be a TCP port between 1 and 65535"
+    value: int = _number(text, int, expected)
     if not 0 < value < 65536:
-        raise ValueError("must be a TCP port between 1 and 65535")
+        raise ValueError(expected)
     return value
 
 
@@ -99,3 +112,15 @@ def path_list(value: str) -> tuple[Path, ...]:
 
 def name_set(value: str) -> frozenset[str]:
     return frozenset(n.strip().lower() for n in value.split(",") if n.strip())
+
+
+def network_list(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated addresses or networks (10.0.0.5, 10.1.0.0/16, ::1)."""
+    try:
+        return tuple(
+            ipaddress.ip_network(p.strip(), strict=False) for p in value.split(",") if p.strip()
+        )
+    except ValueError as exc:
+        raise ValueError(
+            f"expected addresses or networks such as 10.0.0.5, 10.1.0.0/16: {exc}"
+        ) from None

@@ -9,6 +9,7 @@ and the environment (:mod:`bridge.config.load`), the sample cfg and the settings
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -45,8 +46,11 @@ def setting(
     **traits: Any,
 ) -> T:
     """Declare a key of the section (used as a dataclass field's default)."""
-    key = Key(parse, help, **traits)
-    result: T = field(default=default, metadata={"key": key}, repr=not key.secret)
+    # Runs once, at import, before mutation testing picks a mutant: no mutant of it could run.
+    key = Key(parse, help, **traits)  # pragma: no mutate
+    result: T = field(
+        default=default, metadata={"key": key}, repr=not key.secret
+    )  # pragma: no mutate
     return result
 
 
@@ -107,6 +111,24 @@ class Settings:
         "Allow a listen address outside the loopback network (127.0.0.0/8, ::1, localhost) "
         "without a token (otherwise the daemon refuses to start).",
     )
+    allowed_hosts: frozenset[str] = setting(
+        frozenset(),
+        parsers.name_set,
+        "Comma-separated host names requests may be addressed to besides IP addresses and "
+        "localhost, such as a reverse proxy's public name. A request for any other name is "
+        "refused (421): a web page could otherwise reach the daemon through a name it controls "
+        "(DNS rebinding).",
+        example="airflow-bridge.example.com",
+    )
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = setting(
+        (),
+        parsers.network_list,
+        "Comma-separated addresses or networks of reverse proxies in front of the bridge. From "
+        "them, X-Forwarded-For names the client (in the access and audit logs) and "
+        "X-Forwarded-Proto and X-Forwarded-Host the address the page shows; from anyone else "
+        "those headers are ignored.",
+        example="127.0.0.1, 10.1.0.0/16",
+    )
     airflow_executable: str = setting(
         "",
         parsers.text,
@@ -131,6 +153,13 @@ class Settings:
         parsers.positive_seconds,
         "Seconds the import check of an uploaded DAG file may take; longer is a 400 and "
         "nothing is deployed.",
+    )
+    service_start_timeout: float = setting(
+        20.0,
+        parsers.positive_seconds,
+        "Seconds a service started with daemon=true has to write its pid file; the call then "
+        "checks that it still runs a moment later, and answers 500 (with the end of its "
+        "stderr file) when it does not.",
     )
     command_timeout: float = setting(
         600.0,

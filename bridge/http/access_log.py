@@ -9,6 +9,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from bridge.http.forms import shown_arguments
 from bridge.http.keys import settings_of
+from bridge.http.proxies import seen
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -17,14 +18,16 @@ class AccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         query = request.rel_url.raw_query_string
         target = request.path
+        app = getattr(request, "app", None)
+        settings = settings_of(app) if app else None
+        remote = seen(request, settings.trusted_proxies).remote if settings else request.remote
         if query:
-            app = getattr(request, "app", None)
-            token = settings_of(app).rest_api_plugin_expected_http_token if app else None
+            token = settings.rest_api_plugin_expected_http_token if settings else None
             masked = shown_arguments(dict(parse_qsl(query, keep_blank_values=True)), token)
             target += "?" + urlencode(masked)
         self.logger.info(
             '%s "%s %s" %s %s %.3fs',
-            request.remote,
+            remote,
             request.method,
             target,
             response.status,

@@ -13,7 +13,7 @@ from aiohttp import web
 import bridge
 from bridge.catalogue.installed import AirflowInfo
 from bridge.config.settings import CurrentSettings, Settings
-from bridge.http import auth, lifecycle, openapi, page, views
+from bridge.http import auth, browsers, lifecycle, openapi, page, proxies, views
 from bridge.http.forms import MAX_QUERY_STRING
 from bridge.http.keys import COMMANDS, SETTINGS, UPLOAD_LOCKS
 from bridge.http.middleware import error_middleware
@@ -38,8 +38,12 @@ def create_app(
     """Build the application. ``airflow`` skips detection and ``warm`` brings a running warm
     helper that the app then does not own (tests share both across a session)."""
     app = web.Application(
-        middlewares=[error_middleware, auth.token_middleware],
-        client_max_size=settings.max_upload_size + 1024 * 1024,
+        middlewares=[
+            error_middleware,
+            proxies.proxy_middleware,
+            browsers.browser_middleware,
+            auth.token_middleware,
+        ],
         # Long query strings get our own 414 envelope instead of the parser's bare 400.
         handler_args={
             "max_line_size": 2 * MAX_QUERY_STRING,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from aiohttp import web
 
 from bridge.http import envelope
@@ -13,6 +16,7 @@ from bridge.http.calls import (
     parsed_extras,
     server_timing,
 )
+from bridge.process.command import Outcome
 from bridge.process.path import CommandPath
 
 
@@ -40,8 +44,19 @@ class CappedOutput:
         return "".join(self.parts)
 
 
-async def answer(call: Call, commands: CommandPath) -> web.Response:
-    """Run to the end and answer with the full envelope."""
+@dataclass
+class Ran:
+    """A buffered command's result, before it becomes the envelope."""
+
+    outcome: Outcome
+    output: dict[str, str]
+    warnings: list[str]
+    extra: dict[str, Any]
+    http_code: int
+
+
+async def run(call: Call, commands: CommandPath) -> Ran:
+    """Run to the end; the output capped, what it means for the envelope worked out."""
     settings = call.asked.settings
     texts = output_texts(call.api, settings)
     collected = {name: CappedOutput(settings.max_output_size) for name in texts}
@@ -61,15 +76,25 @@ async def answer(call: Call, commands: CommandPath) -> web.Response:
                 f"the first {kept.size} are kept, {kept.dropped} more were dropped"
             )
     extra = await parsed_extras(call, output["stdout"], warnings) if outcome.exit_code == 0 else {}
+    return Ran(outcome, output, warnings, extra, http_code_for(outcome))
+
+
+def respond(call: Call, commands: CommandPath, ran: Ran) -> web.Response:
+    """The envelope of a buffered command."""
     return envelope.respond(
         envelope.finish(
             call.asked.base,
-            http_code=http_code_for(outcome),
-            output=output,
+            http_code=ran.http_code,
+            output=ran.output,
             airflow_cmd=commands.display(call.spec.argv),
-            warnings=warnings,
-            exit_code=outcome.exit_code,
-            extra=extra,
+            warnings=ran.warnings,
+            exit_code=ran.outcome.exit_code,
+            extra=ran.extra,
         ),
-        headers=server_timing(outcome),
+        headers=server_timing(ran.outcome),
     )
+
+
+async def answer(call: Call, commands: CommandPath) -> web.Response:
+    """Run to the end and answer with the full envelope."""
+    return respond(call, commands, await run(call, commands))

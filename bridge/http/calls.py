@@ -94,7 +94,12 @@ def server_timing(outcome: Outcome) -> dict[str, str]:
 
 
 async def parsed_extras(call: Call, stdout: str, warnings: list[str]) -> dict[str, Any]:
-    """Envelope fields from the command's JSON: an export's file, or ``-o json`` output."""
+    """Envelope fields of a command that succeeded: the state the API leaves behind, and
+    what its JSON says (an export's file, or ``-o json`` output)."""
+    return {**call.api.leaves, **await _json_extras(call, stdout, warnings)}
+
+
+async def _json_extras(call: Call, stdout: str, warnings: list[str]) -> dict[str, Any]:
     if call.export_path is not None:
         try:
             text = await asyncio.to_thread(call.export_path.read_text, encoding="utf-8")

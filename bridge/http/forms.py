@@ -27,6 +27,7 @@ from bridge.text.redact import mask_arguments
 
 MAX_FIELDS = 200
 MAX_QUERY_STRING = 64 * 1024
+FORM_FIELDS_ROOM = 1024 * 1024  # a form body's fields beside an import's JSON
 # A body that stops arriving for this long (between two looks at its byte count) is a 408:
 # it would otherwise hold its connection, and an upload its temp file, for ever.
 BODY_STALL_SECONDS = 30.0
@@ -139,7 +140,9 @@ async def _read_body(request: web.Request, settings: Settings, found: RequestInp
             await found.discard()
             raise
     elif content_type in ("application/x-www-form-urlencoded", ""):
-        body = await request.read()  # bounded by the app's client_max_size (413)
+        # An import's JSON may come in the form: the upload cap in force now, plus room for
+        # the other fields.
+        body = await _read_capped(request, settings.max_upload_size + FORM_FIELDS_ROOM)
         found.form = MultiDict(_strict_pairs(body, request.charset or "utf-8", "the form body"))
     else:
         raise RequestError(
@@ -147,6 +150,19 @@ async def _read_body(request: web.Request, settings: Settings, found: RequestInp
             "application/x-www-form-urlencoded or multipart/form-data",
             status=415,
         )
+
+
+async def _read_capped(request: web.Request, limit: int) -> bytes:
+    """The whole body, refused (413) as soon as it is larger than ``limit``."""
+    too_large = RequestError(f"the request body is larger than {limit} bytes", status=413)
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
 
 
 async def _read_multipart(request: web.Request, settings: Settings, found: RequestInput) -> None:

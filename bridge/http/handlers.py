@@ -4,6 +4,7 @@ through the command path (buffered or streamed), or the bridge itself."""
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,7 +21,9 @@ from bridge.http import buffered, envelope, streams
 from bridge.http.calls import Asked, Call
 from bridge.http.keys import AIRFLOW, COMMANDS, UPLOAD_LOCKS
 from bridge.offload import in_thread
-from bridge.process.path import CommandSpec
+from bridge.process import services
+from bridge.process.path import CommandPath, CommandSpec
+from bridge.process.services import ServiceFiles, under_systemd
 
 
 async def airflow_version(asked: Asked) -> web.StreamResponse:
@@ -38,15 +41,19 @@ async def cli(asked: Asked) -> web.StreamResponse:
     app = asked.request.app
     commands = app[COMMANDS]
     plan = plan_cli(asked.api, asked.values, asked.context, asked.want_json)
-    mode = asked.mode
-    if asked.api.long_running and asked.values.get("daemon"):
-        mode = None  # the CLI forks and returns at once: a plain envelope says how it went
+    service = asked.api.service if asked.values.get("daemon") else None
+    if service is not None and under_systemd(os.environ):
+        raise RequestError(
+            f"daemon=true is refused under systemd: the bridge's unit would stop the {service} "
+            "with the bridge, in the bridge's sandbox; run it with a unit of its own "
+            "(docs/systemd.md), or without daemon=true to follow it in the call"
+        )
     async with commands.slot(), exchange_file(plan) as exchange:
         argv = [app[AIRFLOW].executable, *(_exchange_path(part, exchange) for part in plan.argv)]
         spec = CommandSpec(
             argv,
             asked.api.name,
-            f"stream={mode}" if mode else "buffered",
+            "daemon" if service else f"stream={asked.mode}" if asked.mode else "buffered",
             asked.peer,
             # Services run for hours: the import time does not matter, and daemonizing
             # (python-daemon closes every file descriptor) is only known to be safe from a
@@ -60,9 +67,31 @@ async def cli(asked: Asked) -> web.StreamResponse:
             export_path=exchange if plan.export_file else None,
             warnings=list(plan.warnings),
         )
-        if mode is None:
+        if service is not None:
+            return await _start_service(call, commands, service)
+        if asked.mode is None:
             return await buffered.answer(call, commands)
-        return await streams.answer(call, commands, mode)
+        return await streams.answer(call, commands, asked.mode)
+
+
+async def _start_service(call: Call, commands: CommandPath, service: str) -> web.Response:
+    """daemon=true: the CLI forks the service and returns; a plain envelope says whether the
+    service stayed up (its pid file), however the call asked to be answered."""
+    settings = call.asked.settings
+    files = ServiceFiles.of(service, settings.airflow_home, call.asked.values)
+    before = await in_thread(files.pid_stamp)
+    ran = await buffered.run(call, commands)
+    if ran.outcome.exit_code == 0:
+        started = await services.confirm(files, before, settings.service_start_timeout)
+        ran.extra["service"] = started.describe(files)
+        if started.problem is not None:
+            ran.http_code = 500
+            tail = await in_thread(services.stderr_tail, files)
+            ran.warnings.append(
+                f"the {service} did not stay up: {started.problem}; its stderr file "
+                f"{files.stderr} ends: {tail[-1000:]!r}"
+            )
+    return buffered.respond(call, commands, ran)
 
 
 def _exchange_path(part: str, exchange: Path | None) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp_jinja2
@@ -23,7 +24,7 @@ from bridge.catalogue.installed import (
     DETECTION_COMMANDS,
     AirflowInfo,
     AirflowNotUsable,
-    python_of,
+    interpreter,
     read_installation,
 )
 from bridge.config.settings import Settings
@@ -49,13 +50,14 @@ def startup(airflow: AirflowInfo | None, warm: WarmHelper | None) -> CleanupCont
         commands = app[COMMANDS]
         await start_workers()
         await in_thread(_tidy_up, settings)
+        python = await in_thread(interpreter, settings.airflow_executable, settings.airflow_python)
         await in_thread(aiohttp_jinja2.get_env(app).get_template, PAGE_TEMPLATE)
-        owned = None if warm is not None else await _new_warm_helper(settings)
+        owned = None if warm is not None else await _new_warm_helper(settings, python)
         helper = warm or owned
         if owned is not None:
             owned.start()  # warms up while Airflow is detected
         try:
-            app[AIRFLOW] = airflow or await detect(commands, settings)
+            app[AIRFLOW] = airflow or await detect(commands, settings, python)
             log.info("Airflow %s at %s", app[AIRFLOW].version, app[AIRFLOW].executable)
             if settings.log_loading:
                 log.info("settings: %s", settings)  # the token is excluded from the repr
@@ -84,7 +86,7 @@ def _tidy_up(settings: Settings) -> None:
         clean_stale_uploads(settings.dags_folder)
 
 
-async def detect(commands: CommandPath, settings: Settings) -> AirflowInfo:
+async def detect(commands: CommandPath, settings: Settings, python: str | None) -> AirflowInfo:
     """Ask the configured ``airflow`` its version and commands (both at once)."""
     executable = settings.airflow_executable
     specs = [
@@ -101,17 +103,17 @@ async def detect(commands: CommandPath, settings: Settings) -> AirflowInfo:
                 f"'{' '.join(spec.argv)}' failed (exit code {result.exit_code}): "
                 f"{result.stderr[-500:]}"
             )
-    python = settings.airflow_python or await asyncio.to_thread(python_of, executable)
     version, help_text = (result.stdout for result in results)
     return read_installation(executable, version, help_text, python)
 
 
-async def _new_warm_helper(settings: Settings) -> WarmHelper | None:
+async def _new_warm_helper(settings: Settings, python: str | None) -> WarmHelper | None:
     if not settings.warm_helper:
         return None
     executable = settings.airflow_executable
-    python = settings.airflow_python or await asyncio.to_thread(python_of, executable)
     if python is None:
+        if not await in_thread(shutil.which, executable):
+            return None  # detection says it: the airflow itself cannot be run
         log.warning(
             "warm helper off: no Python interpreter found for %s (set airflow_python); "
             "commands run with the cold CLI",

@@ -57,6 +57,14 @@ def schemas() -> dict[str, Schema]:
                 "exit_code": {"type": "integer", "description": "CLI-backed APIs"},
                 "data": {"description": "output=json, export: the CLI's parsed JSON output"},
                 "dag_run": {"type": "object", "description": "trigger_dag: the run created"},
+                "is_paused": {
+                    "type": "boolean",
+                    "description": "pause, unpause: the state the call left the DAG in",
+                },
+                "service": {
+                    "type": "object",
+                    "description": "a service started with daemon=true: its pid and files",
+                },
             },
         },
         "CliOutput": {
@@ -120,7 +128,7 @@ def _status(status: str) -> Schema:
 
 
 def responses(settings: Settings) -> dict[str, Schema]:
-    """Every status a call can answer with, for these settings (403 only with a token)."""
+    """Every status a call can answer with, for these settings."""
     rejected = ref("responses", "Rejected")
     answers: dict[str, Schema] = {
         "200": {
@@ -154,6 +162,11 @@ def responses(settings: Settings) -> dict[str, Schema]:
         "413": {**rejected, "description": f"Body over {settings.max_upload_size} bytes"},
         "414": {**rejected, "description": "Query string too long"},
         "415": {**rejected, "description": "Body neither urlencoded nor multipart"},
+        "421": {
+            **rejected,
+            "description": "The Host names neither an IP address, localhost nor a name in "
+            "allowed_hosts",
+        },
         "429": {
             "description": f"{settings.max_concurrent_commands} commands run already: retry",
             "headers": {"Retry-After": {"schema": {"type": "string"}}},
@@ -168,11 +181,14 @@ def responses(settings: Settings) -> dict[str, Schema]:
             "content": json_content(ref("schemas", "Failure")),
         },
     }
+    forbidden: list[Schema] = [ref("schemas", "Rejected")]
     if settings.auth_enabled:
-        answers["403"] = {
-            "description": "Missing or wrong token",
-            "content": json_content(ref("schemas", "Forbidden")),
-        }
+        forbidden.insert(0, ref("schemas", "Forbidden"))
+    answers["403"] = {
+        "description": "A cross-site call without a valid token (output says so)"
+        + (", or a missing or wrong token (the seed's body)" if settings.auth_enabled else ""),
+        "content": json_content(forbidden[0] if len(forbidden) == 1 else {"oneOf": forbidden}),
+    }
     return answers
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp_jinja2
@@ -52,14 +51,14 @@ def _example_value(arg: Arg) -> str:
     return _EXAMPLE_VALUES.get(arg.name, f"<{arg.name}>")
 
 
-def example(api: Api, settings: Settings, api_path: str) -> Example:
+def example(api: Api, settings: Settings, api_url: str) -> Example:
     """The example call of ``api``: its required arguments, streamed when it runs a CLI."""
     params = {"api": api.name}
     params.update({a.name: _example_value(a) for a in api.args if a.required and not a.is_upload})
     streams = not api.internal
     if streams:
         params["stream"] = "true"
-    url = f"{base_url(settings)}{api_path}?{urlencode(params)}"
+    url = f"{api_url}?{urlencode(params)}"
     words = ["curl"]
     if streams:
         words.append("-N")  # print each line as it arrives
@@ -82,22 +81,31 @@ def _quote(word: str) -> str:
 PAGE_TEMPLATE = "index.html"
 
 
-@aiohttp_jinja2.template(PAGE_TEMPLATE)
-async def index(request: web.Request) -> dict[str, Any]:
-    """The page: every API of the catalogue with its form, availability and example."""
+async def index(request: web.Request) -> web.Response:
+    """The page: every API of the catalogue with its form, availability and example. No
+    other site may frame it (a framed page's buttons are the operator's clicks)."""
     settings = settings_of(request.app)
     airflow = request.app[AIRFLOW]
     api_path = str(request.app.router["api"].url_for())
-    return {
+    # Where the operator reached the page (through a proxy, its public address), which is
+    # where the examples must point.
+    here = f"{request.scheme}://{request.host}" if "Host" in request.headers else None
+    origin = here or base_url(settings)
+    context = {
         "apis": APIS,
         "airflow": airflow,
         "edition": edition(airflow),
         "settings": settings,
         "listen": base_url(settings),
+        "origin": origin,
         "bridge_version": bridge.__version__,
         "availability": {
             api.name: availability(api, airflow, settings.disabled_apis) for api in APIS
         },
-        "examples": {api.name: example(api, settings, api_path) for api in APIS},
+        "examples": {api.name: example(api, settings, origin + api_path) for api in APIS},
         "api_url": api_path,
     }
+    response = aiohttp_jinja2.render_template(PAGE_TEMPLATE, request, context)
+    response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+    response.headers["X-Frame-Options"] = "DENY"
+    return response

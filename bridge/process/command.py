@@ -161,12 +161,15 @@ class Command:
 
     async def _finish_detached(self) -> None:
         remaining = self._started + self._timeout - time.monotonic()
+        timed_out = False
         try:
             if not await self._leader_exit(max(0.0, remaining)):
                 log.warning("detached command timed out: %s", self.argv[:3])
+                timed_out = True
         finally:
+            if timed_out:
+                self.outcome = self._outcome(timed_out=True)  # before the stop changes it
             await to_the_end(self._cleanup())
-            self.outcome = self._outcome(timed_out=False)
 
     async def _pump(self, stream: asyncio.StreamReader, name: Literal["stdout", "stderr"]) -> None:
         try:
@@ -274,6 +277,8 @@ class Command:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             if self._proc is not None:
+                if self.outcome is None:  # left early (a client that went away): still say how
+                    self.outcome = self._outcome(timed_out=False)
                 self._proc.release()
             if self._pipes is not None:
                 self._pipes.close()
