@@ -31,6 +31,10 @@ FORM_FIELDS_ROOM = 1024 * 1024  # a form body's fields beside an import's JSON
 # A body that stops arriving for this long (between two looks at its byte count) is a 408:
 # it would otherwise hold its connection, and an upload its temp file, for ever.
 BODY_STALL_SECONDS = 30.0
+# A body that arrived whole is parsed without a pause of its own: past this many parts (or
+# bytes of urlencoded text) the parsing lets other callbacks run, or goes to a thread.
+PARTS_PER_TURN = 16
+PARSE_ON_THE_LOOP = 64 * 1024
 # Where a multipart file part is taken, from the catalogue's argument traits.
 FILE_FIELDS = ", ".join(f"{a.name} ({g.name})" for a in APIS for g in a.args if g.takes_file_part)
 # Read by the bridge itself, not by the catalogue (which checks only the APIs' arguments).
@@ -143,7 +147,12 @@ async def _read_body(request: web.Request, settings: Settings, found: RequestInp
         # An import's JSON may come in the form: the upload cap in force now, plus room for
         # the other fields.
         body = await _read_capped(request, settings.max_upload_size + FORM_FIELDS_ROOM)
-        found.form = MultiDict(_strict_pairs(body, request.charset or "utf-8", "the form body"))
+        charset = request.charset or "utf-8"
+        if len(body) > PARSE_ON_THE_LOOP:
+            pairs = await in_thread(_strict_pairs, body, charset, "the form body")
+        else:
+            pairs = _strict_pairs(body, charset, "the form body")
+        found.form = MultiDict(pairs)
     else:
         raise RequestError(
             f"unsupported Content-Type {content_type!r}: send the query string, "
@@ -170,7 +179,12 @@ async def _read_multipart(request: web.Request, settings: Settings, found: Reque
         reader = await request.multipart()
     except ValueError as exc:  # aiohttp's word for a Content-Type without a boundary
         raise RequestError(f"malformed multipart/form-data request: {exc}") from None
+    parts = 0
     while (part := await _next_part(reader)) is not None:
+        parts += 1
+        if parts % PARTS_PER_TURN == 0:
+            # The parts of a body already buffered come without a pause: let others run.
+            await asyncio.sleep(0)
         if not isinstance(part, BodyPartReader):
             raise RequestError("nested multipart bodies are not accepted")
         name = part.name or ""
