@@ -114,8 +114,8 @@ mutation: dev
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children 2
 	$(BIN)/mutmut export-cicd-stats
-	$(BIN)/python -c "import json; s = json.load(open('mutants/mutmut-cicd-stats.json')); \
-		print('mutation score: %(killed)s killed of %(total)s' % s)"
+	$(BIN)/python tests/mutation_score.py
+	$(BIN)/mutmut results
 
 # Re-pin the Airflow virtualenvs' packages after changing AIRFLOW_VERSIONS.
 airflow-constraints: airflow-venvs
