@@ -2,8 +2,9 @@
 #
 #   make run            set up everything (a throwaway SQLite Airflow home with a demo DAG)
 #                       and start the daemon on http://127.0.0.1:$(PORT)/admin/rest_api/
-#   make test           lint, type-check, unit tests, then the integration suite against
-#                       real Airflow $(AIRFLOW_VERSIONS), each in its own cached virtualenv
+#   make test           lint, type-check, unit tests, the integration suite against
+#                       real Airflow $(AIRFLOW_VERSIONS), then the smoke set against every other
+#                       minor ($(AIRFLOW_MINORS)), each in its own cached virtualenv
 #
 # Airflow virtualenvs are cached in $(CACHE) between runs.
 
@@ -12,6 +13,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 CACHE ?= $(HOME)/.cache/airflow-rest-bridge
 AIRFLOW_VERSIONS := 2.11.2 3.3.2
+# Every other minor from 2.7 runs the smoke set (make smoke), each resolved as of two weeks
+# after its release: later releases of their dependencies break them (make airflow-resolve-V).
+AIRFLOW_MINORS := 2.7.3 2.8.4 2.9.3 2.10.5 3.0.6 3.1.8 3.2.2
+AS_OF_2.7.3 := 2023-11-20
+AS_OF_2.8.4 := 2024-04-08
+AS_OF_2.9.3 := 2024-07-30
+AS_OF_2.10.5 := 2025-02-24
+AS_OF_3.0.6 := 2025-09-12
+AS_OF_3.1.8 := 2026-03-25
+AS_OF_3.2.2 := 2026-06-12
 AIRFLOW_VERSION ?= 3.3.2
 PORT ?= 8799
 DEMO_HOME := .airflow-demo/$(AIRFLOW_VERSION)
@@ -24,7 +35,7 @@ AS_POSTGRES := $(if $(SUDO),sudo -u postgres,runuser -u postgres --)
 # The first local PostgreSQL cluster's port (after `make postgres`).
 PG_PORT = $$(pg_lsclusters -h | awk 'NR==1 {print $$3}')
 
-.PHONY: run test bench lint docs mutation unit integration postgres dev airflow-venvs airflow-constraints chromium systemd-analyze clean
+.PHONY: run test bench lint docs mutation unit integration smoke postgres dev airflow-venvs airflow-constraints chromium systemd-analyze clean
 
 $(BIN)/.installed: setup.py tests/requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -89,17 +100,25 @@ postgres:
 	@cd / && { $(AS_POSTGRES) psql -qtAc "SELECT 1 FROM pg_roles WHERE rolname = 'bridge'" | grep -q 1 || \
 		$(AS_POSTGRES) psql -qc "CREATE ROLE bridge LOGIN CREATEDB PASSWORD 'bridge'"; }
 
-# Twice per Airflow version: through the warm helper, then with the cold CLI. The SQLite
-# home is the suite's; the PostgreSQL tests use a database of their own.
+# Twice per Airflow version: through the warm helper, then with the cold CLI (the smoke set
+# once, warm: its calls are in the full suite too). The SQLite home is the suite's; the
+# PostgreSQL tests use a database of their own.
 integration: airflow-venvs chromium systemd-analyze postgres
 	@for v in $(AIRFLOW_VERSIONS); do for warm in 1 0; do \
 		echo "== integration suite against Airflow $$v (warm helper: $$warm)"; \
 		BRIDGE_TEST_WARM=$$warm BRIDGE_TEST_AIRFLOW=$(call airflow_bin,$$v) \
 		BRIDGE_TEST_POSTGRES=postgresql+psycopg2://bridge:bridge@127.0.0.1:$(PG_PORT) \
-			$(BIN)/pytest -m airflow || exit 1; \
+			$(BIN)/pytest -m "airflow$$( [ $$warm = 0 ] && echo ' and not smoke')" || exit 1; \
 	done; done
 
-test: lint unit integration
+# The smoke set against every other minor, through the warm helper.
+smoke: dev
+	@for v in $(AIRFLOW_MINORS); do $(MAKE) --no-print-directory airflow-venv-$$v || exit 1; \
+		echo "== smoke set against Airflow $$v"; \
+		BRIDGE_TEST_AIRFLOW=$(call airflow_bin,$$v) $(BIN)/pytest -m smoke || exit 1; \
+	done
+
+test: lint unit integration smoke
 
 # Latency, throughput, RSS and streaming delay: the bridge (warm and cold) against the plain
 # CLI and Airflow's own REST API, for each Airflow version (docs/performance.md).
@@ -125,6 +144,17 @@ airflow-constraints: airflow-venvs
 		  VIRTUAL_ENV=$(CACHE)/airflow-$$v $(BIN)/uv pip freeze | grep -v '^apache-airflow=='; \
 		} > tests/airflow-constraints/airflow-$$v-constraints.txt; \
 	done
+
+# Re-resolve a smoke-set minor as of its AS_OF date and pin the result.
+airflow-resolve-%: dev
+	rm -rf $(CACHE)/airflow-$*
+	$(BIN)/uv venv --quiet --python $(PYTHON) $(CACHE)/airflow-$*
+	VIRTUAL_ENV=$(CACHE)/airflow-$* $(BIN)/uv pip install --quiet \
+		--exclude-newer $(AS_OF_$*) apache-airflow==$*
+	{ echo "# Every package of apache-airflow==$* resolved as of $(AS_OF_$*) (two weeks after its release:"; \
+	  echo "# newer releases of its dependencies break it). Regenerate with: make airflow-resolve-$*"; \
+	  VIRTUAL_ENV=$(CACHE)/airflow-$* $(BIN)/uv pip freeze | grep -v '^apache-airflow=='; \
+	} > tests/airflow-constraints/airflow-$*-constraints.txt
 
 clean:
 	rm -rf $(VENV) .airflow-demo .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -147,7 +147,56 @@ function uploadCall(form, ui) {
   });
 }
 
+// The filter box: a hundred commands stay findable. Every word typed must be in the name.
+const filterField = document.getElementById("filter");
+if (filterField) {
+  filterField.addEventListener("input", () => {
+    const words = filterField.value.toLowerCase().split(/\s+/).filter(Boolean);
+    for (const item of document.querySelectorAll("[data-name]")) {
+      const name = item.dataset.name.toLowerCase();
+      item.hidden = !words.every((word) => name.includes(word));
+    }
+  });
+}
+
+// The form as a curl command: the values typed so far, the token as $BRIDGE_TOKEN (never
+// its value), single-quoted for a POSIX shell.
+function shellQuote(text) {
+  return `'${text.replaceAll("'", "'\\''")}'`;
+}
+
+function curlOf(form) {
+  const params = new URLSearchParams({ api: form.dataset.api });
+  const words = ["curl"];
+  const files = [];
+  for (const [name, value] of formBody(form).entries()) {
+    if (typeof value === "string") params.append(name, value);
+    else files.push(`${name}=@${value.name}`);
+  }
+  if (form.dataset.streams === "yes" && !files.length) {
+    params.append("stream", "true");
+    words.push("-N");
+  }
+  if (tokenField) words.push("-H", `"${tokenHeader}: $BRIDGE_TOKEN"`);
+  for (const file of files) words.push("-F", shellQuote(file));
+  words.push(shellQuote(`${body.dataset.origin}${apiUrl}?${params}`));
+  return words.join(" ");
+}
+
 for (const form of document.querySelectorAll("form.call")) {
+  const copy = form.querySelector("button.copy-curl");
+  const shown = form.querySelector(".curl");
+  copy.addEventListener("click", async () => {
+    const command = curlOf(form);
+    shown.querySelector("code").textContent = command;
+    shown.hidden = false;
+    try {
+      await navigator.clipboard.writeText(command);
+      copy.textContent = "Copied";
+    } catch {
+      copy.textContent = "Copy as curl (select the text below)";
+    }
+  });
   const ui = {
     run: form.querySelector("button[type=submit]"),
     cancel: form.querySelector("button.cancel"),

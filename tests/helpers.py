@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import re
 import socket
@@ -23,6 +24,7 @@ from typing import Any
 from aiohttp import FormData, web
 from aiohttp.test_utils import TestClient
 
+from bridge.catalogue.installed_cli import InstalledCli, parse_installed_cli
 from bridge.config.load import load
 from bridge.config.settings import Settings
 from bridge.http.keys import COMMANDS
@@ -54,6 +56,25 @@ with DAG(dag_id="{dag_id}", start_date=datetime.datetime(2024, 1, 1), schedule=N
 
 
 # -- settings and the environment ------------------------------------------------------------
+
+
+def cli_argument(dest: str, *flags: str, kind: str = "value", **extra: Any) -> dict[str, Any]:
+    """One argument as bridge/airflow_side/cli_parser.py describes it."""
+    entry: dict[str, Any] = {"dest": dest, "flags": list(flags), "kind": kind, "nargs": None}
+    entry["choices"] = None
+    entry |= {"type": "bool" if kind == "flag" else "str", "required": False, "help": ""}
+    return entry | extra
+
+
+def installed_cli(version: str, *commands: tuple[list[str], list[dict[str, Any]]]) -> InstalledCli:
+    """An installed CLI from commands in the shape cli_parser.py prints (words, arguments);
+    the integration suite reads the real parser of each installed Airflow."""
+    document = {
+        "version": version,
+        "commands": [{"words": w, "help": "", "arguments": a} for w, a in commands],
+    }
+    # Airflow's own warnings may come first on stdout's last lines; only the last one counts.
+    return parse_installed_cli("a deprecation warning\n" + json.dumps(document) + "\n")
 
 
 def settings_for(home: Path, airflow: str, **overrides: Any) -> Settings:
@@ -165,8 +186,9 @@ async def cli_json(settings: Settings, *args: str) -> Any:
 
 
 async def dag_is_paused(settings: Settings, dag_id: str) -> bool:
-    rows = await cli_json(settings, "dags", "list")
-    row = next(r for r in rows if r["dag_id"] == dag_id)
+    # `dags details`: before 2.9, `dags list` has no is_paused column.
+    rows = await cli_json(settings, "dags", "details", dag_id)
+    row = rows[0] if isinstance(rows, list) else rows
     return str(row["is_paused"]).lower() == "true"
 
 

@@ -219,3 +219,41 @@ async def test_a_page_of_another_site_cannot_drive_the_daemon(
     await page.wait_for_load_state("networkidle")
     assert answers and set(answers) == {403}, answers  # the image, the POST, the form
     assert not record.exists()  # nothing ran
+
+
+async def test_the_installed_clis_commands_grouped_filtered_and_copied_as_curl(
+    browser: Browser, make_client: ClientFactory
+) -> None:
+    """The commands the operator allows, grouped by CLI group, found with the filter box, run
+    from their form (help from the parser), and copied as a curl command without the token."""
+    client = await make_client(
+        rest_api_plugin_expected_http_token=TOKEN,
+        cli_commands=("dags.*", "tasks.states-for-dag-run", "db.check"),
+    )
+    watched = await open_page(browser, client)
+    page = watched.page
+    groups = await page.locator("main h2.group").all_inner_texts()
+    assert [g.rsplit(" ", 1)[-1] for g in groups] == ["dags", "db", "tasks"], groups
+    # dags.* does not reach what deletes: that needs its name in cli_commands.
+    assert await page.locator("form[data-api='dags.list-import-errors']").count() == 1
+    assert await page.locator("form[data-api='dags.delete']").count() == 0
+
+    await page.fill("#filter", "import err")
+    await expect(page.locator("section[data-name='dags.list-import-errors']")).to_be_visible()
+    await expect(page.locator("section[data-name='db.check']")).to_be_hidden()
+    await expect(page.locator("section[data-name='version']")).to_be_hidden()
+    await page.fill("#filter", "")
+    await expect(page.locator("section[data-name='db.check']")).to_be_visible()
+
+    await page.fill("#token", TOKEN)
+    form = page.locator("form[data-api='dags.list-import-errors']")
+    await form.locator("button[type=submit]").click()
+    await expect(form.locator(".status")).to_contain_text("exit code 0", timeout=60_000)
+
+    runs = page.locator("form[data-api='dags.list-runs']")
+    await runs.locator("[name=dag_id]").fill("bridge_demo")
+    await runs.locator("button.copy-curl").click()
+    curl = await runs.locator(".curl code").inner_text()
+    assert curl.startswith("curl -N -H ") and "$BRIDGE_TOKEN" in curl and TOKEN not in curl
+    assert "api=dags.list-runs" in curl and "dag_id=bridge_demo" in curl, curl
+    assert watched.problems == []

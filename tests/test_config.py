@@ -139,6 +139,7 @@ def every_key(tmp_path: Path) -> dict[str, tuple[str, object]]:
         "kill_on_disconnect": ("off", False),
         "warm_helper": ("no", False),
         "disabled_apis": ("Run, clear", frozenset({"run", "clear"})),
+        "cli_commands": ("Dags.*, config.get-value", ("dags.*", "config.get-value")),
         "allowed_paths": (f"{tmp_path}/a, {tmp_path}/b", (tmp_path / "a", tmp_path / "b")),
         "backups_folder": (f"{tmp_path}/bk", tmp_path / "bk"),
         "backups_to_keep": ("0", 0),

@@ -60,6 +60,11 @@ AF3_GRAPHVIZ = [
 ]
 AF3_NOISE = [
     *AF3_GRAPHVIZ,
+    # Airflow 3.0.6, at every CLI start without the FAB provider (in Airflow 2's log format).
+    "[2026-11-29T22:52:09.117+0000] {providers_manager.py:953} INFO - The hook_class "
+    "'airflow.providers.standard.hooks.filesystem.FSHook' is not fully initialized (UI widgets "
+    "will be missing), because the 'flask_appbuilder' package is not installed, however it is "
+    "not required for Airflow components to work",
     "2026-11-24T18:50:09.470228Z [info     ] DAG bundles loaded: dags-folder "
     "[airflow.dag_processing.bundles.manager.DagBundlesManager] loc=manager.py:304",
     "2026-11-24T18:50:09.780531Z [info     ] Filling up the DagBag from /tmp/inst/t_af3/dags "

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from bridge.http.keys import SETTINGS
-from tests.helpers import API, ClientFactory, app_of
+from tests.helpers import API, ClientFactory, app_of, call
 
 
 async def test_a_disabled_api_says_so(make_fake_client: ClientFactory) -> None:
@@ -120,3 +120,14 @@ async def test_a_reloaded_upload_cap_applies_to_form_bodies_at_once(
     assert response.status == 413
     assert "larger than" in (await response.json())["output"]
     assert (await client.post(API, data={"api": "version"})).status == 200
+
+
+async def test_unknown_arguments_are_named_in_the_warning(make_fake_client: ClientFactory) -> None:
+    """A seed API keeps answering when sent names it does not know, but says which: a caller
+    sending wait=true to a bridge without that feature must not believe the run ended."""
+    client = await make_fake_client()
+    status, body = await call(client, api="rest_api_plugin_version", wait="true", zeta="1")
+    assert status == 200
+    assert "['wait', 'zeta']" in body["warning"] and "ignored" in body["warning"]
+    status, body = await call(client, api="rest_api_plugin_version", stream="false")
+    assert status == 200 and "warning" not in body

@@ -1,5 +1,6 @@
 """What Airflow is installed, read from what its CLI prints at startup (``airflow version``
-and ``airflow --help``, run through the command path by the HTTP layer's startup)."""
+and ``airflow --help``, run through the command path by the HTTP layer's startup), and its
+CLI's own parser (:mod:`bridge.catalogue.installed_cli`) where its interpreter is known."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge.catalogue.installed_cli import InstalledCli
 from bridge.catalogue.model import Api
 
 _VERSION = re.compile(r"^(?P<version>(?P<major>\d+)\.\d+\.\d+\S*)\s*$")
@@ -28,6 +30,7 @@ class AirflowInfo:
     major: int
     commands: frozenset[str]  # top-level groups and commands of this installation's CLI
     python: str | None = None  # the interpreter Airflow runs with (checks DAG files)
+    cli: InstalledCli | None = None  # its CLI's parser, where it could be read
 
 
 def python_of(executable: str) -> str | None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bridge.catalogue.installed_cli import InstalledCli
 from bridge.text.redact import Secret
 
 
@@ -44,7 +45,8 @@ KIND_HELP = {
     Kind.RUN_ID: "1-250 of A-Z a-z 0-9 _ . ~ : + - (Airflow's default run_id pattern), not "
     "starting with -.",
     Kind.DATE: "An ISO date or date-time, such as 2017-01-02 or 2017-01-02T03:04:05; a space "
-    "instead of T and a trailing Z are accepted (sent on as T and +00:00).",
+    "instead of T and a trailing Z are accepted (sent on as T and +00:00), and so is an offset "
+    "whose + arrived as a space (2017-01-02T03:04:05 00:00 is sent on as +00:00).",
     Kind.DATE_OR_RUN: "A date (as for date) when it starts with YYYY-, else a run_id.",
     Kind.JSON: 'A JSON object, such as {"key": 1}.',
     Kind.INT: f"A non-negative whole number of at most {MAX_INT_DIGITS} digits.",
@@ -81,6 +83,7 @@ class Arg:
     description: str
     required: bool = False
     secret: Secret = Secret.NONE  # how much of the value logs and echoes may show
+    choices: tuple[str, ...] | None = None  # the only values the CLI takes
 
     @property
     def is_upload(self) -> bool:
@@ -104,6 +107,7 @@ class Context:
     airflow_major: int
     dags_folder: Path
     allowed_paths: tuple[Path, ...]
+    cli: InstalledCli | None = None  # the installed CLI's parser, where it could be read
 
 
 Values = dict[str, Any]
@@ -183,6 +187,9 @@ class Api:
     # Envelope fields the API adds when its command succeeded: the state it leaves behind
     # (Airflow 3's pause and unpause print the state from before the change).
     leaves: Mapping[str, Any] = field(default_factory=dict)
+    # Arguments it does not know are a 400 (a command of the installed CLI), not a warning
+    # (a seed API: old scripts send extra keys).
+    strict_arguments: bool = False
 
     @property
     def long_running(self) -> bool:

@@ -37,6 +37,13 @@ def option(flag: str, arg: Arg, value: str, values: Values | None = None) -> str
     return Masked(text, f"{flag}={mask_value(arg.secret, value, values)}")
 
 
+def _shown(arg: Arg | None, value: str, values: Values) -> str:
+    """A positional as an argv element; shown masked when the argument is secret."""
+    if arg is None or arg.secret is Secret.NONE:
+        return value
+    return Masked(value, mask_value(arg.secret, value, values))
+
+
 def plan_cli(api: Api, values: Values, ctx: Context, want_json: bool) -> Plan:
     """Turn validated values into the argv (after ``airflow``) for this Airflow version."""
     mapping = api.by_major[ctx.airflow_major]
@@ -52,6 +59,7 @@ def plan_cli(api: Api, values: Values, ctx: Context, want_json: bool) -> Plan:
 
 def _plan_from_cli(api: Api, cli: Cli, values: Values, ctx: Context, want_json: bool) -> Plan:
     warnings: list[str] = []
+    installed = ctx.cli
     missing = [name for name in cli.also_required if name not in values]
     if missing:
         raise RequestError(
@@ -72,18 +80,32 @@ def _plan_from_cli(api: Api, cli: Cli, values: Values, ctx: Context, want_json: 
                 f"argument '{name}' of {api.name} has no equivalent on Airflow "
                 f"{ctx.airflow_major}.x: {why}"
             )
+        if installed is not None and installed.lacks(cli.words, flag):
+            raise RequestError(
+                f"argument '{name}' of {api.name} has no equivalent on Airflow "
+                f"{installed.version}: 'airflow {' '.join(cli.words)}' has no {flag} option"
+            )
         arg = api.arg(name)
         if value is True:
             options.append(flag)
         elif arg is not None:
             options.append(option(flag, arg, value, values))
-    if want_json and not (cli.json_capable or cli.always_json):
+    command = installed.command(cli.words) if installed is not None else None
+    json_capable = command.json_capable if command is not None else cli.json_capable
+    if want_json and not (json_capable or cli.always_json):
         raise RequestError(f"output=json is not supported for {api.name}")
     json_output = want_json or cli.always_json
     if json_output:
         options.append("--output=json")
-    positionals = [values[name] for name in cli.positionals if name in values]
-    argv = [*cli.words, *cli.fixed, *options]
+    positionals = [
+        _shown(api.arg(name), values[name], values) for name in cli.positionals if name in values
+    ]
+    # A fixed flag this version lacks means the same as its absence here (--yes on a pause
+    # that never asks, before 2.9).
+    fixed = [
+        flag for flag in cli.fixed if installed is None or not installed.lacks(cli.words, flag)
+    ]
+    argv = [*cli.words, *fixed, *options]
     if positionals:
         argv += ["--", *positionals]
     return Plan(argv=argv, warnings=tuple(warnings), json_output=json_output)

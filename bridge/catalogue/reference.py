@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bridge.catalogue.cli_commands import EXPLICIT_ONLY_REASONS
 from bridge.catalogue.model import KIND_HELP, Api, Arg, Cli, Unavailable
 from bridge.catalogue.table import APIS
+from bridge.config.settings import Settings
 from bridge.text.redact import Secret
 
 MAJORS = (2, 3)
@@ -124,4 +126,42 @@ def api_markdown(example: Callable[[Api], str]) -> str:
                 lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
             lines.append("")
         lines += ["```sh", example(api), "```", ""]
+    lines += _installed_cli_section()
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _installed_cli_section() -> list[str]:
+    """Every other command: what this page cannot list (it depends on the host), the rules."""
+    default = Settings().cli_commands
+    return [
+        "## Commands of the installed CLI",
+        "",
+        "Every other command of the installed Airflow answers as `api=` its words joined by "
+        "dots, where the operator's `cli_commands` patterns allow it; which commands that is "
+        "depends on the host, so they are listed on its test page and in its OpenAPI document, "
+        "not here. Their arguments come from the CLI's own parser:",
+        "",
+        "| Parser | Argument |",
+        "|---|---|",
+        "| a positional or option | named by its argparse `dest` (`dag_id`, `section`) |",
+        "| a flag (`store_true`) | `bool`: true adds the flag |",
+        "| `type=int` | `int` |",
+        "| a date type | `date` |",
+        "| `choices` | one of them, else 400 |",
+        "| `subdir` | `dags_path` |",
+        "| a file or folder (`file`, `*_path`, `pid`, `stdout`, `stderr`, `keytab`, `ssl_*`, "
+        "`export`, `import`) | `server_path` |",
+        "| anything else | `text` |",
+        "| `-o/--output` | `output=json`, as for every API |",
+        "",
+        "An argument the command does not have is a 400 listing those it has. Values are passed "
+        "as `--flag=value`, positionals after `--`. Passwords, URIs, connection JSON and "
+        "variable values are masked where shown.",
+        "",
+        "The default `cli_commands`, which change nothing and reveal no secret: "
+        + ", ".join(f"`{pattern}`" for pattern in default)
+        + ". A pattern with `*` or `?` never reaches a command that "
+        + "; ".join(EXPLICIT_ONLY_REASONS)
+        + ": such a command answers only when `cli_commands` names it in full.",
+        "",
+    ]

@@ -37,6 +37,10 @@ def parse_value(arg: Arg, text: str, ctx: Context) -> Any:
         except ValueError:
             raise RequestError(f"argument '{arg.name}' must be {BOOL_HINT}") from None
     value = text.strip()
+    if arg.choices is not None and value not in arg.choices:
+        raise RequestError(
+            f"argument '{arg.name}' must be one of {list(arg.choices)}, got {value!r}"
+        )
     if kind in (Kind.TEXT, Kind.DOCUMENT):
         return text
     if kind is Kind.ID:
@@ -89,7 +93,15 @@ def identifier(name: str, value: str, pattern: re.Pattern[str], allowed: str) ->
     return value
 
 
+# A date-time whose UTC offset lost its '+' to URL decoding (a '+' that was not sent as %2B
+# arrives as a space): 2019-01-11T12:00:00 00:00.
+_SPACE_FOR_PLUS = re.compile(r"(\S+[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})")
+
+
 def _date(name: str, value: str) -> str:
+    lost_plus = _SPACE_FOR_PLUS.fullmatch(value)
+    if lost_plus:
+        value = f"{lost_plus[1]}+{lost_plus[2]}"
     candidate = value.replace(" ", "T", 1)
     candidate = candidate[:-1] + "+00:00" if candidate.endswith("Z") else candidate
     try:

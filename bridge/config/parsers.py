@@ -7,6 +7,7 @@ The true/false vocabulary lives here and nowhere else.
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,21 @@ def path_list(value: str) -> tuple[Path, ...]:
 
 def name_set(value: str) -> frozenset[str]:
     return frozenset(n.strip().lower() for n in value.split(",") if n.strip())
+
+
+_PATTERN = re.compile(r"^[a-z0-9*?\[\]!._-]+$")
+
+
+def pattern_list(value: str) -> tuple[str, ...]:
+    """Comma-separated command patterns (dags.*, config.get-value), lower case."""
+    patterns = tuple(p.strip().lower() for p in value.split(",") if p.strip())
+    for pattern in patterns:
+        if not _PATTERN.match(pattern):
+            raise ValueError(
+                f"{pattern!r} is not a command pattern: words joined by dots, such as "
+                "dags.list-import-errors or dags.*"
+            )
+    return patterns
 
 
 def network_list(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

@@ -210,6 +210,22 @@ class Settings:
         parsers.name_set,
         "Comma-separated API names (any case) that answer 400, disabled by the operator.",
     )
+    cli_commands: tuple[str, ...] = setting(
+        (
+            *("cheat-sheet", "dags.details", "dags.list", "dags.list-import-errors"),
+            *("dags.list-jobs", "dags.list-runs", "dags.next-execution", "dags.report"),
+            *("dags.show-dependencies", "db.check", "db.check-migrations", "jobs.check"),
+            *("pools.get", "pools.list", "providers.*", "tasks.failed-deps", "tasks.list"),
+            *("tasks.state", "tasks.states-for-dag-run"),
+        ),
+        parsers.pattern_list,
+        "Comma-separated patterns (* and ? as in file names) of the installed CLI's commands "
+        "that answer as api=WORDS.JOINED.BY.DOTS, e.g. dags.*, config.get-value. The default "
+        "changes nothing and reveals no secret. A command that starts a service, changes the "
+        "database schema, deletes data or is interactive answers only when named in full. "
+        "Empty: only the seed's APIs.",
+        example="dags.*, tasks.*, config.get-value",
+    )
     allowed_paths: tuple[Path, ...] = setting(
         (),
         parsers.path_list,

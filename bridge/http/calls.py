@@ -38,6 +38,7 @@ class Asked:
     mode: StreamMode | None  # None: buffered
     want_json: bool  # output=json
     upload: StagedUpload | None = None  # an uploaded file, staged while the body arrived
+    notes: list[str] = field(default_factory=list)  # warnings about the request itself
 
     @property
     def peer(self) -> str:

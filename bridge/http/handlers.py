@@ -29,11 +29,15 @@ from bridge.process.services import ServiceFiles, under_systemd
 async def airflow_version(asked: Asked) -> web.StreamResponse:
     """Answered from the version detected at startup."""
     version = asked.request.app[AIRFLOW].version
-    return envelope.respond(envelope.finish(asked.base, http_code=200, output=version))
+    return envelope.respond(
+        envelope.finish(asked.base, http_code=200, output=version, warnings=asked.notes)
+    )
 
 
 async def bridge_version(asked: Asked) -> web.StreamResponse:
-    return envelope.respond(envelope.finish(asked.base, http_code=200, output=bridge.__version__))
+    return envelope.respond(
+        envelope.finish(asked.base, http_code=200, output=bridge.__version__, warnings=asked.notes)
+    )
 
 
 async def cli(asked: Asked) -> web.StreamResponse:
@@ -65,7 +69,7 @@ async def cli(asked: Asked) -> web.StreamResponse:
             spec,
             plan,
             export_path=exchange if plan.export_file else None,
-            warnings=list(plan.warnings),
+            warnings=[*asked.notes, *plan.warnings],
         )
         if service is not None:
             return await _start_service(call, commands, service)
@@ -139,7 +143,10 @@ async def deploy_dag(asked: Asked) -> web.StreamResponse:
         )
     return envelope.respond(
         envelope.finish(
-            asked.base, http_code=200, output=deployed.output(), warnings=deployed.warnings
+            asked.base,
+            http_code=200,
+            output=deployed.output(),
+            warnings=[*asked.notes, *deployed.warnings],
         )
     )
 
@@ -152,7 +159,13 @@ async def refresh_dag(asked: Asked) -> web.StreamResponse:
     code = 200 if result.exit_code == 0 else 500
     output = f"DAG [{dag_id}] is now fresh as a daisy" if code == 200 else result.stderr[-2000:]
     return envelope.respond(
-        envelope.finish(asked.base, http_code=code, output=output, exit_code=result.exit_code)
+        envelope.finish(
+            asked.base,
+            http_code=code,
+            output=output,
+            exit_code=result.exit_code,
+            warnings=asked.notes,
+        )
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from bridge.catalogue.cli_commands import CliCommands
 from bridge.catalogue.installed import AirflowInfo
 from bridge.config.settings import CurrentSettings, Settings
 from bridge.process.path import CommandPath
@@ -18,6 +19,8 @@ SETTINGS: Final = web.AppKey("settings", CurrentSettings)
 COMMANDS: Final = web.AppKey("commands", CommandPath)
 UPLOAD_LOCKS: Final = web.AppKey("upload_locks", dict[str, asyncio.Lock])
 AIRFLOW: Final = web.AppKey("airflow", AirflowInfo)  # set by the startup context
+# The installed CLI's commands as APIs (empty where its parser could not be read).
+CLI_COMMANDS: Final = web.AppKey("cli_commands", CliCommands)  # set by the startup context
 WARM_HELPER: Final = web.AppKey("warm_helper", WarmHelper)  # set when one runs
 # The envelope a request started with, so that an error answered later keeps its arguments.
 STARTED_ENVELOPE: Final = web.RequestKey("started_envelope", dict[str, Any])

@@ -16,10 +16,12 @@ import logging
 import os
 import shutil
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 import aiohttp_jinja2
 from aiohttp import web
 
+from bridge.catalogue.cli_commands import CliCommands
 from bridge.catalogue.installed import (
     DETECTION_COMMANDS,
     AirflowInfo,
@@ -27,9 +29,10 @@ from bridge.catalogue.installed import (
     interpreter,
     read_installation,
 )
+from bridge.catalogue.installed_cli import CLI_PARSER, InstalledCli, parse_installed_cli
 from bridge.config.settings import Settings
 from bridge.deploy.staging import clean_stale_uploads
-from bridge.http.keys import AIRFLOW, COMMANDS, WARM_HELPER, settings_of
+from bridge.http.keys import AIRFLOW, CLI_COMMANDS, COMMANDS, WARM_HELPER, settings_of
 from bridge.http.page import PAGE_TEMPLATE
 from bridge.offload import in_thread, start_workers
 from bridge.process.ledger import folder_in, stop_leftovers
@@ -58,6 +61,7 @@ def startup(airflow: AirflowInfo | None, warm: WarmHelper | None) -> CleanupCont
             owned.start()  # warms up while Airflow is detected
         try:
             app[AIRFLOW] = airflow or await detect(commands, settings, python)
+            app[CLI_COMMANDS] = CliCommands.of(app[AIRFLOW].cli, app[AIRFLOW].major)
             log.info("Airflow %s at %s", app[AIRFLOW].version, app[AIRFLOW].executable)
             if settings.log_loading:
                 log.info("settings: %s", settings)  # the token is excluded from the repr
@@ -93,18 +97,42 @@ async def detect(commands: CommandPath, settings: Settings, python: str | None) 
         CommandSpec([executable, *words], "startup", "detect Airflow", "-", DETECTION_TIMEOUT)
         for words in DETECTION_COMMANDS
     ]
+    reading_the_cli = asyncio.ensure_future(_read_cli(commands, python))
     try:
         results = await asyncio.gather(*(commands.capture(spec) for spec in specs))
     except OSError as exc:
+        reading_the_cli.cancel()
+        await asyncio.gather(reading_the_cli, return_exceptions=True)
         raise AirflowNotUsable(f"cannot run {executable}: {exc}") from exc
     for spec, result in zip(specs, results, strict=True):
         if result.exit_code != 0:
+            reading_the_cli.cancel()
+            await asyncio.gather(reading_the_cli, return_exceptions=True)
             raise AirflowNotUsable(
                 f"'{' '.join(spec.argv)}' failed (exit code {result.exit_code}): "
                 f"{result.stderr[-500:]}"
             )
     version, help_text = (result.stdout for result in results)
-    return read_installation(executable, version, help_text, python)
+    found = read_installation(executable, version, help_text, python)
+    return replace(found, cli=await reading_the_cli)
+
+
+async def _read_cli(commands: CommandPath, python: str | None) -> InstalledCli | None:
+    """The installed CLI's parser, read under Airflow's interpreter; None (and a warning)
+    when it cannot be: the seed APIs then run with their argv as written for the major
+    version, and no other command of the CLI answers."""
+    if python is None:
+        return None
+    argv = [python, str(CLI_PARSER)]
+    spec = CommandSpec(argv, "startup", "read the CLI's parser", "-", DETECTION_TIMEOUT, warm=False)
+    try:
+        result = await commands.capture(spec)
+        if result.exit_code != 0:
+            raise ValueError(f"exit code {result.exit_code}: {result.stderr[-500:]}")
+        return parse_installed_cli(result.stdout)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("could not read the installed CLI's parser (%s); only the seed APIs", exc)
+        return None
 
 
 async def _new_warm_helper(settings: Settings, python: str | None) -> WarmHelper | None:

@@ -15,7 +15,8 @@ for POST the same schemas describe the urlencoded and multipart bodies. Code gen
 one model per API, and a fuzzer generates well-formed calls of every API.
 
 The document is a pure function of the catalogue, the detected Airflow (major version and
-command groups, which decide what answers 400 here) and the settings (token header name).
+command groups, which decide what answers 400 here; its CLI's parser, whose commands the
+operator allows by cli_commands are listed beside the seed's APIs) and the settings.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from functools import lru_cache
 from aiohttp import web
 
 import bridge
+from bridge.catalogue.cli_commands import CliCommands
 from bridge.catalogue.installed import AirflowInfo, availability
 from bridge.catalogue.model import KIND_HELP, MAX_INT_DIGITS, MAX_VALUE_LENGTH, Api, Arg, Cli, Kind
 from bridge.catalogue.table import APIS
@@ -79,7 +81,10 @@ _KINDS: dict[Kind, Schema] = {
 
 def _arg_schema(arg: Arg, note: str | None) -> Schema:
     notes = [arg.description.rstrip("."), KIND_HELP[arg.kind].rstrip("."), note]
-    return {**_KINDS[arg.kind], "description": ". ".join(n for n in notes if n)}
+    schema: Schema = {**_KINDS[arg.kind], "description": ". ".join(n for n in notes if n)}
+    if arg.choices is not None:
+        schema = {"enum": list(arg.choices), "description": schema["description"]}
+    return schema
 
 
 def _arg_note(arg: Arg, mapping: object, major: int) -> str | None:
@@ -109,11 +114,11 @@ def _api_schema(api: Api, info: AirflowInfo, settings: Settings) -> Schema:
     }
 
 
-def _calls(method: str, files: bool) -> Schema:
+def _calls(method: str, files: bool, apis: list[Api]) -> Schema:
     """The tagged union of the calls that ``method`` can make (with file uploads or not)."""
     names = [
         api.name
-        for api in APIS
+        for api in apis
         if method in api.methods and (files or all(a.kind is not Kind.FILE for a in api.args))
     ]
     return {
@@ -125,7 +130,7 @@ def _calls(method: str, files: bool) -> Schema:
     }
 
 
-def _operation(method: str, settings: Settings) -> Schema:
+def _operation(method: str, settings: Settings, apis: list[Api]) -> Schema:
     parameters: list[Schema] = [
         {
             "name": "stream",
@@ -154,15 +159,17 @@ def _operation(method: str, settings: Settings) -> Schema:
             "description": "api=NAME and its arguments: one schema per API",
             "style": "form",
             "explode": True,
-            "schema": _calls("GET", files=False),
+            "schema": _calls("GET", files=False, apis=apis),
         }
         operation["parameters"] = [call, *parameters]
     else:
         operation["requestBody"] = {
             "required": True,
             "content": {
-                "application/x-www-form-urlencoded": {"schema": _calls("POST", files=False)},
-                "multipart/form-data": {"schema": _calls("POST", files=True)},
+                "application/x-www-form-urlencoded": {
+                    "schema": _calls("POST", files=False, apis=apis)
+                },
+                "multipart/form-data": {"schema": _calls("POST", files=True, apis=apis)},
             },
         }
     if settings.auth_enabled:
@@ -173,7 +180,9 @@ def _operation(method: str, settings: Settings) -> Schema:
 def document(info: AirflowInfo, settings: Settings, api_path: str, health_path: str) -> Schema:
     """The OpenAPI document for this Airflow and these settings, the API served at
     ``api_path`` and the liveness check at ``health_path``."""
-    calls = {api.name: _api_schema(api, info, settings) for api in APIS}
+    installed = CliCommands.of(info.cli, info.major).answering(settings.cli_commands)
+    apis = [*APIS, *installed]
+    calls = {api.name: _api_schema(api, info, settings) for api in apis}
     components: Schema = {
         "schemas": {**calls, **schemas()},
         "responses": shared_responses(),
@@ -193,7 +202,10 @@ def document(info: AirflowInfo, settings: Settings, api_path: str, health_path: 
             "api=NAME; each API's arguments are in components/schemas/NAME.",
         },
         "paths": {
-            api_path: {"get": _operation("get", settings), "post": _operation("post", settings)},
+            api_path: {
+                "get": _operation("get", settings, apis),
+                "post": _operation("post", settings, apis),
+            },
             health_path: {"get": health()},
         },
         "components": components,

@@ -1,5 +1,6 @@
-"""The browser test page: facts about this host and, for every API from the catalogue, its
-form fields and a ready-to-copy example URL and curl command."""
+"""The browser test page: facts about this host and, for every API from the catalogue and
+every command of the installed CLI the operator allows (grouped by the CLI's groups), its
+form fields, help from the parser, a ready-to-copy example URL and curl command."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from bridge.catalogue.installed import AirflowInfo, availability
 from bridge.catalogue.model import Api, Arg, Kind
 from bridge.catalogue.table import APIS
 from bridge.config.settings import Settings
-from bridge.http.keys import AIRFLOW, settings_of
+from bridge.http.keys import AIRFLOW, CLI_COMMANDS, settings_of
 
 # Placeholder values for examples; required arguments only, so each example is complete.
 _EXAMPLE_VALUES = {
@@ -91,8 +92,14 @@ async def index(request: web.Request) -> web.Response:
     # where the examples must point.
     here = f"{request.scheme}://{request.host}" if "Host" in request.headers else None
     origin = here or base_url(settings)
+    answering = request.app[CLI_COMMANDS].answering(settings.cli_commands)
+    shown = [*APIS, *answering]
+    groups: dict[str, list[Api]] = {}
+    for api in answering:  # grouped by the CLI's first word, as `airflow --help` does
+        groups.setdefault(api.name.split(".", 1)[0], []).append(api)
     context = {
         "apis": APIS,
+        "cli_groups": sorted(groups.items()),
         "airflow": airflow,
         "edition": edition(airflow),
         "settings": settings,
@@ -100,9 +107,9 @@ async def index(request: web.Request) -> web.Response:
         "origin": origin,
         "bridge_version": bridge.__version__,
         "availability": {
-            api.name: availability(api, airflow, settings.disabled_apis) for api in APIS
+            api.name: availability(api, airflow, settings.disabled_apis) for api in shown
         },
-        "examples": {api.name: example(api, settings, origin + api_path) for api in APIS},
+        "examples": {api.name: example(api, settings, origin + api_path) for api in shown},
         "api_url": api_path,
     }
     response = aiohttp_jinja2.render_template(PAGE_TEMPLATE, request, context)

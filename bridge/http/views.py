@@ -13,7 +13,7 @@ from aiohttp import web
 
 import bridge
 from bridge.catalogue.installed import availability
-from bridge.catalogue.model import Context
+from bridge.catalogue.model import Api, Context
 from bridge.catalogue.planning import collect
 from bridge.catalogue.table import BY_NAME, NAMES
 from bridge.config.parsers import is_false_word
@@ -21,7 +21,14 @@ from bridge.errors import RequestError
 from bridge.http import envelope, forms
 from bridge.http.calls import Asked, StreamMode
 from bridge.http.handlers import HANDLERS
-from bridge.http.keys import AIRFLOW, COMMANDS, STARTED_ENVELOPE, WARM_HELPER, settings_of
+from bridge.http.keys import (
+    AIRFLOW,
+    CLI_COMMANDS,
+    COMMANDS,
+    STARTED_ENVELOPE,
+    WARM_HELPER,
+    settings_of,
+)
 from bridge.text.redact import mask_arguments
 
 log = logging.getLogger(__name__)
@@ -43,6 +50,11 @@ async def api(request: web.Request) -> web.StreamResponse:
         raw = received.raw()
         name = (raw.get("api") or [""])[0].strip().lower()
         chosen = BY_NAME.get(name)
+        not_here = None
+        if chosen is None and name:  # a command of the installed CLI, by its dotted name
+            installed = request.app[CLI_COMMANDS]
+            not_here = installed.why_not(name, settings.cli_commands)
+            chosen = installed.apis.get(name) if not_here is None else None
         secrets = chosen.secrets if chosen is not None else {}
         token = settings.rest_api_plugin_expected_http_token
         base = envelope.start(
@@ -52,8 +64,14 @@ async def api(request: web.Request) -> web.StreamResponse:
         )
         request[STARTED_ENVELOPE] = base
         if chosen is None:
+            if name in request.app[CLI_COMMANDS].commands:
+                raise RequestError(f"API '{name}' does not answer here: {not_here}")
             said = f"API '{name}' was not found" if name else "API should be provided"
-            raise RequestError(f"{said}; valid names: {', '.join(NAMES)}")
+            raise RequestError(
+                f"{said}; valid names: {', '.join(NAMES)}, and the installed CLI's commands "
+                "by their words joined by dots (dags.list-import-errors) where the operator "
+                "allows them (cli_commands)"
+            )
         if request.method not in chosen.methods:
             raise RequestError(
                 f"{name} must be called with {' or '.join(chosen.methods)}",
@@ -64,7 +82,7 @@ async def api(request: web.Request) -> web.StreamResponse:
         why_not = availability(chosen, airflow, settings.disabled_apis)
         if why_not:
             raise RequestError(why_not)
-        context = Context(airflow.major, settings.dags_folder, settings.allowed_paths)
+        context = Context(airflow.major, settings.dags_folder, settings.allowed_paths, airflow.cli)
         values = collect(chosen, raw, context)
         want_json = _wants_json(raw)
         if want_json:
@@ -79,10 +97,24 @@ async def api(request: web.Request) -> web.StreamResponse:
             _stream_mode(request, raw),
             want_json,
             received.upload,
+            notes=_unknown_arguments(chosen, raw),
         )
         return await HANDLERS[chosen.handler](asked)
     finally:
         await received.discard()
+
+
+def _unknown_arguments(api: Api, raw: dict[str, list[str]]) -> list[str]:
+    """A seed API keeps accepting names it does not know (old scripts send extra keys), but
+    says so: a caller sending trigger_dag&wait=true to a bridge without that feature must not
+    believe the run finished."""
+    known = {arg.name for arg in api.args} | set(forms.CONTROL_NAMES)
+    unknown = sorted(name for name in raw if name not in known)
+    if not unknown:
+        return []
+    if api.strict_arguments:
+        raise RequestError(f"unknown argument(s) {unknown}: {api.name} takes {sorted(known)}")
+    return [f"unknown argument(s) {unknown} were ignored; {api.name} takes {sorted(known)}"]
 
 
 def _stream_mode(request: web.Request, raw: dict[str, list[str]]) -> StreamMode | None:

@@ -25,7 +25,9 @@ _LOG2 = re.compile(r"^\[\d{4}-\d\d-\d\dT[^\]]+\] \{[^}]+\} [A-Z]+ - (?P<msg>.*)$
 _LOG3 = re.compile(r"^\d{4}-\d\d-\d\dT\S+ \[(?P<level>[a-z]+)\s*\] (?P<msg>.*)$")
 _NOISE_MESSAGES = re.compile(
     r"^(setup plugin |Filling up the DagBag from |Loaded API auth backend|DAG bundles loaded"
-    r"|Loading plugins|Using executor |Could not import graphviz)"
+    r"|Loading plugins|Using executor |Could not import graphviz"
+    # Airflow 3.0's providers manager, at every start without the FAB provider.
+    r"|The hook_class '.*' is not fully initialized)"
 )
 # A structlog warning may span lines; its last line names the logger "[py.warnings]".
 _PY_WARNINGS_LOGGER = "[py.warnings]"

@@ -1,0 +1,113 @@
+"""Describe the installed Airflow's CLI, from its own argparse parser, as one JSON document.
+
+    <airflow's python> cli_parser.py
+
+Run by the Airflow installation's own interpreter in a child process, never imported by the
+daemon (which has no Airflow). Output on stdout is exactly one JSON document::
+
+    {"version": "2.11.2", "commands": [{"words": ["dags", "pause"], "help": "...",
+      "arguments": [{"dest": "dag_id", "flags": [], "kind": "value", "nargs": null,
+                     "choices": null, "type": "str", "required": true, "help": "..."}, ...]}]}
+
+``kind`` is ``value`` (takes a value), ``flag`` (a bare switch: store_true/store_const) or
+``count`` (-v -v). ``type`` is ``int``, ``float``, ``date`` or ``str``: what the daemon can
+check before anything runs; Airflow's own type function still runs in the CLI. Anything
+Airflow prints while building its parser goes to stderr. Uses only the standard library and
+Airflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+# Airflow's type functions, by name, as far as the daemon can check them itself.
+_INT_TYPES = {"int", "positive_int"}
+_FLOAT_TYPES = {"float"}
+_DATE_TYPES = {"parse", "parsedate"}
+
+
+def _type_name(action: argparse.Action) -> str:
+    func = action.type
+    if func is None:
+        return "str"
+    name = getattr(func, "__name__", "")
+    if name in _INT_TYPES or (name.startswith("positive_int") and "int" in name):
+        return "int"
+    if name in _FLOAT_TYPES:
+        return "float"
+    if name in _DATE_TYPES or "timezone" in getattr(func, "__module__", ""):
+        return "date"
+    return "str"
+
+
+def _kind(action: argparse.Action) -> str:
+    if isinstance(action, argparse._CountAction):
+        return "count"
+    if action.nargs == 0:  # store_true, store_false, store_const
+        return "flag"
+    return "value"
+
+
+def _text(help_text: object) -> str:
+    """Help as plain text: Airflow builds some lazily (an object that only looks like str)."""
+    if not help_text or help_text == argparse.SUPPRESS:
+        return ""
+    return str(help_text)
+
+
+def _argument(action: argparse.Action) -> dict[str, Any]:
+    choices = action.choices
+    return {
+        "dest": str(action.dest),
+        "flags": [str(flag) for flag in action.option_strings],
+        "kind": _kind(action),
+        "nargs": action.nargs if isinstance(action.nargs, (str, int)) else None,
+        "choices": [str(choice) for choice in choices] if choices else None,
+        "type": "bool" if _kind(action) == "flag" else _type_name(action),
+        "required": bool(action.required),
+        "help": _text(action.help),
+    }
+
+
+def _commands(parser: argparse.ArgumentParser, words: list[str]) -> list[dict[str, Any]]:
+    """Every leaf command under ``parser`` (a command is a parser without subcommands)."""
+    found: list[dict[str, Any]] = []
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {choice.dest: _text(choice.help) for choice in action._choices_actions}
+        for name, sub in action.choices.items():
+            sub_words = [*words, str(name)]
+            nested = _commands(sub, sub_words)
+            if nested:
+                found.extend(nested)
+                continue
+            arguments = [
+                _argument(a)
+                for a in sub._actions
+                if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))
+                and a.dest != argparse.SUPPRESS
+            ]
+            help_text = helps.get(name) or _text(sub.description)
+            found.append({"words": sub_words, "help": help_text, "arguments": arguments})
+    return found
+
+
+def main() -> int:
+    report = sys.stdout
+    sys.stdout = sys.stderr  # keep whatever Airflow prints out of the report
+    from airflow import __version__  # type: ignore[import-not-found]
+    from airflow.cli.cli_parser import get_parser  # type: ignore[import-not-found]
+
+    commands = _commands(get_parser(), [])
+    document = {"version": str(__version__), "commands": commands}
+    report.write(json.dumps(document) + "\n")
+    report.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

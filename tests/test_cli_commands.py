@@ -1,0 +1,245 @@
+"""Commands of the installed CLI by their dotted names (bridge.catalogue.cli_commands): which
+answer under the operator's patterns, how their arguments are checked, and that no value can
+become an option or name a path outside the allowed folders.
+
+The commands below are shaped as the real parsers print them (2.11.2 and 3.3.2); the
+integration suite drives the real ones (tests/test_integration_smoke.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.catalogue.cli_commands import CliCommands, answers, explicit_only
+from bridge.catalogue.installed import AirflowInfo
+from bridge.catalogue.model import Context, Kind, Plan
+from bridge.catalogue.planning import collect, plan_cli
+from bridge.config.parsers import pattern_list
+from bridge.config.settings import Settings
+from bridge.errors import RequestError
+from bridge.text.redact import shown_command
+from tests.helpers import API, ClientFactory, call
+from tests.helpers import cli_argument as argument
+from tests.helpers import installed_cli as installed
+
+OUTPUT = argument("output", "-o", "--output", choices=["table", "json", "yaml", "plain"])
+VERBOSE = argument("verbose", "-v", "--verbose", kind="flag")
+CLI = installed(
+    "2.11.2",
+    (["dags", "list-import-errors"], [OUTPUT, argument("subdir", "-S", "--subdir"), VERBOSE]),
+    (
+        ["tasks", "states-for-dag-run"],
+        [argument("dag_id", required=True), argument("execution_date_or_run_id"), OUTPUT],
+    ),
+    (["config", "get-value"], [argument("section"), argument("option"), VERBOSE]),
+    (
+        ["dags", "list-runs"],
+        [
+            argument("dag_id", "-d", "--dag-id", required=True),
+            argument("state", "--state", choices=["queued", "running", "success", "failed"]),
+            argument("start_date", "-s", "--start-date", type="date"),
+            argument("limit", "--limit", type="int"),
+            OUTPUT,
+        ],
+    ),
+    (["variables", "export"], [argument("file")]),
+    (["variables", "set"], [argument("key"), argument("value")]),
+    (["dags", "delete"], [argument("dag_id"), argument("yes", "-y", "--yes", kind="flag")]),
+    (["db", "reset"], [argument("yes", "-y", "--yes", kind="flag")]),
+    (["db", "check"], []),
+    (["db", "shell"], []),
+    (["scheduler"], [argument("daemon", "-D", "--daemon", kind="flag")]),
+    (["celery", "worker"], [argument("queues", "-q", "--queues")]),
+)
+COMMANDS = CliCommands.of(CLI, 2)
+DEFAULT = Settings().cli_commands
+
+
+def plan(tmp_path: Path, name: str, **raw: str) -> Plan:
+    api = COMMANDS.apis[name]
+    ctx = Context(2, tmp_path / "dags", (tmp_path,), CLI)
+    values = collect(api, {k: [v] for k, v in raw.items()}, ctx)
+    want_json = raw.get("output") == "json"  # read by the bridge, as views.py does
+    if want_json:
+        values["output"] = "json"
+    return plan_cli(api, values, ctx, want_json)
+
+
+def refused(tmp_path: Path, name: str, **raw: str) -> str:
+    with pytest.raises(RequestError) as caught:
+        plan(tmp_path, name, **raw)
+    assert caught.value.status == 400
+    return str(caught.value)
+
+
+# --- which commands answer ------------------------------------------------------------------
+
+
+def test_the_default_answers_only_what_changes_nothing_and_reveals_no_secret() -> None:
+    answering = {api.name for api in COMMANDS.answering(DEFAULT)}
+    expected = {"dags.list-import-errors", "dags.list-runs", "tasks.states-for-dag-run", "db.check"}
+    assert answering == expected
+    assert "cli_commands" in (COMMANDS.why_not("config.get-value", DEFAULT) or "")
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("dags.delete", "deletes data"),
+        ("db.reset", "database schema"),
+        ("db.shell", "interactive"),
+        ("scheduler", "service"),
+        ("celery.worker", "service"),
+    ],
+)
+def test_a_wildcard_never_reaches_what_must_be_named(name: str, why: str) -> None:
+    command = COMMANDS.commands[name]
+    assert why in (explicit_only(command) or "")
+    assert not answers(command, ("*", "*.*", name.split(".")[0] + ".*", name + "*"))
+    assert answers(command, (name,))
+    assert why in (COMMANDS.why_not(name, ("*",)) or "")
+
+
+def test_a_command_this_airflow_lacks_says_so() -> None:
+    assert "not a command of this Airflow" in (COMMANDS.why_not("dags.nothing", ("*",)) or "")
+
+
+@pytest.mark.parametrize("text", ["dags.*, Config.Get-Value", " tasks.states-for-dag-run ,"])
+def test_patterns_are_read_from_the_setting(text: str) -> None:
+    assert all(p == p.strip().lower() and p for p in pattern_list(text))
+
+
+@pytest.mark.parametrize("text", ["dags list", "dags/*", "$(x)"])
+def test_a_pattern_that_is_no_command_name_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="not a command pattern"):
+        pattern_list(text)
+
+
+# --- arguments --------------------------------------------------------------------------------
+
+
+def test_arguments_by_dest_with_their_kinds() -> None:
+    runs = COMMANDS.apis["dags.list-runs"]
+    kinds = {arg.name: arg.kind for arg in runs.args}
+    assert kinds == {
+        "dag_id": Kind.TEXT,
+        "state": Kind.TEXT,
+        "start_date": Kind.DATE,
+        "limit": Kind.INT,
+    }
+    assert [a.name for a in runs.args if a.required] == ["dag_id"]
+    assert runs.strict_arguments
+    assert COMMANDS.apis["dags.list-import-errors"].arg("subdir").kind is Kind.DAGS_PATH  # type: ignore[union-attr]
+    assert COMMANDS.apis["variables.export"].arg("file").kind is Kind.SERVER_PATH  # type: ignore[union-attr]
+
+
+def test_the_argv_options_then_positionals_after_a_double_dash(tmp_path: Path) -> None:
+    argv = plan(
+        tmp_path,
+        "dags.list-runs",
+        dag_id="demo",
+        state="failed",
+        start_date="2024-01-02 00:00:00 00:00",
+        limit="5",
+        output="json",
+    ).argv
+    assert argv == [
+        *("dags", "list-runs", "--dag-id=demo", "--state=failed"),
+        *("--start-date=2024-01-02T00:00:00+00:00", "--limit=5", "--output=json"),
+    ]
+    argv = plan(
+        tmp_path, "tasks.states-for-dag-run", dag_id="-x", execution_date_or_run_id="r"
+    ).argv
+    assert argv == ["tasks", "states-for-dag-run", "--", "-x", "r"]
+    assert plan(tmp_path, "config.get-value", section="core", option="x", verbose="").argv == [
+        *("config", "get-value", "--verbose", "--", "core", "x")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "mentions"),
+    [
+        ({"dag_id": "d", "state": "--help"}, "must be one of"),
+        ({"dag_id": "d", "limit": "-1"}, "whole number"),
+        ({"dag_id": "d", "start_date": "--yesterday"}, "must be a date"),
+        ({"state": "failed"}, "required"),
+    ],
+)
+def test_bad_values_are_refused_before_anything_runs(
+    tmp_path: Path, raw: dict[str, str], mentions: str
+) -> None:
+    assert mentions in refused(tmp_path, "dags.list-runs", **raw)
+
+
+def test_a_value_is_never_an_option(tmp_path: Path) -> None:
+    """A value that looks like an option stays the value of its own option or positional."""
+    argv = plan(tmp_path, "dags.list-runs", dag_id="--help").argv
+    assert "--dag-id=--help" in argv and "--help" not in argv
+    argv = plan(tmp_path, "config.get-value", section="--verbose", option="-h").argv
+    assert argv[argv.index("--") :] == ["--", "--verbose", "-h"]
+
+
+def test_a_file_argument_stays_inside_the_allowed_folders(tmp_path: Path) -> None:
+    assert "inside" in refused(tmp_path, "variables.export", file="/etc/cron.d/x")
+    assert "inside" in refused(tmp_path, "variables.export", file="../../x")
+    argv = plan(tmp_path, "variables.export", file="out.json").argv
+    assert argv[-1] == str((tmp_path / "out.json").resolve())
+    assert "inside" in refused(tmp_path, "dags.list-import-errors", subdir="/etc")
+
+
+def test_a_secret_positional_is_masked_where_it_is_shown(tmp_path: Path) -> None:
+    argv = plan(tmp_path, "variables.set", key="k", value="s3cr3t").argv
+    assert argv[-1] == "s3cr3t"  # it runs as itself
+    assert "s3cr3t" not in " ".join(shown_command(argv, None))
+
+
+# --- over HTTP --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_airflow_info(fake_airflow_info: AirflowInfo) -> AirflowInfo:
+    """The fault-injection stand-in, with the commands above as its CLI."""
+    return replace(fake_airflow_info, version="2.11.2", major=2, cli=CLI)
+
+
+async def test_an_unknown_argument_of_a_dotted_command_is_a_400(
+    make_fake_client: ClientFactory,
+) -> None:
+    client = await make_fake_client()
+    status, body = await call(client, api="dags.list-import-errors", bogus="1")
+    assert status == 400 and "unknown argument(s) ['bogus']" in body["output"], body
+    assert "subdir" in body["output"]
+    status, body = await call(client, api="config.get-value", section="core", option="x")
+    assert status == 400 and "cli_commands" in body["output"], body
+
+
+async def test_a_name_neither_seed_nor_installed_lists_both_roads(
+    make_fake_client: ClientFactory,
+) -> None:
+    client = await make_fake_client()
+    response = await client.get(API, params={"api": "dags.nothing"})
+    body: dict[str, Any] = await response.json()
+    assert response.status == 400
+    assert "cli_commands" in body["output"] and "list_dags" in body["output"]
+
+
+async def test_the_openapi_document_and_the_page_list_what_answers_here(
+    make_fake_client: ClientFactory,
+) -> None:
+    client = await make_fake_client()
+    schemas = (await (await client.get("/admin/rest_api/openapi.json")).json())["components"][
+        "schemas"
+    ]
+    assert "dags.list-import-errors" in schemas and "db.check" in schemas
+    assert "config.get-value" not in schemas and "dags.delete" not in schemas
+    runs = schemas["dags.list-runs"]
+    assert runs["properties"]["state"]["enum"] == ["queued", "running", "success", "failed"]
+    assert runs["required"] == ["api", "dag_id"] and runs["additionalProperties"] is False
+    page = await (await client.get("/admin/rest_api/")).text()
+    assert 'form class="call" data-api="dags.list-runs"' in page
+    assert 'data-api="config.get-value"' not in page
+    assert "Commands of the installed CLI: airflow dags" in page

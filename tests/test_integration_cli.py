@@ -1,0 +1,102 @@
+"""The installed CLI's own parser, read at startup under the real Airflow's interpreter, and
+what the seed APIs gain from it (issue 13's first part)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bridge.catalogue.cli_commands import CliCommands
+from bridge.catalogue.installed import AirflowInfo
+from bridge.catalogue.model import Arg, Context, Kind
+from bridge.catalogue.planning import collect, plan_cli
+from bridge.config.settings import Settings
+from bridge.errors import RequestError
+from tests.helpers import ClientFactory, call, call_ok, dag_is_paused
+
+pytestmark = pytest.mark.airflow
+DAG = "bridge_demo"
+
+
+def test_the_parser_is_read_at_startup(airflow_info: AirflowInfo) -> None:
+    cli = airflow_info.cli
+    assert cli is not None, "the startup could not read the installed CLI's parser"
+    assert cli.version == airflow_info.version
+    assert len(cli.commands) > 80  # Airflow 2 and 3 each have about a hundred commands
+    for words, positionals in [
+        (("dags", "list-import-errors"), []),
+        (("config", "get-value"), ["section", "option"]),
+        (("tasks", "states-for-dag-run"), ["dag_id"]),
+    ]:
+        command = cli.command(words)
+        assert command is not None, words
+        assert [a.dest for a in command.arguments if a.positional][: len(positionals)] == (
+            positionals
+        )
+    pause = cli.command(("dags", "pause"))
+    assert pause is not None and pause.json_capable
+    assert "--yes" in pause.option_strings and "--subdir" not in (
+        pause.option_strings if airflow_info.major == 3 else set()
+    )
+    state = cli.command(("tasks", "state"))
+    assert state is not None and state.argument("task_id") is not None
+
+
+async def test_output_json_where_the_installed_command_has_it(
+    make_client: ClientFactory, settings: Settings
+) -> None:
+    """pause has -o on 2.9+ and 3.x; the seed's table had output=json for five APIs only."""
+    client = await make_client()
+    was_paused = await dag_is_paused(settings, DAG)
+    try:
+        await call_ok(client, api="unpause", dag_id=DAG)  # pausing a paused DAG prints no JSON
+        body = await call_ok(client, api="pause", dag_id=DAG, output="json")
+        assert DAG in str(body.get("data")), json.dumps(body)
+    finally:
+        await call_ok(client, api="pause" if was_paused else "unpause", dag_id=DAG)
+
+
+async def test_unknown_arguments_warn_on_a_real_call(make_client: ClientFactory) -> None:
+    client = await make_client()
+    status, body = await call(client, api="list_dags", wait="true")
+    assert status == 200 and "['wait']" in body["warning"], body
+
+
+def _sample(arg: Arg) -> str:
+    """A value that passes the argument's checks."""
+    if arg.choices:
+        return arg.choices[0]
+    return {Kind.INT: "1", Kind.DATE: "2024-01-02", Kind.BOOL: "true"}.get(arg.kind, "x")
+
+
+@pytest.mark.smoke
+def test_no_value_becomes_an_option_in_any_command(
+    airflow_info: AirflowInfo, tmp_path: Path
+) -> None:
+    """Every option and positional of every command of the real parser, sent a value that
+    looks like an option: refused (400), or passed on as --flag=value or after '--'."""
+    assert airflow_info.cli is not None
+    installed = CliCommands.of(airflow_info.cli, airflow_info.major)
+    ctx = Context(airflow_info.major, tmp_path / "dags", (tmp_path,), airflow_info.cli)
+    checked = 0
+    for api in installed.apis.values():
+        for arg in api.args:
+            raw = {a.name: [_sample(a)] for a in api.args if a.required}
+            for hostile in ("--help", "-h", "--yes"):
+                raw[arg.name] = [hostile]
+                try:
+                    values = collect(api, raw, ctx)
+                    argv = plan_cli(api, values, ctx, want_json=False).argv
+                except RequestError as exc:
+                    assert exc.status == 400
+                    continue
+                options = argv[: argv.index("--")] if "--" in argv else argv
+                assert hostile not in options, (api.name, arg.name, argv)
+                checked += 1
+            if arg.choices:
+                raw[arg.name] = ["not-a-choice"]
+                with pytest.raises(RequestError, match="must be one of"):
+                    collect(api, raw, ctx)
+    assert checked > 200  # the parsers have hundreds of options
