@@ -317,6 +317,7 @@ PORT = "must be a TCP port between 1 and 65535"
         ("10MB", 10 * 1024**2),
         ("2G", 2 * 1024**3),
         (" 3g ", 3 * 1024**3),
+        ("1", 1),  # the smallest size there is
     ],
 )
 def test_sizes(text: str, size: int) -> None:
