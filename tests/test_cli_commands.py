@@ -8,11 +8,14 @@ integration suite drives the real ones (tests/test_integration_smoke.py).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
 from bridge.catalogue.cli_commands import CliCommands, answers, explicit_only
 from bridge.catalogue.installed import AirflowInfo
@@ -21,8 +24,9 @@ from bridge.catalogue.planning import collect, plan_cli
 from bridge.config.parsers import pattern_list
 from bridge.config.settings import Settings
 from bridge.errors import RequestError
+from bridge.http.access_log import AccessLogger
 from bridge.text.redact import shown_command
-from tests.helpers import API, ClientFactory, call
+from tests.helpers import API, ClientFactory, app_of, call
 from tests.helpers import cli_argument as argument
 from tests.helpers import installed_cli as installed
 
@@ -243,3 +247,25 @@ async def test_the_openapi_document_and_the_page_list_what_answers_here(
     assert 'form class="call" data-api="dags.list-runs"' in page
     assert 'data-api="config.get-value"' not in page
     assert "Commands of the installed CLI: airflow dags" in page
+
+
+async def test_a_secret_of_a_refused_command_is_masked_in_the_envelope_and_the_log(
+    make_fake_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await make_fake_client()
+    status, body = await call(client, api="variables.set", key="k", value="s3cr3t")
+    assert status == 400 and "cli_commands" in body["output"], body
+    assert body["arguments"]["value"] != "s3cr3t" and body["arguments"]["key"] == "k"
+    # The bridge's access log (the daemon's; the test server logs with aiohttp's own).
+    target = f"{API}?api=variables.set&key=k&value=s3cr3t"
+    request = make_mocked_request("GET", target, app=app_of(client))
+    with caplog.at_level(logging.INFO, logger="test.access"):
+        AccessLogger(logging.getLogger("test.access"), "").log(request, web.Response(), 0.01)
+    assert "s3cr3t" not in caplog.text and "variables.set" in caplog.text
+
+
+def test_a_service_runs_in_the_foreground_and_cold() -> None:
+    """daemon is never offered: a service forked off by the bridge would live in its cgroup."""
+    scheduler = COMMANDS.apis["scheduler"]
+    assert scheduler.arg("daemon") is None and scheduler.long_running
+    assert not COMMANDS.apis["db.check"].long_running

@@ -22,8 +22,10 @@ from bridge.catalogue.installed_cli import CliArgument, CliCommand, InstalledCli
 from bridge.catalogue.model import Api, Arg, Cli, Kind
 from bridge.text.redact import Secret, is_sensitive_name
 
-# Arguments the bridge itself reads, not passed on by name (output=json becomes -o json).
-CONTROLLED = frozenset({"output"})
+# Arguments the bridge itself reads, not passed on by name (output=json becomes -o json),
+# and daemon: a service forked off by the bridge would live in the bridge's cgroup and
+# sandbox (docs/systemd.md); called by its dotted name it runs in the foreground instead.
+CONTROLLED = frozenset({"output", "daemon"})
 # A value of these arguments names a file or folder on the host.
 _PATH_DEST = re.compile(r"file|path|^save$|^pid$|^stdout$|^stderr$|keytab|ssl_|^export$|^import$")
 # Words that make a command explicit-only, and why.
@@ -113,7 +115,11 @@ def api_of(command: CliCommand, major: int) -> Api:
         options={a.dest: a.flag for a in passed if not a.positional},
         json_capable=command.json_capable,
     )
-    return Api(command.name, command.help, args, {major: cli}, strict_arguments=True)
+    # A service runs cold, as the seed's services do: never forked from the warm helper.
+    service = command.words[-1] if command.argument("daemon") is not None else None
+    return Api(
+        command.name, command.help, args, {major: cli}, service=service, strict_arguments=True
+    )
 
 
 @dataclass(frozen=True)

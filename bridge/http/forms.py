@@ -17,6 +17,7 @@ from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiDict
 
+from bridge.catalogue.cli_commands import CliCommands
 from bridge.catalogue.model import MAX_VALUE_LENGTH
 from bridge.catalogue.table import APIS, BY_NAME
 from bridge.config.settings import Settings
@@ -84,10 +85,14 @@ def _strict_pairs(data: str | bytes, charset: str, what: str) -> list[tuple[str,
         raise RequestError(f"{what} has more than {MAX_FIELDS} fields") from None
 
 
-def shown_arguments(args: Mapping[str, str], token: str | None) -> dict[str, str]:
+def shown_arguments(
+    args: Mapping[str, str], token: str | None, installed: CliCommands | None = None
+) -> dict[str, str]:
     """Arguments as envelopes and logs may show them: masked by the traits of the arguments
-    of the API they name (an unknown API's by their names alone)."""
-    api = BY_NAME.get(args.get("api", "").strip().lower())
+    of the API they name, a seed API or a command of the installed CLI (an unknown API's
+    by their names alone)."""
+    name = args.get("api", "").strip().lower()
+    api = BY_NAME.get(name) or (installed.apis.get(name) if installed is not None else None)
     return mask_arguments(args, api.secrets if api is not None else {}, token)
 
 

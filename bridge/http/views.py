@@ -49,13 +49,15 @@ async def api(request: web.Request) -> web.StreamResponse:
     try:
         raw = received.raw()
         name = (raw.get("api") or [""])[0].strip().lower()
-        chosen = BY_NAME.get(name)
+        # A seed API, or a command of the installed CLI by its dotted name; its arguments
+        # are masked by its traits even when the operator does not allow it here.
+        installed = request.app[CLI_COMMANDS]
+        known = BY_NAME.get(name) or installed.apis.get(name)
         not_here = None
-        if chosen is None and name:  # a command of the installed CLI, by its dotted name
-            installed = request.app[CLI_COMMANDS]
+        if known is not None and name not in BY_NAME:
             not_here = installed.why_not(name, settings.cli_commands)
-            chosen = installed.apis.get(name) if not_here is None else None
-        secrets = chosen.secrets if chosen is not None else {}
+        chosen = known if not_here is None else None
+        secrets = known.secrets if known is not None else {}
         token = settings.rest_api_plugin_expected_http_token
         base = envelope.start(
             mask_arguments(dict(received.query), secrets, token),
@@ -64,7 +66,7 @@ async def api(request: web.Request) -> web.StreamResponse:
         )
         request[STARTED_ENVELOPE] = base
         if chosen is None:
-            if name in request.app[CLI_COMMANDS].commands:
+            if name in installed.commands:
                 raise RequestError(f"API '{name}' does not answer here: {not_here}")
             said = f"API '{name}' was not found" if name else "API should be provided"
             raise RequestError(
