@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.catalogue.model import EXCHANGE_FILE, Api, Context, Plan
+from bridge.catalogue.actions import logical_date_of
+from bridge.catalogue.model import EXCHANGE_FILE, RUN_DATE, Api, Context, Plan
 from bridge.catalogue.planning import collect, plan_cli
 from bridge.catalogue.table import APIS, BY_NAME
 from bridge.errors import RequestError
@@ -365,3 +366,28 @@ def test_true_booleans_add_the_flag(tmp_path: Path, text: str) -> None:
 @pytest.mark.parametrize("text", ["false", "0", "off", "no", "False"])
 def test_false_booleans_add_nothing(tmp_path: Path, text: str) -> None:
     assert plan(tmp_path, "test", 2, {**DTD, "dry_run": text}).argv == REQUIRED[("test", 2)][1]
+
+
+def test_dag_state_of_a_run_id_on_2_looks_the_date_up_first(tmp_path: Path) -> None:
+    """Airflow 2's dags state takes only a date: a run_id leaves a placeholder for the date
+    the handler finds with dags list-runs."""
+    result = plan(tmp_path, "dag_state", 2, {"dag_id": D, "execution_date": "manual_1"})
+    assert result.argv == ["dags", "state", "--", D, RUN_DATE] and result.run_of == (D, "manual_1")
+    subdir = str((tmp_path / "dags").resolve() / "x.py")
+    raw = {"dag_id": D, "execution_date": DATE, "subdir": "x.py"}
+    result = plan(tmp_path, "dag_state", 2, raw)
+    assert result.argv == ["dags", "state", f"--subdir={subdir}", "--", D, DATE]
+    assert result.run_of is None
+    three = plan(tmp_path, "dag_state", 3, {"dag_id": D, "execution_date": "manual_1"})
+    assert three.argv == ["dags", "state", "--", D, "manual_1"]
+
+
+def test_the_logical_date_of_a_run_in_list_runs_output() -> None:
+    runs = [
+        {"run_id": "other", "execution_date": "2024-01-01T00:00:00+00:00"},
+        {"run_id": "manual_1", "execution_date": "2024-01-02T03:04:05+00:00"},
+    ]
+    assert logical_date_of(runs, "manual_1") == "2024-01-02T03:04:05+00:00"
+    assert logical_date_of(runs, "nope") is None
+    assert logical_date_of(None, "manual_1") is None
+    assert logical_date_of([{"run_id": "manual_1"}], "manual_1") is None

@@ -55,6 +55,9 @@ async def test_trigger_then_the_runs_task_states_and_clear(
     triggered = await call_ok(client, api="trigger_dag", dag_id=DAG, exec_date=unique_date(2021))
     run_id = triggered["dag_run"]["run_id"]
     assert run_id, triggered
+    # dag_state by run_id: Airflow 2's dags state takes only a date (the bridge looks it up).
+    state = await call_ok(client, api="dag_state", dag_id=DAG, execution_date=run_id)
+    assert state["output"]["stdout"].strip().startswith("queued"), state
     # tasks states-for-dag-run names its positional by version: execution_date_or_run_id
     # on 2.x, logical_date_or_run_id on 3.x; the parser says which.
     assert airflow_info.cli is not None

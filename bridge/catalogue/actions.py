@@ -1,12 +1,13 @@
 """How the APIs that are more than one CLI command become an argv: variables, connections,
-pool (one action each call) and list_dags (list or report); and what trigger_dag created."""
+pool (one action each call), list_dags (list or report), dag_state of a run_id on Airflow 2;
+and what trigger_dag created."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from bridge.catalogue.model import EXCHANGE_FILE, Arg, Context, Kind, Plan, Values
+from bridge.catalogue.model import EXCHANGE_FILE, RUN_DATE, Arg, Context, Kind, Plan, Values
 from bridge.catalogue.planning import option
 from bridge.catalogue.values import parse_value
 from bridge.config.parsers import TRUE_WORDS, is_false_word
@@ -180,3 +181,24 @@ def summarize_trigger(data: Any) -> dict[str, Any]:
             "state": run.get("state"),
         }
     }
+
+
+def plan_dag_state_2(values: Values, ctx: Context) -> Plan:
+    """dag_state on Airflow 2, whose dags state takes only a date: a run_id is looked up
+    (its run's logical date) before the command runs."""
+    dag_id, when = values["dag_id"], values["execution_date"]
+    options = [f"--subdir={values['subdir']}"] if "subdir" in values else []
+    if when[:4].isdigit() and when[4:5] == "-":  # a date, as checked by the argument's kind
+        return Plan(argv=["dags", "state", *options, "--", dag_id, when])
+    return Plan(argv=["dags", "state", *options, "--", dag_id, RUN_DATE], run_of=(dag_id, when))
+
+
+def logical_date_of(runs: Any, run_id: str) -> str | None:
+    """The logical date of ``run_id`` in `dags list-runs -o json` output, if it is there."""
+    if not isinstance(runs, list):
+        return None
+    for run in runs:
+        if isinstance(run, dict) and run.get("run_id") == run_id:
+            date = run.get("execution_date") or run.get("logical_date")
+            return str(date) if date else None
+    return None

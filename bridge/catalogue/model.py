@@ -125,6 +125,9 @@ class Plan:
     # stands for its path. Callers never name a path on the server.
     import_content: str | None = None
     export_file: bool = False
+    # (dag_id, run_id): RUN_DATE in argv stands for that run's logical date, looked up first
+    # (Airflow 2's dags state takes only a date).
+    run_of: tuple[str, str] | None = None
 
     @property
     def needs_file(self) -> bool:
@@ -134,6 +137,7 @@ class Plan:
 # Stands for the daemon's temp file in a Plan's argv. It holds a NUL, which no request value
 # can (values with NUL are refused), so it can never be confused with one.
 EXCHANGE_FILE = "\x00exchange-file"
+RUN_DATE = "\x00run-date"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from bridge.catalogue.actions import (
     CONNECTION_FIELDS,
     NO_SUBDIR_ON_3,
     plan_connections,
+    plan_dag_state_2,
     plan_list_dags,
     plan_pool,
     plan_variables,
@@ -235,11 +236,7 @@ APIS: tuple[Api, ...] = (
             SUBDIR,
         ),
         {
-            2: Cli(
-                ("dags", "state"),
-                positionals=("dag_id", "execution_date"),
-                options=SUBDIR_OPTION,
-            ),
+            2: plan_dag_state_2,
             3: Cli(
                 ("dags", "state"),
                 positionals=("dag_id", "execution_date"),

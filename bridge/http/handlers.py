@@ -13,7 +13,8 @@ from pathlib import Path
 from aiohttp import web
 
 import bridge
-from bridge.catalogue.model import EXCHANGE_FILE, Handler, Plan
+from bridge.catalogue.actions import logical_date_of
+from bridge.catalogue.model import EXCHANGE_FILE, RUN_DATE, Handler, Plan
 from bridge.catalogue.planning import plan_cli
 from bridge.deploy.dags import Deployer
 from bridge.errors import RequestError
@@ -24,6 +25,7 @@ from bridge.offload import in_thread
 from bridge.process import services
 from bridge.process.path import CommandPath, CommandSpec
 from bridge.process.services import ServiceFiles, under_systemd
+from bridge.text.noise import parse_json_output
 
 
 async def airflow_version(asked: Asked) -> web.StreamResponse:
@@ -53,7 +55,9 @@ async def cli(asked: Asked) -> web.StreamResponse:
             "(docs/systemd.md), or without daemon=true to follow it in the call"
         )
     async with commands.slot(), exchange_file(plan) as exchange:
-        argv = [app[AIRFLOW].executable, *(_exchange_path(part, exchange) for part in plan.argv)]
+        run_date = await _run_date(asked, commands, plan) if plan.run_of else ""
+        parts = [run_date if p == RUN_DATE else _exchange_path(p, exchange) for p in plan.argv]
+        argv = [app[AIRFLOW].executable, *parts]
         spec = CommandSpec(
             argv,
             asked.api.name,
@@ -96,6 +100,22 @@ async def _start_service(call: Call, commands: CommandPath, service: str) -> web
                 f"{files.stderr} ends: {tail[-1000:]!r}"
             )
     return buffered.respond(call, commands, ran)
+
+
+async def _run_date(asked: Asked, commands: CommandPath, plan: Plan) -> str:
+    """The logical date of the plan's run, from `dags list-runs` (through the command path);
+    a run the DAG does not have is a 400."""
+    assert plan.run_of is not None  # called for such plans only
+    dag_id, run_id = plan.run_of
+    argv = [asked.request.app[AIRFLOW].executable, "dags", "list-runs", f"--dag-id={dag_id}"]
+    spec = CommandSpec([*argv, "--output=json"], asked.api.name, "find the run", asked.peer)
+    found = await commands.capture(spec)
+    date = (
+        logical_date_of(parse_json_output(found.stdout), run_id) if found.exit_code == 0 else None
+    )
+    if date is None:
+        raise RequestError(f"DAG '{dag_id}' has no run with run_id '{run_id}'")
+    return date
 
 
 def _exchange_path(part: str, exchange: Path | None) -> str:
