@@ -3,7 +3,6 @@ the command's spec, how its output is filtered, what its outcome means for the e
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from aiohttp import web
 from bridge.catalogue.model import Api, Context, Plan, Values
 from bridge.config.settings import Settings
 from bridge.deploy.staging import StagedUpload
+from bridge.offload import in_thread
 from bridge.process.command import Outcome
 from bridge.process.path import CommandSpec
 from bridge.text.noise import StreamText, parse_json_output
@@ -103,7 +103,7 @@ async def parsed_extras(call: Call, stdout: str, warnings: list[str]) -> dict[st
 async def _json_extras(call: Call, stdout: str, warnings: list[str]) -> dict[str, Any]:
     if call.export_path is not None:
         try:
-            text = await asyncio.to_thread(call.export_path.read_text, encoding="utf-8")
+            text = await in_thread(call.export_path.read_text, encoding="utf-8")
             return {"data": json.loads(text)}
         except (OSError, ValueError) as exc:
             warnings.append(f"the exported file could not be read as JSON: {exc}")

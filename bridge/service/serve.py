@@ -24,6 +24,7 @@ from bridge.http.access_log import AccessLogger
 from bridge.http.app import create_app
 from bridge.http.keys import COMMANDS, SETTINGS
 from bridge.http.page import base_url
+from bridge.offload import in_thread
 from bridge.service import loop_watch
 from bridge.service.notify import Notifier
 from bridge.text.redact import LogRedactor
@@ -119,7 +120,7 @@ async def _reload(
     await ready.wait()
     notifier.reloading()
     try:
-        new = await asyncio.to_thread(reread)
+        new = await in_thread(reread)
     except ConfigError as exc:
         log.error("reload refused, the running configuration stays in force: %s", exc)
         notifier.ready(f"reload refused: {exc}")
