@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 from bridge.catalogue.installed import AirflowInfo
 from bridge.config.settings import Settings
 from bridge.http.app import create_app
-from bridge.http.keys import AIRFLOW
+from bridge.http.keys import airflow_of
 from bridge.process.warm import WarmHelper
 from bridge.service.loop_watch import watch
 from tests.demo.make_home import make_home
@@ -75,7 +75,7 @@ def airflow_info(airflow_bin: str, airflow_home: Path) -> AirflowInfo:
         runner = web.AppRunner(app)
         await runner.setup()  # the startup context: detection through the command path
         try:
-            return app[AIRFLOW]
+            return airflow_of(app)
         finally:
             await runner.cleanup()
 

@@ -4,17 +4,24 @@ what the seed APIs gain from it (issue 13's first part)."""
 from __future__ import annotations
 
 import json
+import logging
+import os
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bridge.catalogue.cli_cache import cache_in, load
 from bridge.catalogue.cli_commands import CliCommands
 from bridge.catalogue.installed import AirflowInfo
 from bridge.catalogue.model import Arg, Context, Kind
 from bridge.catalogue.planning import collect, plan_cli
 from bridge.config.settings import Settings
 from bridge.errors import RequestError
-from tests.helpers import ClientFactory, call, call_ok, dag_is_paused
+from bridge.http.app import create_app
+from bridge.http.keys import COMMANDS, INSTALLATION
+from tests.helpers import ClientFactory, call, call_ok, dag_is_paused, warm_mode
 
 pytestmark = pytest.mark.airflow
 DAG = "bridge_demo"
@@ -42,6 +49,49 @@ def test_the_parser_is_read_at_startup(airflow_info: AirflowInfo) -> None:
     )
     state = cli.command(("tasks", "state"))
     assert state is not None and state.argument("task_id") is not None
+
+
+def parser_reads(caplog: pytest.LogCaptureFixture) -> int:
+    """How many times the audit saw the CLI's parser read."""
+    audit = [r.getMessage() for r in caplog.records if r.name == "bridge.audit"]
+    return sum("cli_parser.py" in line for line in audit)
+
+
+@pytest.mark.skipif(warm_mode(), reason="the same through the helper: the cold pass runs it")
+async def test_the_parser_is_kept_and_read_again_when_the_installation_changes(
+    aiohttp_client: Any,
+    settings: Settings,
+    airflow_info: AirflowInfo,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    settings = replace(settings, warm_helper=False)
+    app = create_app(settings)  # detects, as the daemon does
+    await aiohttp_client(app)
+    installation = app[INSTALLATION]
+    # The session's own detection read the parser and kept it: this start reads none.
+    assert parser_reads(caplog) == 0
+    assert installation.reading is not None and installation.airflow.cli is not None
+    assert installation.airflow.cli.commands == airflow_info.cli.commands  # type: ignore[union-attr]
+    assert not await installation.refreshed(app[COMMANDS], settings)  # nothing changed
+    # A new version unpacked over the airflow package (its folder's mtime moves): read again.
+    package = installation.reading.cli.stamps[0][0]
+    assert package.endswith("airflow")
+    before = os.stat(package)
+    moved = before.st_mtime_ns + 1_000_000_000
+    os.utime(package, ns=(before.st_atime_ns, moved))
+    try:
+        assert await installation.refreshed(app[COMMANDS], settings)
+        assert parser_reads(caplog) == 1
+        assert "the Airflow installation changed" in caplog.text
+        assert installation.airflow.version == airflow_info.version
+        assert "dags.list-import-errors" in installation.commands.apis
+        python = installation.airflow.python
+        assert python is not None
+        kept = load(cache_in(settings.airflow_home), python, settings.child_environment(os.environ))
+        assert kept is not None and kept.cli.stamps[0][1] == (before.st_ino, moved, before.st_size)
+    finally:  # as it was (the session's warm helper watches the same folder)
+        os.utime(package, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
 async def test_output_json_where_the_installed_command_has_it(

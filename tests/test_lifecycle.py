@@ -11,7 +11,7 @@ from bridge.catalogue.installed import AirflowInfo
 from bridge.config.settings import Settings
 from bridge.deploy.staging import STAGING_PREFIX, STAGING_SUFFIX
 from bridge.http.app import create_app
-from bridge.http.keys import AIRFLOW
+from bridge.http.keys import airflow_of
 from bridge.process.ledger import FOLDER_NAME
 from tests.helpers import API, FAKE_AIRFLOW, fault, new_marker, processes_with, read_until
 
@@ -35,7 +35,7 @@ async def test_startup_tidies_up_and_sets_every_key(
     stale.write_text("half an upload")
     app = create_app(settings, fake_airflow_info)
     client = await aiohttp_client(app)
-    assert app[AIRFLOW] is fake_airflow_info
+    assert airflow_of(app) is fake_airflow_info
     assert not stale.exists()
     assert (await client.get("/health")).status == 200
 

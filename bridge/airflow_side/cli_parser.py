@@ -7,7 +7,8 @@ daemon (which has no Airflow). Output on stdout is exactly one JSON document::
 
     {"version": "2.11.2", "commands": [{"words": ["dags", "pause"], "help": "...",
       "arguments": [{"dest": "dag_id", "flags": [], "kind": "value", "nargs": null,
-                     "choices": null, "type": "str", "required": true, "help": "..."}, ...]}]}
+                     "choices": null, "type": "str", "required": true, "help": "..."}, ...]}],
+     "stamps": [["/venv/lib/python3.12/site-packages/airflow", [inode, mtime_ns, size]], ...]}
 
 ``kind`` is ``value`` (takes a value), ``flag`` (a bare switch: store_true/store_const) or
 ``count`` (-v -v). ``type`` is ``int``, ``float``, ``date`` or ``str``: what the daemon can
@@ -19,7 +20,9 @@ Airflow.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
 import sys
 from typing import Any
 
@@ -96,14 +99,36 @@ def _commands(parser: argparse.ArgumentParser, words: list[str]) -> list[dict[st
     return found
 
 
+def _stamps() -> list[list[Any]]:
+    """[path, [inode, mtime_ns, size] or None] for what the CLI depends on: the airflow
+    package, its site-packages folder (a provider installed there brings commands) and
+    airflow.cfg (the executor and auth manager add commands). Found without importing
+    Airflow, and taken before it is imported: a change made meanwhile shows up later."""
+    spec = importlib.util.find_spec("airflow")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    home = os.path.expanduser(os.environ.get("AIRFLOW_HOME") or "~/airflow")
+    config = os.environ.get("AIRFLOW_CONFIG") or os.path.join(home, "airflow.cfg")
+    paths = [*locations[:1], *(os.path.dirname(path) for path in locations[:1])]
+    stamps: list[list[Any]] = []
+    for path in [*paths, os.path.expanduser(config)]:
+        try:
+            info = os.stat(path)
+        except OSError:
+            stamps.append([path, None])
+            continue
+        stamps.append([path, [info.st_ino, info.st_mtime_ns, info.st_size]])
+    return stamps
+
+
 def main() -> int:
     report = sys.stdout
     sys.stdout = sys.stderr  # keep whatever Airflow prints out of the report
+    stamps = _stamps()
     from airflow import __version__  # type: ignore[import-not-found]
     from airflow.cli.cli_parser import get_parser  # type: ignore[import-not-found]
 
     commands = _commands(get_parser(), [])
-    document = {"version": str(__version__), "commands": commands}
+    document = {"version": str(__version__), "commands": commands, "stamps": stamps}
     report.write(json.dumps(document) + "\n")
     report.flush()
     return 0

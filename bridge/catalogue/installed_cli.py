@@ -1,9 +1,10 @@
 """The installed Airflow's CLI as its own parser describes it: every command, its positionals
 and options, their choices and types.
 
-Read at startup by ``bridge/airflow_side/cli_parser.py`` under Airflow's interpreter (through
-the command path, beside ``airflow version``); this module only turns that JSON into types
-and answers questions about it. The seed APIs' argv leaves out an optional flag the installed
+Read by ``bridge/airflow_side/cli_parser.py`` under Airflow's interpreter (through the command
+path, beside ``airflow version``, at startup unless :mod:`bridge.catalogue.cli_cache` still
+holds it, and again when the installation changes); this module only turns that JSON into
+types and answers questions about it. The seed APIs' argv leaves out an optional flag the installed
 version lacks, and refuses a caller's argument whose option it lacks, naming the version.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 CLI_PARSER = Path(__file__).parents[1] / "airflow_side" / "cli_parser.py"
 ARGUMENT_KINDS = ("value", "flag", "count")
 ARGUMENT_TYPES = ("str", "int", "float", "date", "bool")
+Stamp = tuple[int, int, int] | None  # a path's (inode, mtime_ns, size); None: not there
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class CliCommand:
 class InstalledCli:
     version: str
     commands: Mapping[tuple[str, ...], CliCommand]
+    # What the installation looked like to the reader before it imported Airflow.
+    stamps: tuple[tuple[str, Stamp], ...] = ()
 
     def command(self, words: tuple[str, ...]) -> CliCommand | None:
         return self.commands.get(tuple(words))
@@ -97,7 +101,16 @@ def parse_installed_cli(text: str) -> InstalledCli:
             tuple(_argument(raw) for raw in entry["arguments"]),
         )
         commands[command.words] = command
-    return InstalledCli(str(document["version"]), commands)
+    stamps = tuple(_stamp(raw) for raw in document.get("stamps") or ())
+    return InstalledCli(str(document["version"]), commands, stamps)
+
+
+def _stamp(raw: Any) -> tuple[str, Stamp]:
+    path, found = raw
+    if found is None:
+        return str(path), None
+    inode, mtime, size = (int(number) for number in found)
+    return str(path), (inode, mtime, size)
 
 
 def _argument(raw: Mapping[str, Any]) -> CliArgument:

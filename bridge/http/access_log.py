@@ -8,7 +8,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from bridge.http.forms import shown_arguments
-from bridge.http.keys import CLI_COMMANDS, settings_of
+from bridge.http.keys import known_cli_commands, settings_of
 from bridge.http.proxies import seen
 
 
@@ -23,7 +23,7 @@ class AccessLogger(AbstractAccessLogger):
         remote = seen(request, settings.trusted_proxies).remote if settings else request.remote
         if query:
             token = settings.rest_api_plugin_expected_http_token if settings else None
-            installed = app.get(CLI_COMMANDS) if app else None
+            installed = known_cli_commands(app)
             arguments = dict(parse_qsl(query, keep_blank_values=True))
             masked = shown_arguments(arguments, token, installed)
             target += "?" + urlencode(masked)

@@ -20,7 +20,7 @@ from bridge.deploy.dags import Deployer
 from bridge.errors import RequestError
 from bridge.http import buffered, envelope, streams
 from bridge.http.calls import Asked, Call
-from bridge.http.keys import AIRFLOW, COMMANDS, UPLOAD_LOCKS
+from bridge.http.keys import COMMANDS, UPLOAD_LOCKS, airflow_of
 from bridge.offload import in_thread
 from bridge.process import services
 from bridge.process.path import CommandPath, CommandSpec
@@ -30,7 +30,7 @@ from bridge.text.noise import parse_json_output
 
 async def airflow_version(asked: Asked) -> web.StreamResponse:
     """Answered from the version detected at startup."""
-    version = asked.request.app[AIRFLOW].version
+    version = airflow_of(asked.request.app).version
     return envelope.respond(
         envelope.finish(asked.base, http_code=200, output=version, warnings=asked.notes)
     )
@@ -57,7 +57,7 @@ async def cli(asked: Asked) -> web.StreamResponse:
     async with commands.slot(), exchange_file(plan) as exchange:
         run_date = await _run_date(asked, commands, plan) if plan.run_of else ""
         parts = [run_date if p == RUN_DATE else _exchange_path(p, exchange) for p in plan.argv]
-        argv = [app[AIRFLOW].executable, *parts]
+        argv = [airflow_of(app).executable, *parts]
         spec = CommandSpec(
             argv,
             asked.api.name,
@@ -107,7 +107,7 @@ async def _run_date(asked: Asked, commands: CommandPath, plan: Plan) -> str:
     a run the DAG does not have is a 400."""
     assert plan.run_of is not None  # called for such plans only
     dag_id, run_id = plan.run_of
-    argv = [asked.request.app[AIRFLOW].executable, "dags", "list-runs", f"--dag-id={dag_id}"]
+    argv = [airflow_of(asked.request.app).executable, "dags", "list-runs", f"--dag-id={dag_id}"]
     spec = CommandSpec([*argv, "--output=json"], asked.api.name, "find the run", asked.peer)
     found = await commands.capture(spec)
     date = (
@@ -145,7 +145,7 @@ async def exchange_file(plan: Plan) -> AsyncIterator[Path | None]:
 
 def _deployer(asked: Asked) -> Deployer:
     app = asked.request.app
-    return Deployer(app[COMMANDS], asked.settings, app[AIRFLOW], asked.peer)
+    return Deployer(app[COMMANDS], asked.settings, airflow_of(app), asked.peer)
 
 
 async def deploy_dag(asked: Asked) -> web.StreamResponse:

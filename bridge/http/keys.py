@@ -12,15 +12,15 @@ from aiohttp import web
 from bridge.catalogue.cli_commands import CliCommands
 from bridge.catalogue.installed import AirflowInfo
 from bridge.config.settings import CurrentSettings, Settings
+from bridge.http.installation import Installation
 from bridge.process.path import CommandPath
 from bridge.process.warm import WarmHelper
 
 SETTINGS: Final = web.AppKey("settings", CurrentSettings)
 COMMANDS: Final = web.AppKey("commands", CommandPath)
 UPLOAD_LOCKS: Final = web.AppKey("upload_locks", dict[str, asyncio.Lock])
-AIRFLOW: Final = web.AppKey("airflow", AirflowInfo)  # set by the startup context
-# The installed CLI's commands as APIs (empty where its parser could not be read).
-CLI_COMMANDS: Final = web.AppKey("cli_commands", CliCommands)  # set by the startup context
+# The installed Airflow, its CLI's commands as APIs: set by the startup context.
+INSTALLATION: Final = web.AppKey("installation", Installation)
 WARM_HELPER: Final = web.AppKey("warm_helper", WarmHelper)  # set when one runs
 # The envelope a request started with, so that an error answered later keeps its arguments.
 STARTED_ENVELOPE: Final = web.RequestKey("started_envelope", dict[str, Any])
@@ -29,3 +29,19 @@ STARTED_ENVELOPE: Final = web.RequestKey("started_envelope", dict[str, Any])
 def settings_of(app: web.Application) -> Settings:
     """The settings in force now (they change on reload)."""
     return app[SETTINGS].settings
+
+
+def airflow_of(app: web.Application) -> AirflowInfo:
+    """The installed Airflow now (detected again when the installation changes)."""
+    return app[INSTALLATION].airflow
+
+
+def cli_commands_of(app: web.Application) -> CliCommands:
+    """The installed CLI's commands as APIs (none where its parser could not be read)."""
+    return app[INSTALLATION].commands
+
+
+def known_cli_commands(app: web.Application | None) -> CliCommands | None:
+    """cli_commands_of(), or None before startup found them (an error or log line early)."""
+    installation = app.get(INSTALLATION) if app is not None else None
+    return installation.commands if installation is not None else None

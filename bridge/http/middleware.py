@@ -10,7 +10,7 @@ from aiohttp.typedefs import Handler
 
 from bridge.errors import RequestError
 from bridge.http import envelope, forms
-from bridge.http.keys import CLI_COMMANDS, STARTED_ENVELOPE, settings_of
+from bridge.http.keys import STARTED_ENVELOPE, known_cli_commands, settings_of
 
 log = logging.getLogger(__name__)
 
@@ -45,5 +45,5 @@ def _bare_envelope(request: web.Request) -> dict[str, Any]:
     too_long = len(request.query_string) > forms.MAX_QUERY_STRING
     query = {} if too_long else dict(request.query)
     token = settings.rest_api_plugin_expected_http_token
-    arguments = forms.shown_arguments(query, token, request.app.get(CLI_COMMANDS))
+    arguments = forms.shown_arguments(query, token, known_cli_commands(request.app))
     return envelope.start(arguments, {}, envelope.now())

@@ -33,7 +33,7 @@ from bridge.catalogue.model import KIND_HELP, MAX_INT_DIGITS, MAX_VALUE_LENGTH, 
 from bridge.catalogue.table import APIS
 from bridge.catalogue.values import ID_PATTERN, RUN_ID_PATTERN
 from bridge.config.settings import Settings
-from bridge.http.keys import AIRFLOW, settings_of
+from bridge.http.keys import airflow_of, settings_of
 from bridge.http.openapi_responses import (
     Schema,
     health,
@@ -221,7 +221,7 @@ async def openapi_json(request: web.Request) -> web.Response:
     """The document, without the token (like the test page it describes the calls)."""
     router = request.app.router
     text = _rendered(
-        request.app[AIRFLOW],
+        airflow_of(request.app),
         settings_of(request.app),
         str(router["api"].url_for()),
         str(router["health"].url_for()),

@@ -16,7 +16,7 @@ from bridge.catalogue.installed import AirflowInfo, availability
 from bridge.catalogue.model import Api, Arg, Kind
 from bridge.catalogue.table import APIS
 from bridge.config.settings import Settings
-from bridge.http.keys import AIRFLOW, CLI_COMMANDS, settings_of
+from bridge.http.keys import airflow_of, cli_commands_of, settings_of
 
 # Placeholder values for examples; required arguments only, so each example is complete.
 _EXAMPLE_VALUES = {
@@ -86,13 +86,13 @@ async def index(request: web.Request) -> web.Response:
     """The page: every API of the catalogue with its form, availability and example. No
     other site may frame it (a framed page's buttons are the operator's clicks)."""
     settings = settings_of(request.app)
-    airflow = request.app[AIRFLOW]
+    airflow = airflow_of(request.app)
     api_path = str(request.app.router["api"].url_for())
     # Where the operator reached the page (through a proxy, its public address), which is
     # where the examples must point.
     here = f"{request.scheme}://{request.host}" if "Host" in request.headers else None
     origin = here or base_url(settings)
-    answering = request.app[CLI_COMMANDS].answering(settings.cli_commands)
+    answering = cli_commands_of(request.app).answering(settings.cli_commands)
     shown = [*APIS, *answering]
     groups: dict[str, list[Api]] = {}
     for api in answering:  # grouped by the CLI's first word, as `airflow --help` does

@@ -22,11 +22,11 @@ from bridge.http import envelope, forms
 from bridge.http.calls import Asked, StreamMode
 from bridge.http.handlers import HANDLERS
 from bridge.http.keys import (
-    AIRFLOW,
-    CLI_COMMANDS,
     COMMANDS,
     STARTED_ENVELOPE,
     WARM_HELPER,
+    airflow_of,
+    cli_commands_of,
     settings_of,
 )
 from bridge.text.redact import mask_arguments
@@ -51,7 +51,7 @@ async def api(request: web.Request) -> web.StreamResponse:
         name = (raw.get("api") or [""])[0].strip().lower()
         # A seed API, or a command of the installed CLI by its dotted name; its arguments
         # are masked by its traits even when the operator does not allow it here.
-        installed = request.app[CLI_COMMANDS]
+        installed = cli_commands_of(request.app)
         known = BY_NAME.get(name) or installed.apis.get(name)
         not_here = None
         if known is not None and name not in BY_NAME:
@@ -80,7 +80,7 @@ async def api(request: web.Request) -> web.StreamResponse:
                 405,
                 headers={"Allow": ", ".join(chosen.methods)},
             )
-        airflow = request.app[AIRFLOW]
+        airflow = airflow_of(request.app)
         why_not = availability(chosen, airflow, settings.disabled_apis)
         if why_not:
             raise RequestError(why_not)
@@ -149,7 +149,7 @@ async def health(request: web.Request) -> web.Response:
         {
             "status": "OK",
             "bridge_version": bridge.__version__,
-            "airflow_version": request.app[AIRFLOW].version,
+            "airflow_version": airflow_of(request.app).version,
             "commands_running": request.app[COMMANDS].busy,
             "warm_helper": warm,
         }

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bridge.catalogue.cli_cache import configuration_of, stamp
+from bridge.catalogue.installed_cli import Stamp
 from bridge.process.pipes import OutputPipes
 from bridge.process.warm_process import WarmProcess, send_with_fds
 
@@ -40,8 +42,6 @@ START_TIMEOUT = 180.0  # importing Airflow on a loaded 2-core machine can take a
 LAUNCH_TIMEOUT = 10.0  # from the request to the child leading its own session
 SEND_TIMEOUT = 2.0  # a helper this busy is treated as unavailable: that call goes cold
 RESTART_DELAYS = (1.0, 5.0, 30.0, 120.0)  # after starts that failed in a row, back off
-
-Stamp = tuple[int, int, int] | None
 
 
 class HelperUnavailable(RuntimeError):
@@ -81,7 +81,7 @@ class _Live:
 
     def changed(self) -> list[str]:
         """The watched paths that changed since it started (blocking: stat)."""
-        return [path for path, stamp in self.watch if _stamp(path) != stamp]
+        return [path for path, then in self.watch if stamp(path) != then]
 
 
 @dataclass(frozen=True)
@@ -235,7 +235,7 @@ class WarmHelper:
             error = str(facts.get("error") or f"it exited with code {process.returncode}")
             raise HelperUnavailable(f"the warm helper did not start: {error.strip()[-2000:]}")
         ours.setblocking(False)  # from now on only the event loop sends on it
-        watch = tuple((path, _stamp(path)) for path in facts.get("watch", []))
+        watch = tuple((path, stamp(path)) for path in facts.get("watch", []))
         failed = facts.get("failed_imports") or {}
         log.info(
             "warm helper ready (pid %s, Airflow %s, warmed up in %.1f s%s)",
@@ -259,7 +259,7 @@ class WarmHelper:
         # The helper read airflow.cfg with its own environment: a command that needs another
         # configuration (a reload moved the Airflow home) must not inherit that one. The rest
         # of the environment is the child's own anyway (it gets ``env`` as its os.environ).
-        if _configuration_of(env) != _configuration_of(self.env):
+        if configuration_of(env) != configuration_of(self.env):
             return None
         changed = await asyncio.to_thread(live.changed)
         if changed:
@@ -288,25 +288,6 @@ class WarmHelper:
 
     def status(self) -> HelperStatus:
         return replace(self._status, launched=self._launched)
-
-
-def _configuration_of(env: Mapping[str, str]) -> dict[str, str]:
-    """The variables that decide what Airflow reads at import: its home, config and
-    AIRFLOW__SECTION__KEY overrides, and where Python finds modules."""
-    return {
-        key: value
-        for key, value in env.items()
-        if key.startswith("AIRFLOW") or key in ("PYTHONPATH", "PYTHONHOME", "TZ")
-    }
-
-
-def _stamp(path: str) -> Stamp:
-    """What changes when a file is edited or replaced, or a folder's entries change."""
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return (info.st_ino, info.st_mtime_ns, info.st_size)
 
 
 def _retire(live: _Live) -> None:

@@ -1,0 +1,154 @@
+"""The installed CLI's parser, kept on disk between starts and read again only when the
+installation changed.
+
+Reading the parser imports the whole of Airflow's CLI under Airflow's interpreter: seconds of
+CPU, at every start, for an answer that changes only when the installation does. A reading
+depends on the interpreter, on the reader script, on the configuration its child got (the
+``AIRFLOW_*`` variables, kept as a digest only: their values can be secrets) and on three
+paths: the ``airflow`` package, its site-packages folder (anything installed or removed there,
+a provider bringing commands) and airflow.cfg (the executor and auth manager add commands).
+The reader stamps those paths (inode, mtime, size) before it imports Airflow, so that a change
+made while it reads shows up as a change afterwards.
+
+Everything here blocks on files: call it from a worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bridge.catalogue.installed_cli import CLI_PARSER, InstalledCli, Stamp, parse_installed_cli
+
+log = logging.getLogger(__name__)
+
+CACHE_NAME = ".airflow-rest-bridge-cli.json"  # in the Airflow home, beside the ledger
+CACHE_FORMAT = 1
+
+
+def cache_in(airflow_home: Path) -> Path:
+    return airflow_home / CACHE_NAME
+
+
+def stamp(path: str) -> Stamp:
+    """What changes when a file is edited or replaced, or a folder's entries change."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+
+def configuration_of(env: Mapping[str, str]) -> dict[str, str]:
+    """The variables that decide what Airflow reads at import: its home, config and
+    AIRFLOW__SECTION__KEY overrides, and where Python finds modules."""
+    return {
+        key: value
+        for key, value in env.items()
+        if key.startswith("AIRFLOW") or key in ("PYTHONPATH", "PYTHONHOME", "TZ")
+    }
+
+
+def configuration_digest(env: Mapping[str, str]) -> str:
+    text = json.dumps(configuration_of(env), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@functools.cache
+def reader_digest() -> str:
+    """The reader script's digest: a bridge whose reader reports more reads afresh."""
+    return hashlib.sha256(CLI_PARSER.read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One reading of the installed CLI's parser, and what it depended on."""
+
+    cli: InstalledCli
+    document: str  # the reader's JSON, as it printed it
+    python: str
+    configuration: str  # configuration_digest() of the child's environment
+
+    @classmethod
+    def of(cls, document: str, python: str, env: Mapping[str, str]) -> Reading:
+        """ValueError (or KeyError, TypeError) when ``document`` is not the reader's JSON."""
+        return cls(parse_installed_cli(document), document, python, configuration_digest(env))
+
+    def observe(self, python: str | None, env: Mapping[str, str]) -> Observed:
+        """How what the reading depended on looks now."""
+        stamps = tuple((path, stamp(path)) for path, _ in self.cli.stamps)
+        return Observed(stamps, python, configuration_digest(env))
+
+    def changes(self, now: Observed) -> list[str]:
+        """What changed since the reading (empty: it still holds)."""
+        pairs = zip(self.cli.stamps, now.stamps, strict=True)
+        changed = [path for (path, then), (_, found) in pairs if found != then]
+        if now.python != self.python:
+            changed.append(f"the interpreter ({now.python})")
+        if now.configuration != self.configuration:
+            changed.append("the configuration's environment variables")
+        return changed
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What a reading depends on, as it looks at one moment."""
+
+    stamps: tuple[tuple[str, Stamp], ...]
+    python: str | None
+    configuration: str
+
+
+def load(path: Path, python: str, env: Mapping[str, str]) -> Reading | None:
+    """The cached reading, if it still holds for this installation; None otherwise."""
+    try:
+        cached: dict[str, Any] = json.loads(path.read_text("utf-8"))
+        if cached.get("format") != CACHE_FORMAT or cached.get("reader") != reader_digest():
+            return None
+        reading = Reading(
+            parse_installed_cli(str(cached["document"])),
+            str(cached["document"]),
+            str(cached["python"]),
+            str(cached["configuration"]),
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring the cached CLI parser in %s: %s", path, exc)
+        return None
+    return None if reading.changes(reading.observe(python, env)) else reading
+
+
+def store(path: Path, reading: Reading) -> None:
+    """Write the cache whole (a temporary file renamed over it); a failure only costs the
+    next start a reading."""
+    cached = {
+        "format": CACHE_FORMAT,
+        "reader": reader_digest(),
+        "python": reading.python,
+        "configuration": reading.configuration,
+        "document": reading.document,
+    }
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    try:
+        with open(partial, "w", encoding="utf-8", opener=_private) as out:
+            json.dump(cached, out)
+        os.replace(partial, path)
+    except OSError as exc:
+        log.warning(
+            "cannot keep the CLI parser in %s (%s); the next start reads it again", path, exc
+        )
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+
+
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)

@@ -1,0 +1,134 @@
+"""The installed CLI's parser kept between starts (bridge.catalogue.cli_cache): it holds while
+the installation is as the reader saw it, and not a moment after; the configuration's secrets
+never reach the file. And a running daemon that sees a change but cannot detect Airflow again
+keeps its answer (bridge.http.installation). The integration suite reads, caches and refreshes
+the real parser."""
+
+from __future__ import annotations
+
+import json
+import logging
+import stat
+from pathlib import Path
+
+import pytest
+
+from bridge.catalogue import cli_cache
+from bridge.catalogue.cli_cache import Reading, cache_in, load, stamp, store
+from bridge.catalogue.installed import AirflowInfo
+from bridge.config.settings import CurrentSettings
+from bridge.http.installation import Installation
+from bridge.process.ledger import Ledger
+from bridge.process.path import CommandPath
+from tests.helpers import cli_argument, settings_for
+
+PYTHON = "/opt/airflow/bin/python"
+SECRET = "s3cret-password"
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> dict[str, Path]:
+    """What the reader stamps: the airflow package, its site-packages, airflow.cfg."""
+    packages = tmp_path / "site-packages"
+    (packages / "airflow").mkdir(parents=True)
+    config = tmp_path / "airflow.cfg"
+    config.write_text("[core]\n")
+    return {"package": packages / "airflow", "packages": packages, "config": config}
+
+
+def document(site: dict[str, Path], version: str = "3.3.2") -> str:
+    """A reader's JSON, stamped as ``site`` is now."""
+    stamps = []
+    for path in site.values():
+        found = stamp(str(path))
+        stamps.append([str(path), list(found) if found else None])
+    commands = [{"words": ["dags", "list"], "help": "", "arguments": [cli_argument("output")]}]
+    return json.dumps({"version": version, "commands": commands, "stamps": stamps})
+
+
+ENV = {"AIRFLOW_HOME": "/srv/airflow", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"x://u:{SECRET}@h"}
+
+
+def stored(tmp_path: Path, site: dict[str, Path]) -> Path:
+    path = cache_in(tmp_path)
+    store(path, Reading.of(document(site), PYTHON, ENV))
+    return path
+
+
+def test_a_kept_reading_holds_while_nothing_changed(tmp_path: Path, site: dict[str, Path]) -> None:
+    path = stored(tmp_path, site)
+    reading = load(path, PYTHON, dict(ENV, PATH="/usr/bin"))  # PATH is not configuration
+    assert reading is not None
+    assert [c.name for c in reading.cli.commands.values()] == ["dags.list"]
+    assert reading.cli.version == "3.3.2"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert SECRET not in path.read_text()  # the configuration is kept as a digest only
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+
+
+@pytest.mark.parametrize("change", ["package", "packages", "config"])
+def test_a_changed_installation_is_read_again(
+    tmp_path: Path, site: dict[str, Path], change: str
+) -> None:
+    path = stored(tmp_path, site)
+    if change == "config":
+        site["config"].write_text("[core]\nexecutor = CeleryExecutor\n")
+    else:  # a provider or a new version unpacked there
+        (site[change] / "new").mkdir()
+    assert load(path, PYTHON, ENV) is None
+
+
+def test_another_interpreter_configuration_or_reader_reads_again(
+    tmp_path: Path, site: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = stored(tmp_path, site)
+    assert load(path, "/usr/bin/python3", ENV) is None
+    assert load(path, PYTHON, dict(ENV, AIRFLOW__CORE__EXECUTOR="CeleryExecutor")) is None
+    monkeypatch.setattr(cli_cache, "reader_digest", lambda: "a newer reader")
+    assert load(path, PYTHON, ENV) is None
+
+
+def test_a_damaged_or_missing_cache_is_read_again(
+    tmp_path: Path, site: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    path = cache_in(tmp_path)
+    assert load(path, PYTHON, ENV) is None
+    assert caplog.text == ""  # the first start: nothing to say
+    path.write_text('{"format": 1, "reader": "')
+    assert load(path, PYTHON, ENV) is None
+    assert "ignoring the cached CLI parser" in caplog.text
+
+
+def test_a_cache_that_cannot_be_written_costs_only_a_reading(
+    tmp_path: Path, site: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    home = tmp_path / "home"
+    cache_in(home).mkdir(parents=True)  # in the way, even for root
+    store(cache_in(home), Reading.of(document(site), PYTHON, ENV))
+    assert "the next start reads it" in caplog.text
+    assert [path.name for path in home.iterdir()] == [cli_cache.CACHE_NAME]  # no partial file
+
+
+async def test_a_change_that_cannot_be_detected_keeps_the_answer_and_is_not_retried(
+    tmp_path: Path, site: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Airflow half-upgraded (its executable gone): the daemon answers as before, says so
+    once, and tries again at the next change, not at every look."""
+    caplog.set_level(logging.INFO)
+    reading = Reading.of(document(site), PYTHON, ENV)
+    airflow = AirflowInfo("/nonexistent/airflow", "3.3.2", 3, frozenset({"dags"}), PYTHON)
+    installation = Installation(airflow, reading)
+    settings = settings_for(tmp_path, "/nonexistent/airflow", airflow_python=None)
+    commands = CommandPath(CurrentSettings(settings), Ledger(tmp_path / "ledger"))
+    before = installation.commands
+    (site["packages"] / "apache_airflow-3.4.0.dist-info").mkdir()
+    assert not await installation.refreshed(commands, settings)
+    assert installation.airflow is airflow and installation.commands is before
+    assert "the Airflow installation changed" in caplog.text
+    assert "still answering as Airflow 3.3.2: cannot run /nonexistent/airflow" in caplog.text
+    caplog.clear()
+    assert not await installation.refreshed(commands, settings)
+    assert caplog.text == ""  # the same state: not detected again
+    site["config"].write_text("[core]\nload_examples = False\n")
+    assert not await installation.refreshed(commands, settings)
+    assert "still answering" in caplog.text  # a further change: tried again
