@@ -321,6 +321,10 @@ def run_cli() -> int:
     for thread in threading.enumerate():
         if thread is not threading.main_thread() and not thread.daemon:
             thread.join()
+    # Airflow's and logging's exit handlers (flushing log files, disposing the ORM), without
+    # the interpreter's finalization: the public way, unwinding the child to sys.exit(),
+    # tears down every module Airflow imported and costs ~60 ms more per command (11 ms
+    # against 72 ms from fork to reaped on 3.3.2, this 2-core machine).
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
