@@ -28,18 +28,28 @@ SECRET = "s3cret-password"
 
 @pytest.fixture
 def site(tmp_path: Path) -> dict[str, Path]:
-    """What the reader stamps: the airflow package, its site-packages, airflow.cfg."""
+    """What the reader stamps: the airflow package's __init__.py, the distributions beside
+    it, airflow.cfg (and, not stamped itself, site-packages)."""
     packages = tmp_path / "site-packages"
     (packages / "airflow").mkdir(parents=True)
+    (packages / "airflow" / "__init__.py").write_text("__version__ = '3.3.2'\n")
+    (packages / "apache_airflow-3.3.2.dist-info").mkdir()
     config = tmp_path / "airflow.cfg"
     config.write_text("[core]\n")
-    return {"package": packages / "airflow", "packages": packages, "config": config}
+    return {
+        "package": packages / "airflow" / "__init__.py",
+        "distributions": packages / "*.dist-info",
+        "config": config,
+        "site-packages": packages,
+    }
 
 
 def document(site: dict[str, Path], version: str = "3.3.2") -> str:
     """A reader's JSON, stamped as ``site`` is now."""
     stamps = []
-    for path in site.values():
+    for name, path in site.items():
+        if name == "site-packages":
+            continue
         found = stamp(str(path))
         stamps.append([str(path), list(found) if found else None])
     commands = [{"words": ["dags", "list"], "help": "", "arguments": [cli_argument("output")]}]
@@ -66,16 +76,31 @@ def test_a_kept_reading_holds_while_nothing_changed(tmp_path: Path, site: dict[s
     assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
 
 
-@pytest.mark.parametrize("change", ["package", "packages", "config"])
+@pytest.mark.parametrize("change", ["upgrade", "provider", "removed", "config"])
 def test_a_changed_installation_is_read_again(
     tmp_path: Path, site: dict[str, Path], change: str
 ) -> None:
     path = stored(tmp_path, site)
-    if change == "config":
+    packages = site["site-packages"]
+    if change == "upgrade":  # pip writes the new version's files anew
+        site["package"].unlink()
+        site["package"].write_text("__version__ = '3.3.3'\n")
+    elif change == "provider":
+        (packages / "apache_airflow_providers_celery-3.10.0.dist-info").mkdir()
+    elif change == "removed":
+        (packages / "apache_airflow-3.3.2.dist-info").rmdir()
+    else:
         site["config"].write_text("[core]\nexecutor = CeleryExecutor\n")
-    else:  # a provider or a new version unpacked there
-        (site[change] / "new").mkdir()
     assert load(path, PYTHON, ENV) is None
+
+
+def test_python_writing_bytecode_changes_nothing(tmp_path: Path, site: dict[str, Path]) -> None:
+    """A fresh virtualenv without compiled bytecode: every first import writes __pycache__
+    into the package's and site-packages' folders, moving their mtimes."""
+    path = stored(tmp_path, site)
+    (site["site-packages"] / "__pycache__").mkdir()
+    (site["package"].parent / "__pycache__").mkdir()
+    assert load(path, PYTHON, ENV) is not None
 
 
 def test_another_interpreter_configuration_or_reader_reads_again(
@@ -121,7 +146,7 @@ async def test_a_change_that_cannot_be_detected_keeps_the_answer_and_is_not_retr
     settings = settings_for(tmp_path, "/nonexistent/airflow", airflow_python=None)
     commands = CommandPath(CurrentSettings(settings), Ledger(tmp_path / "ledger"))
     before = installation.commands
-    (site["packages"] / "apache_airflow-3.4.0.dist-info").mkdir()
+    (site["site-packages"] / "apache_airflow-3.4.0.dist-info").mkdir()
     assert not await installation.refreshed(commands, settings)
     assert installation.airflow is airflow and installation.commands is before
     assert "the Airflow installation changed" in caplog.text

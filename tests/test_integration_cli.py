@@ -74,9 +74,10 @@ async def test_the_parser_is_kept_and_read_again_when_the_installation_changes(
     assert installation.reading is not None and installation.airflow.cli is not None
     assert installation.airflow.cli.commands == airflow_info.cli.commands  # type: ignore[union-attr]
     assert not await installation.refreshed(app[COMMANDS], settings)  # nothing changed
-    # A new version unpacked over the airflow package (its folder's mtime moves): read again.
+    # A new version unpacked over the airflow package (its __init__.py replaced): read again.
     package = installation.reading.cli.stamps[0][0]
-    assert package.endswith("airflow")
+    assert package.endswith("airflow/__init__.py")
+    assert installation.reading.cli.stamps[1][0].endswith("site-packages/*.dist-info")
     before = os.stat(package)
     moved = before.st_mtime_ns + 1_000_000_000
     os.utime(package, ns=(before.st_atime_ns, moved))

@@ -8,7 +8,8 @@ daemon (which has no Airflow). Output on stdout is exactly one JSON document::
     {"version": "2.11.2", "commands": [{"words": ["dags", "pause"], "help": "...",
       "arguments": [{"dest": "dag_id", "flags": [], "kind": "value", "nargs": null,
                      "choices": null, "type": "str", "required": true, "help": "..."}, ...]}],
-     "stamps": [["/venv/lib/python3.12/site-packages/airflow", [inode, mtime_ns, size]], ...]}
+     "stamps": [["/venv/lib/python3.12/site-packages/airflow/__init__.py",
+                 [inode, mtime_ns, size]], ...]}
 
 ``kind`` is ``value`` (takes a value), ``flag`` (a bare switch: store_true/store_const) or
 ``count`` (-v -v). ``type`` is ``int``, ``float``, ``date`` or ``str``: what the daemon can
@@ -20,12 +21,14 @@ Airflow.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import os
 import sys
 from typing import Any
 
+DISTRIBUTIONS = "/*.dist-info"  # a stamp path ending so: the distributions in that folder
 # Airflow's type functions, by name, as far as the daemon can check them itself.
 _INT_TYPES = {"int", "positive_int"}
 _FLOAT_TYPES = {"float"}
@@ -100,24 +103,36 @@ def _commands(parser: argparse.ArgumentParser, words: list[str]) -> list[dict[st
 
 
 def _stamps() -> list[list[Any]]:
-    """[path, [inode, mtime_ns, size] or None] for what the CLI depends on: the airflow
-    package, its site-packages folder (a provider installed there brings commands) and
-    airflow.cfg (the executor and auth manager add commands). Found without importing
-    Airflow, and taken before it is imported: a change made meanwhile shows up later."""
+    """[path, stamp] for what the CLI depends on: the airflow package (its __init__.py is
+    replaced by an upgrade), the distributions installed beside it (a provider brings
+    commands) and airflow.cfg (the executor and auth manager add commands). Found without
+    importing Airflow, and taken before it is imported: a change made meanwhile shows up
+    later. Folders' own mtimes are no stamp: Python writing __pycache__ changes them."""
     spec = importlib.util.find_spec("airflow")
-    locations = list(spec.submodule_search_locations or []) if spec else []
+    package = (list(spec.submodule_search_locations or []) or [""])[0] if spec else ""
     home = os.path.expanduser(os.environ.get("AIRFLOW_HOME") or "~/airflow")
     config = os.environ.get("AIRFLOW_CONFIG") or os.path.join(home, "airflow.cfg")
-    paths = [*locations[:1], *(os.path.dirname(path) for path in locations[:1])]
-    stamps: list[list[Any]] = []
-    for path in [*paths, os.path.expanduser(config)]:
-        try:
-            info = os.stat(path)
-        except OSError:
-            stamps.append([path, None])
-            continue
-        stamps.append([path, [info.st_ino, info.st_mtime_ns, info.st_size]])
-    return stamps
+    paths = [
+        os.path.join(package, "__init__.py"),
+        os.path.join(os.path.dirname(package), "*.dist-info"),
+    ]
+    return [[path, _stamp(path)] for path in [*paths, os.path.expanduser(config)]]
+
+
+def _stamp(path: str) -> list[int] | None:
+    """As bridge.catalogue.cli_cache.stamp() (this runs under Airflow's interpreter and cannot
+    import the bridge): a file's inode, mtime and size; for FOLDER/*.dist-info, the number
+    and a digest of the names of the distributions installed there."""
+    try:
+        if path.endswith(DISTRIBUTIONS):
+            folder = os.path.dirname(path)
+            names = sorted(n for n in os.listdir(folder) if n.endswith(".dist-info"))
+            digest = hashlib.sha256("\n".join(names).encode()).digest()
+            return [len(names), int.from_bytes(digest[:7], "big"), 0]
+        info = os.stat(path)
+    except OSError:
+        return None
+    return [info.st_ino, info.st_mtime_ns, info.st_size]
 
 
 def main() -> int:

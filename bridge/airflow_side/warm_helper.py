@@ -125,8 +125,10 @@ def warm_up() -> dict[str, Any]:
     package = os.path.dirname(str(airflow.__file__))
     watch = [
         configuration.AIRFLOW_CONFIG,
-        package,
-        os.path.dirname(package),  # site-packages: changes when anything is (un)installed
+        str(airflow.__file__),  # replaced by an upgrade
+        # The distributions installed beside it (bridge.catalogue.cli_cache.stamp): not the
+        # folder's mtime, which moves whenever Python writes __pycache__.
+        os.path.join(os.path.dirname(package), "*.dist-info"),
         configuration.conf.get("core", "plugins_folder", fallback=""),
     ]
     return {

@@ -5,8 +5,9 @@ Reading the parser imports the whole of Airflow's CLI under Airflow's interprete
 CPU, at every start, for an answer that changes only when the installation does. A reading
 depends on the interpreter, on the reader script, on the configuration its child got (the
 ``AIRFLOW_*`` variables, kept as a digest only: their values can be secrets) and on three
-paths: the ``airflow`` package, its site-packages folder (anything installed or removed there,
-a provider bringing commands) and airflow.cfg (the executor and auth manager add commands).
+stamps: the ``airflow`` package's ``__init__.py`` (an upgrade replaces it), the distributions
+installed beside it (a provider brings commands) and airflow.cfg (the executor and auth
+manager add commands).
 The reader stamps those paths (inode, mtime, size) before it imports Airflow, so that a change
 made while it reads shows up as a change afterwards.
 
@@ -38,9 +39,19 @@ def cache_in(airflow_home: Path) -> Path:
     return airflow_home / CACHE_NAME
 
 
+DISTRIBUTIONS = "/*.dist-info"  # a stamp path ending so: the distributions in that folder
+
+
 def stamp(path: str) -> Stamp:
-    """What changes when a file is edited or replaced, or a folder's entries change."""
+    """What changes when a file is edited or replaced (inode, mtime, size), or, for
+    ``FOLDER/*.dist-info``, when a distribution is installed or removed there (their number
+    and a digest of their names: the folder's own mtime also moves when Python writes
+    __pycache__). The reader (airflow_side/cli_parser.py) stamps the same way."""
     try:
+        if path.endswith(DISTRIBUTIONS):
+            names = sorted(n for n in os.listdir(os.path.dirname(path)) if n.endswith(".dist-info"))
+            digest = hashlib.sha256("\n".join(names).encode()).digest()
+            return (len(names), int.from_bytes(digest[:7], "big"), 0)
         info = os.stat(path)
     except OSError:
         return None
