@@ -4,6 +4,7 @@
 
 const body = document.body;
 const apiUrl = body.dataset.apiUrl;
+const jobsUrl = body.dataset.jobsUrl;
 const tokenHeader = body.dataset.tokenHeader;
 const tokenField = document.getElementById("token");
 const TOKEN_KEY = "airflow-rest-bridge-token";
@@ -59,9 +60,19 @@ function showEnvelope(ui, status, envelope) {
   ui.output.textContent = JSON.stringify(shown, null, 2);
 }
 
+// A streamed call is a job (its first record names it): Cancel stops the job, not only the
+// connection, which would leave its command waiting reattach_wait seconds for a reader.
 async function streamCall(form, ui) {
   const controller = new AbortController();
-  ui.cancel.onclick = () => controller.abort();
+  let jobId = null;
+  ui.cancel.onclick = () => {
+    controller.abort();
+    if (jobId) {
+      fetch(`${jobsUrl}/${encodeURIComponent(jobId)}`, { method: "DELETE", headers: headers({}) })
+        .then(() => loadJobs())
+        .catch(() => {});
+    }
+  };
   const url = `${apiUrl}?api=${encodeURIComponent(form.dataset.api)}&stream=ndjson`;
   const response = await fetch(url, {
     method: "POST",
@@ -87,7 +98,9 @@ async function streamCall(form, ui) {
     for (const line of lines) {
       if (!line) continue;
       const event = JSON.parse(line);
-      if (event.event === "output") {
+      if (event.event === "job") {
+        jobId = event.job_id;
+      } else if (event.event === "output") {
         ui.output.append(document.createTextNode(event.text));
       } else if (event.event === "result") {
         const ok = event.status === "OK";
@@ -183,6 +196,140 @@ function curlOf(form) {
   return words.join(" ");
 }
 
+// Jobs: started with "Run as a job" (detach=true), they run on without this page. The list
+// is read on demand; following one replays its output from the start, then live.
+const jobsList = document.getElementById("jobs-list");
+const jobStatus = document.getElementById("job-status");
+const jobOutput = document.getElementById("job-output");
+let following = null; // the AbortController of the job followed now
+
+function cell(row, text, className) {
+  const td = row.insertCell();
+  td.textContent = text;
+  if (className) td.className = className;
+  return td;
+}
+
+async function loadJobs() {
+  const response = await fetch(jobsUrl, { headers: headers({}) });
+  if (!response.ok) {
+    jobStatus.textContent = describeError(response.status, await response.json());
+    jobStatus.className = "status error";
+    return;
+  }
+  const { jobs } = await response.json();
+  jobsList.replaceChildren();
+  for (const job of jobs) {
+    const row = jobsList.insertRow();
+    row.dataset.jobId = job.job_id;
+    cell(row, job.job_id).classList.add("job-id");
+    cell(row, job.api);
+    cell(row, job.state, `state state-${job.state}`);
+    cell(row, `${job.output_size} bytes${job.output_cut ? " (cut)" : ""}`);
+    const actions = cell(row, "", "actions");
+    const follow = document.createElement("button");
+    follow.type = "button";
+    follow.className = "follow";
+    follow.textContent = "Follow";
+    follow.addEventListener("click", () => followJob(job.job_id));
+    actions.append(follow);
+    if (job.state === "queued" || job.state === "running") {
+      const cancel = document.createElement("button");
+      cancel.type = "button";
+      cancel.className = "cancel-job";
+      cancel.textContent = "Cancel";
+      cancel.addEventListener("click", () => cancelJob(job.job_id));
+      actions.append(cancel);
+    }
+  }
+}
+
+async function followJob(jobId) {
+  if (following) following.abort();
+  const controller = new AbortController();
+  following = controller;
+  jobOutput.textContent = "";
+  jobStatus.textContent = `following job ${jobId}…`;
+  jobStatus.className = "status";
+  try {
+    const response = await fetch(`${jobsUrl}/${encodeURIComponent(jobId)}/output?stream=ndjson`, {
+      headers: headers({ Accept: "application/x-ndjson" }),
+      signal: controller.signal,
+    });
+    if (!response.ok) {
+      jobStatus.textContent = describeError(response.status, await response.json());
+      jobStatus.className = "status error";
+      return;
+    }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let pending = "";
+    let listed = false; // the list shows the job running once its output comes
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      pending += decoder.decode(value, { stream: true });
+      const lines = pending.split("\n");
+      pending = lines.pop();
+      for (const line of lines) {
+        if (!line) continue;
+        const event = JSON.parse(line);
+        if (event.event === "output") {
+          jobOutput.append(document.createTextNode(event.text));
+          if (!listed) {
+            listed = true;
+            loadJobs();
+          }
+        } else if (event.event === "result") {
+          jobStatus.textContent = `job ${jobId}: ${event.state} · ${summary(event)}`;
+          jobStatus.className = `status ${event.state === "succeeded" ? "ok" : "error"}`;
+        }
+      }
+    }
+    await loadJobs();
+  } catch (error) {
+    if (error.name !== "AbortError") {
+      jobStatus.textContent = `Following failed: ${error.message}`;
+      jobStatus.className = "status error";
+    }
+  }
+}
+
+async function cancelJob(jobId) {
+  const response = await fetch(`${jobsUrl}/${encodeURIComponent(jobId)}`, {
+    method: "DELETE",
+    headers: headers({}),
+  });
+  const job = await response.json();
+  if (!response.ok) {
+    jobStatus.textContent = describeError(response.status, job);
+    jobStatus.className = "status error";
+  }
+  await loadJobs();
+}
+
+async function detachCall(form, ui) {
+  const params = new URLSearchParams({ api: form.dataset.api, detach: "true" });
+  const response = await fetch(`${apiUrl}?${params}`, {
+    method: "POST",
+    headers: headers({}),
+    body: formBody(form),
+  });
+  const envelope = await response.json();
+  if (response.status !== 202) {
+    showEnvelope(ui, response.status, envelope);
+    return;
+  }
+  ui.status.textContent = `Job ${envelope.job_id} started: follow or cancel it under Jobs.`;
+  ui.status.className = "status ok";
+  await loadJobs();
+  document.getElementById("jobs").scrollIntoView();
+  followJob(envelope.job_id);
+}
+
+document.getElementById("jobs-refresh").addEventListener("click", loadJobs);
+if (!tokenField || tokenField.value) loadJobs(); // without the token it would be a 403
+
 for (const form of document.querySelectorAll("form.call")) {
   const copy = form.querySelector("button.copy-curl");
   const shown = form.querySelector(".curl");
@@ -203,6 +350,19 @@ for (const form of document.querySelectorAll("form.call")) {
     status: form.querySelector(".status"),
     output: form.querySelector(".output"),
   };
+  const detach = form.querySelector("button.detach");
+  if (detach) {
+    detach.addEventListener("click", async () => {
+      if (!form.reportValidity()) return;
+      ui.output.textContent = "";
+      try {
+        await detachCall(form, ui);
+      } catch (error) {
+        ui.status.textContent = `Request failed: ${error.message}`;
+        ui.status.className = "status error";
+      }
+    });
+  }
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     ui.output.textContent = "";

@@ -21,6 +21,7 @@ from tests.helpers import (
     DAG_SOURCE,
     ClientFactory,
     commands_of,
+    live_members,
     new_marker,
     processes_with,
     unique_date,
@@ -256,4 +257,41 @@ async def test_the_installed_clis_commands_grouped_filtered_and_copied_as_curl(
     curl = await runs.locator(".curl code").inner_text()
     assert curl.startswith("curl -N -H ") and "$BRIDGE_TOKEN" in curl and TOKEN not in curl
     assert "api=dags.list-runs" in curl and "dag_id=bridge_demo" in curl, curl
+    assert watched.problems == []
+
+
+async def test_the_jobs_panel_detaches_reattaches_and_cancels(
+    browser: Browser, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    client = await make_client()
+    watched = await open_page(browser, client)
+    page = watched.page
+    form = page.locator("form[data-api=test]")
+    for name, value in {"dag_id": "bridge_long", "task_id": "ticks"}.items():
+        await form.locator(f"[name='{name}']").fill(value)
+    await form.locator("[name='execution_date']").fill(unique_date(2025))
+    await form.locator("button.detach").click()
+    await expect(form.locator(".status")).to_contain_text("started: follow or cancel it")
+    # The page follows the new job at once: its output arrives live.
+    jobs = page.locator("#jobs")
+    await expect(jobs.locator("#job-output")).to_contain_text("tick 2", timeout=60_000)
+    row = jobs.locator("#jobs-list tr").first
+    await expect(row.locator(".state")).to_have_text("running")
+    job_id = await row.get_attribute("data-job-id")
+    assert job_id
+    # Reattach: Follow replays the output from its start, then goes on live.
+    await page.reload()
+    await expect(row.locator(".state")).to_have_text("running")
+    await row.locator("button.follow").click()
+    await expect(jobs.locator("#job-output")).to_contain_text("tick 1")
+    await expect(jobs.locator("#job-output")).to_contain_text("tick 4", timeout=60_000)
+    await jobs.scroll_into_view_if_needed()
+    shots = DOCS if os.environ.get("BRIDGE_UPDATE_SCREENSHOT") else tmp_path
+    await jobs.screenshot(path=str(shots / "jobs-panel.png"))
+    # Cancel: the command's session is stopped, the follower sees the end.
+    pid = (await (await client.get(f"/admin/rest_api/jobs/{job_id}")).json())["pid"]
+    await row.locator("button.cancel-job").click()
+    await expect(jobs.locator("#job-status")).to_contain_text("cancelled", timeout=60_000)
+    await expect(row.locator(".state")).to_have_text("cancelled")
+    assert live_members(session=pid) == []
     assert watched.problems == []

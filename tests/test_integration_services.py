@@ -29,7 +29,7 @@ pytestmark = pytest.mark.airflow
 async def test_foreground_scheduler_streams_until_the_client_leaves(
     make_client: ClientFactory, airflow_home: Path
 ) -> None:
-    client = await make_client()
+    client = await make_client(reattach_wait=0)
     commands = commands_of(client)
     marker = new_marker("sched")
     response = await client.get(
@@ -37,6 +37,7 @@ async def test_foreground_scheduler_streams_until_the_client_leaves(
         params={"api": "scheduler", "stream": "ndjson", "log-file": f"{marker}.log"},
     )
     assert response.status == 200
+    assert b'"event": "job"' in await response.content.readline()  # the stream's job first
     first = await response.content.readline()  # any output: the scheduler is up and streaming
     assert b'"event": "output"' in first
     started = processes_with(marker)[0]

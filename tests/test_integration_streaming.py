@@ -58,6 +58,10 @@ async def test_ndjson_stream(make_client: ClientFactory) -> None:
     assert commands.busy == 1
     lines = (early + await response.read()).decode().splitlines()
     events = [json.loads(line) for line in lines]
+    # First the job the stream is (a dropped client reattaches to it), last the result.
+    job = events.pop(0)
+    assert job["event"] == "job" and job["job_id"] == response.headers["X-Job-Id"]
+    assert job["location"] == f"/admin/rest_api/jobs/{job['job_id']}"
     assert all(e["event"] == "output" for e in events[:-1])
     assert {e["stream"] for e in events[:-1]} <= {"stdout", "stderr"}
     text = "".join(e["text"] for e in events[:-1])
@@ -67,7 +71,7 @@ async def test_ndjson_stream(make_client: ClientFactory) -> None:
 
 
 async def test_dropped_stream_leaves_no_process(make_client: ClientFactory) -> None:
-    client = await make_client()
+    client = await make_client(reattach_wait=0)
     commands = commands_of(client)
     date = unique_date(2021)  # appears in the command line of the CLI process
     response = await client.get(API, params=slow_lines(date, stream="ndjson"))

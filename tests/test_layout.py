@@ -26,7 +26,7 @@ LAYERS = (
     ("config",),
     ("catalogue",),
     ("process",),
-    ("deploy",),
+    ("deploy", "jobs"),
     ("http",),
     ("service",),
     ("cli", "docs", "__main__"),

@@ -54,6 +54,14 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def non_negative_seconds(text: str) -> float:
+    expected = "must be a number of seconds, 0 or more"
+    value: float = _number(text, float, expected)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(expected)
+    return value
+
+
 def positive_seconds(text: str) -> float:
     expected = "must be a positive number of seconds"
     value: float = _number(text, float, expected)

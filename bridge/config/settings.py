@@ -196,7 +196,13 @@ class Settings:
         True,
         parsers.parse_bool,
         "Stop a command's process group when its client goes away (a stream or a buffered "
-        "call). False lets it run on, its output discarded, until it ends or times out.",
+        "call). False lets it run on until it ends or times out (a stream's as a job).",
+    )
+    reattach_wait: float = setting(
+        30.0,
+        parsers.non_negative_seconds,
+        "Seconds the command of a stream whose client left waits for one to reattach (GET "
+        ".../jobs/ID/output) before kill_on_disconnect stops it; 0: at once.",
     )
     warm_helper: bool = setting(
         True,
@@ -247,6 +253,32 @@ class Settings:
         parsers.non_negative_int,
         "Backups kept per DAG file name; 0 keeps all.",
     )
+    jobs_folder: Path | None = setting(
+        None,
+        parsers.optional_path,
+        "Where jobs (detach=true) keep their record and output, so that both outlive the "
+        "connection and a restart of the daemon.",
+        unset="<Airflow home>/.airflow-rest-bridge-jobs",
+        example="/var/lib/airflow-rest-bridge/jobs",
+        restart=True,
+    )
+    job_output_limit: int = setting(
+        64 * 1024 * 1024,
+        parsers.size,
+        "Output kept on disk per job, in bytes (64 MiB; same suffixes); beyond it the job's "
+        "output ends with a line saying where it was cut, and the command runs on.",
+    )
+    jobs_to_keep: int = setting(
+        100,
+        parsers.non_negative_int,
+        "Finished jobs kept, newest first (with job_max_age, whichever removes first); 0 "
+        "keeps all.",
+    )
+    job_max_age: float = setting(
+        7 * 24 * 3600.0,
+        parsers.positive_seconds,
+        "Seconds a finished job and its output are kept (7 days).",
+    )
     tls_cert_file: Path | None = setting(
         None,
         parsers.optional_path,
@@ -266,6 +298,11 @@ class Settings:
     def auth_enabled(self) -> bool:
         """True when requests must carry the token header."""
         return bool(self.rest_api_plugin_expected_http_token)
+
+    @property
+    def jobs_path(self) -> Path:
+        """jobs_folder, or its place in the Airflow home."""
+        return self.jobs_folder or self.airflow_home / ".airflow-rest-bridge-jobs"
 
     @property
     def tls_enabled(self) -> bool:

@@ -13,10 +13,11 @@ from aiohttp import web
 import bridge
 from bridge.catalogue.installed import AirflowInfo
 from bridge.config.settings import CurrentSettings, Settings
-from bridge.http import auth, browsers, lifecycle, openapi, page, proxies, views
+from bridge.http import auth, browsers, jobs, lifecycle, openapi, page, proxies, views
 from bridge.http.forms import MAX_QUERY_STRING
-from bridge.http.keys import COMMANDS, SETTINGS, UPLOAD_LOCKS
+from bridge.http.keys import COMMANDS, JOBS, SETTINGS, UPLOAD_LOCKS
 from bridge.http.middleware import error_middleware
+from bridge.jobs.board import Jobs
 from bridge.process.ledger import Ledger, folder_in
 from bridge.process.path import CommandPath
 from bridge.process.warm import WarmHelper
@@ -58,6 +59,7 @@ def create_app(
     app[SETTINGS] = current
     app[COMMANDS] = CommandPath(current, Ledger(folder_in(settings.airflow_home)))
     app[UPLOAD_LOCKS] = {}
+    app[JOBS] = Jobs(settings.jobs_path)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
@@ -73,6 +75,10 @@ def create_app(
             web.get(PREFIX, views.index_redirect, name="index_redirect"),
             web.route("*", API_PATH, views.api, name="api"),
             web.get(f"{PREFIX}/openapi.json", openapi.openapi_json, name="openapi"),
+            web.get(jobs.JOBS_PATH, jobs.job_list, name="jobs"),
+            web.get(f"{jobs.JOBS_PATH}/{{job_id}}", jobs.job_status, name="job"),
+            web.delete(f"{jobs.JOBS_PATH}/{{job_id}}", jobs.job_cancel, name="job_cancel"),
+            web.get(f"{jobs.JOBS_PATH}/{{job_id}}/output", jobs.job_output, name="job_output"),
             web.static(f"{PREFIX}/static", resource_dir("static"), name="static"),
         ]
     )

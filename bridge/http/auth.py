@@ -1,4 +1,4 @@
-"""The seed's header token: checked in constant time on the API endpoint only.
+"""The seed's header token: checked in constant time on the API and jobs endpoints only.
 
 The test page, its static files, the OpenAPI document and /health are served without the
 token (the page asks for it and sends it with every call).
@@ -16,7 +16,8 @@ from bridge.http import envelope
 from bridge.http.keys import settings_of
 
 log = logging.getLogger(__name__)
-PROTECTED_ROUTES = frozenset({"api"})  # route names (bridge.http.app's table)
+# Route names (bridge.http.app's table): the API and the jobs it starts.
+PROTECTED_ROUTES = frozenset({"api", "jobs", "job", "job_cancel", "job_output"})
 
 
 def token_matches(presented: str | None, expected: str) -> bool:

@@ -39,6 +39,7 @@ class Asked:
     want_json: bool  # output=json
     upload: StagedUpload | None = None  # an uploaded file, staged while the body arrived
     notes: list[str] = field(default_factory=list)  # warnings about the request itself
+    detach: bool = False  # answer 202 and run the command as a job
 
     @property
     def peer(self) -> str:

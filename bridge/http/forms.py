@@ -39,7 +39,7 @@ PARSE_ON_THE_LOOP = 64 * 1024
 # Where a multipart file part is taken, from the catalogue's argument traits.
 FILE_FIELDS = ", ".join(f"{a.name} ({g.name})" for a in APIS for g in a.args if g.takes_file_part)
 # Read by the bridge itself, not by the catalogue (which checks only the APIs' arguments).
-CONTROL_NAMES = ("api", "stream", "output")
+CONTROL_NAMES = ("api", "stream", "output", "detach")
 
 
 @dataclass

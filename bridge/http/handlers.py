@@ -18,7 +18,7 @@ from bridge.catalogue.model import EXCHANGE_FILE, RUN_DATE, Handler, Plan
 from bridge.catalogue.planning import plan_cli
 from bridge.deploy.dags import Deployer
 from bridge.errors import RequestError
-from bridge.http import buffered, envelope, streams
+from bridge.http import buffered, envelope, jobs
 from bridge.http.calls import Asked, Call
 from bridge.http.keys import COMMANDS, UPLOAD_LOCKS, airflow_of
 from bridge.offload import in_thread
@@ -54,7 +54,12 @@ async def cli(asked: Asked) -> web.StreamResponse:
             "with the bridge, in the bridge's sandbox; run it with a unit of its own "
             "(docs/systemd.md), or without daemon=true to follow it in the call"
         )
-    async with commands.slot(), exchange_file(plan) as exchange:
+    if service is not None and asked.detach:
+        raise RequestError("give daemon=true or detach=true, not both")
+    # What the command holds until it ends: a job's task takes them over (detach).
+    async with contextlib.AsyncExitStack() as held:
+        await held.enter_async_context(commands.slot())
+        exchange = await held.enter_async_context(exchange_file(plan))
         run_date = await _run_date(asked, commands, plan) if plan.run_of else ""
         parts = [run_date if p == RUN_DATE else _exchange_path(p, exchange) for p in plan.argv]
         argv = [airflow_of(app).executable, *parts]
@@ -77,9 +82,11 @@ async def cli(asked: Asked) -> web.StreamResponse:
         )
         if service is not None:
             return await _start_service(call, commands, service)
+        if asked.detach:
+            return await jobs.detach(call, held.pop_all())
         if asked.mode is None:
             return await buffered.answer(call, commands)
-        return await streams.answer(call, commands, asked.mode)
+        return await jobs.stream(call, held.pop_all(), asked.mode)
 
 
 async def _start_service(call: Call, commands: CommandPath, service: str) -> web.Response:

@@ -13,6 +13,7 @@ from bridge.catalogue.cli_commands import CliCommands
 from bridge.catalogue.installed import AirflowInfo
 from bridge.config.settings import CurrentSettings, Settings
 from bridge.http.installation import Installation
+from bridge.jobs.board import Jobs
 from bridge.process.path import CommandPath
 from bridge.process.warm import WarmHelper
 
@@ -22,6 +23,7 @@ UPLOAD_LOCKS: Final = web.AppKey("upload_locks", dict[str, asyncio.Lock])
 # The installed Airflow, its CLI's commands as APIs: set by the startup context.
 INSTALLATION: Final = web.AppKey("installation", Installation)
 WARM_HELPER: Final = web.AppKey("warm_helper", WarmHelper)  # set when one runs
+JOBS: Final = web.AppKey("jobs", Jobs)  # loaded from its folder by the startup context
 # The envelope a request started with, so that an error answered later keeps its arguments.
 STARTED_ENVELOPE: Final = web.RequestKey("started_envelope", dict[str, Any])
 

@@ -25,7 +25,7 @@ from bridge.catalogue.installed import AirflowInfo, interpreter
 from bridge.config.settings import Settings
 from bridge.deploy.staging import clean_stale_uploads
 from bridge.http.installation import Installation
-from bridge.http.keys import COMMANDS, INSTALLATION, SETTINGS, WARM_HELPER, settings_of
+from bridge.http.keys import COMMANDS, INSTALLATION, JOBS, SETTINGS, WARM_HELPER, settings_of
 from bridge.http.page import PAGE_TEMPLATE
 from bridge.offload import in_thread, start_workers
 from bridge.process.ledger import folder_in, stop_leftovers
@@ -44,6 +44,7 @@ def startup(airflow: AirflowInfo | None, warm: WarmHelper | None) -> CleanupCont
         commands = app[COMMANDS]
         await start_workers()
         await in_thread(_tidy_up, settings)
+        await app[JOBS].load(settings.jobs_to_keep, settings.job_max_age)  # after the ledger
         python = await in_thread(interpreter, settings.airflow_executable, settings.airflow_python)
         await in_thread(aiohttp_jinja2.get_env(app).get_template, PAGE_TEMPLATE)
         owned = None if warm is not None else await _new_warm_helper(settings, python)
@@ -79,8 +80,10 @@ def startup(airflow: AirflowInfo | None, warm: WarmHelper | None) -> CleanupCont
 
 
 async def stop_commands(app: web.Application) -> None:
-    """on_shutdown: the grace period for running commands, then their sessions stopped."""
+    """on_shutdown: the grace period for running commands, then their sessions stopped;
+    the jobs among them end as ``lost``."""
     await app[COMMANDS].shut_down()
+    await app[JOBS].close()  # their commands were stopped: they record how they ended
 
 
 def _tidy_up(settings: Settings) -> None:

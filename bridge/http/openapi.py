@@ -33,6 +33,7 @@ from bridge.catalogue.model import KIND_HELP, MAX_INT_DIGITS, MAX_VALUE_LENGTH, 
 from bridge.catalogue.table import APIS
 from bridge.catalogue.values import ID_PATTERN, RUN_ID_PATTERN
 from bridge.config.settings import Settings
+from bridge.http import openapi_jobs
 from bridge.http.keys import airflow_of, settings_of
 from bridge.http.openapi_responses import (
     Schema,
@@ -132,6 +133,7 @@ def _calls(method: str, files: bool, apis: list[Api]) -> Schema:
 
 def _operation(method: str, settings: Settings, apis: list[Api]) -> Schema:
     parameters: list[Schema] = [
+        openapi_jobs.detach_parameter(),
         {
             "name": "stream",
             "in": "query",
@@ -149,7 +151,7 @@ def _operation(method: str, settings: Settings, apis: list[Api]) -> Schema:
         "operationId": f"call_{method}",
         "summary": f"Call an API ({method.upper()})",
         "parameters": parameters,
-        "responses": responses(settings),
+        "responses": {**responses(settings), "202": openapi_jobs.detached_response()},
     }
     if method == "get":
         call = {
@@ -184,7 +186,7 @@ def document(info: AirflowInfo, settings: Settings, api_path: str, health_path: 
     apis = [*APIS, *installed]
     calls = {api.name: _api_schema(api, info, settings) for api in apis}
     components: Schema = {
-        "schemas": {**calls, **schemas()},
+        "schemas": {**calls, **schemas(), **openapi_jobs.schemas()},
         "responses": shared_responses(),
     }
     if settings.auth_enabled:
@@ -207,6 +209,7 @@ def document(info: AirflowInfo, settings: Settings, api_path: str, health_path: 
                 "post": _operation("post", settings, apis),
             },
             health_path: {"get": health()},
+            **openapi_jobs.paths(responses(settings)["403"], settings.auth_enabled),
         },
         "components": components,
     }

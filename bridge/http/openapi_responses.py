@@ -96,9 +96,22 @@ def schemas() -> dict[str, Schema]:
             "required": ["airflow_cmd", "exit_code"],
             "not": {"required": ["output"]},
         },
+        "StreamJob": {
+            "description": "The first line of a stream: its job, which a client whose "
+            "connection dropped reattaches to (GET location + /output?offset=N)",
+            "type": "object",
+            "required": ["event", "job_id", "location"],
+            "properties": {
+                "event": {"const": "job"},
+                "job_id": {"type": "string"},
+                "location": {"type": "string"},
+            },
+            "additionalProperties": False,
+        },
         "StreamEvent": {
             "description": "One line of an application/x-ndjson stream",
             "oneOf": [
+                ref("schemas", "StreamJob"),
                 ref("schemas", "StreamOutput"),
                 {
                     "allOf": [ref("schemas", "StreamResult")],

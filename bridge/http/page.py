@@ -111,6 +111,7 @@ async def index(request: web.Request) -> web.Response:
         },
         "examples": {api.name: example(api, settings, origin + api_path) for api in shown},
         "api_url": api_path,
+        "jobs_url": str(request.app.router["jobs"].url_for()),
     }
     response = aiohttp_jinja2.render_template(PAGE_TEMPLATE, request, context)
     response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"

@@ -1,30 +1,20 @@
-"""The streamed answer: output while the command runs, then one result record.
+"""The two stream formats: output while the command runs, then one result record.
 
-Each stream format is a ``web.StreamResponse`` that owns its headers and encoding (as
-aiohttp-sse's EventSourceResponse does), so the answer below reads the same for both.
-Everything before :meth:`prepare` can still fail as a 4xx envelope; after it the status is
-sent, so failure goes into the final record.
+Each format is a ``web.StreamResponse`` that owns its headers and encoding (as aiohttp-sse's
+EventSourceResponse does), so that a streamed call and a job's output (bridge.http.jobs, a
+streamed call being a job followed from its start) read the same for both. Everything before
+:meth:`prepare` can still fail as a 4xx envelope; after it the status is sent, so failure goes
+into the final record.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from aiohttp import web
 
 from bridge.http import envelope
-from bridge.http.calls import (
-    Call,
-    StreamMode,
-    http_code_for,
-    outcome_warnings,
-    output_texts,
-    parsed_extras,
-)
-from bridge.process.path import CommandPath
-
-log = logging.getLogger(__name__)
+from bridge.http.calls import StreamMode
 
 
 class OutputStream(web.StreamResponse):
@@ -42,6 +32,9 @@ class OutputStream(web.StreamResponse):
             },
         )
         self.enable_chunked_encoding()
+
+    async def send_job(self, job_id: str, location: str) -> None:
+        """Name the job first, where the format has room (its id is in X-Job-Id anyway)."""
 
     async def send_output(self, stream: str, text: str) -> None:
         raise NotImplementedError
@@ -72,6 +65,10 @@ class NdjsonStream(OutputStream):
 
     content_type = "application/x-ndjson; charset=utf-8"
 
+    async def send_job(self, job_id: str, location: str) -> None:
+        event = {"event": "job", "job_id": job_id, "location": location}
+        await self.write(envelope.ndjson_line(event))
+
     async def send_output(self, stream: str, text: str) -> None:
         await self.write(envelope.ndjson_line({"event": "output", "stream": stream, "text": text}))
 
@@ -80,44 +77,3 @@ class NdjsonStream(OutputStream):
 
 
 STREAMS: dict[StreamMode, type[OutputStream]] = {"text": TextStream, "ndjson": NdjsonStream}
-
-
-async def answer(call: Call, commands: CommandPath, mode: StreamMode) -> web.StreamResponse:
-    """Send output while the command runs, then one result record."""
-    settings = call.asked.settings
-    response = STREAMS[mode]()
-    texts = output_texts(call.api, settings)
-    stdout: list[str] = []  # kept for -o json, up to the cap
-    stdout_size = 0
-    await response.prepare(call.asked.request)
-    async with commands.run(call.spec) as command:
-        async for chunk in command:
-            piece = texts[chunk.stream].feed(chunk.data)
-            if not piece:
-                continue
-            if chunk.stream == "stdout" and call.plan.json_output:
-                if stdout_size < settings.max_output_size:
-                    stdout.append(piece)
-                    stdout_size += len(piece)
-            await response.send_output(chunk.stream, piece)
-        for name, text in texts.items():
-            if rest := text.finish():
-                await response.send_output(name, rest)
-    outcome = command.outcome
-    assert outcome is not None  # the output ended: the command has an outcome
-    warnings = call.warnings + outcome_warnings(outcome, settings, commands.stopping)
-    extra = await parsed_extras(call, "".join(stdout), warnings) if outcome.exit_code == 0 else {}
-    result = envelope.finish(
-        call.asked.base,
-        http_code=http_code_for(outcome),
-        airflow_cmd=commands.display(call.spec.argv),
-        warnings=warnings,
-        exit_code=outcome.exit_code,
-        extra=extra,
-    )
-    try:
-        await response.send_result(result)
-        await response.write_eof()
-    except ConnectionResetError:
-        log.info("client left before the result record of %s", call.api.name)
-    return response

@@ -13,10 +13,10 @@ from aiohttp import web
 
 import bridge
 from bridge.catalogue.installed import availability
-from bridge.catalogue.model import Api, Context
+from bridge.catalogue.model import Api, Context, Handler
 from bridge.catalogue.planning import collect
 from bridge.catalogue.table import BY_NAME, NAMES
-from bridge.config.parsers import is_false_word
+from bridge.config.parsers import is_false_word, parse_bool
 from bridge.errors import RequestError
 from bridge.http import envelope, forms
 from bridge.http.calls import Asked, StreamMode
@@ -89,6 +89,7 @@ async def api(request: web.Request) -> web.StreamResponse:
         want_json = _wants_json(raw)
         if want_json:
             values["output"] = "json"
+        mode = _stream_mode(request, raw)
         asked = Asked(
             request,
             chosen,
@@ -96,10 +97,11 @@ async def api(request: web.Request) -> web.StreamResponse:
             context,
             settings,
             base,
-            _stream_mode(request, raw),
+            mode,
             want_json,
             received.upload,
             notes=_unknown_arguments(chosen, raw),
+            detach=_detach(chosen, raw, mode),
         )
         return await HANDLERS[chosen.handler](asked)
     finally:
@@ -128,6 +130,25 @@ def _stream_mode(request: web.Request, raw: dict[str, list[str]]) -> StreamMode 
     if requested not in STREAM_MODES:
         raise RequestError("stream must be true, text or ndjson (or false)")
     return STREAM_MODES[requested]
+
+
+def _detach(api: Api, raw: dict[str, list[str]], mode: StreamMode | None) -> bool:
+    """detach=true: a CLI-backed API answers 202 and runs on as a job."""
+    requested = (raw.get("detach") or [""])[0]
+    if not requested.strip():
+        return False
+    try:
+        detach = parse_bool(requested)
+    except ValueError as exc:
+        raise RequestError(f"detach: {exc}") from None
+    if detach and api.handler is not Handler.CLI:
+        raise RequestError(f"detach=true is for APIs that run a CLI command; {api.name} does not")
+    if detach and mode is not None:
+        raise RequestError(
+            "give detach=true or stream, not both: a detached job's output streams from "
+            "its Location + /output"
+        )
+    return detach
 
 
 def _wants_json(raw: dict[str, list[str]]) -> bool:

@@ -90,6 +90,7 @@ class Command:
         self._started = 0.0
         self._detached = False
         self.outcome: Outcome | None = None
+        self.ending: str | None = None  # how it ended, for the audit, where its owner knows
 
     @property
     def pid(self) -> int | None:

@@ -128,7 +128,7 @@ class CommandPath:
             finally:
                 if not detached:
                     self._ended(command)
-                    self._audit(spec, command.outcome, ending)
+                    self._audit(spec, command.outcome, command.ending or ending)
 
     def _run_on(self, command: Command, spec: CommandSpec) -> None:
         """A command whose client left runs to its end; it is audited then."""

@@ -1,0 +1,1 @@
+"""Jobs: long work that outlives the connection that started it (detach=true)."""

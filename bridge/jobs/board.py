@@ -1,0 +1,249 @@
+"""The jobs of one daemon: each a command's record and output on disk (:mod:`.spool`), and
+while it runs, the live state that followers wait on.
+
+A job is made by a call with ``detach=true``; a task of the HTTP layer runs its command
+through the command path and writes here (:meth:`Job.write`, :meth:`Job.finish`). Followers
+(``GET .../jobs/<id>/output``) read the spooled output from any offset and wait for more with
+:meth:`Job.changed`. At startup the jobs a previous daemon kept are loaded: finished ones as
+they were, and one that was still running when that daemon died as ``lost`` (the ledger has
+already stopped its command), its output so far kept. Finished jobs are kept by count and
+age (``jobs_to_keep``, ``job_max_age``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from bridge.jobs.spool import JOB_ID, JobFiles, existing, new_job_id, remove
+from bridge.offload import in_thread
+from bridge.process.command import Command
+
+log = logging.getLogger(__name__)
+
+RUNNING_STATES = ("queued", "running")
+ENDED_STATES = ("succeeded", "failed", "cancelled", "timed_out", "lost")
+
+
+class Job:
+    """One job: its record (what the status shows) and, while it runs, its output's end."""
+
+    def __init__(self, files: JobFiles, record: dict[str, Any], limit: int = 0) -> None:
+        self.files = files
+        self.record = record
+        self.limit = limit  # output bytes kept on disk; 0: no more are taken
+        self.size = int(record.get("output_size") or 0)
+        self.command: Command | None = None  # while it runs
+        self.followers = 0  # readers of its output now
+        # A stream's job: its command is stopped this long after its last follower left
+        # (kill_on_disconnect); None: it runs on (a detached job, or kill_on_disconnect off).
+        self.reattach_wait: float | None = None
+        self.streamed = False
+        self.cancelled = False  # DELETE, or no follower came back in time
+        self._pulse = asyncio.Event()
+        self._spooling = True
+        self.live: tuple[str, str] | None = None  # past the spool: the piece handed over now
+        self.live_number = 0  # how many pieces were handed over
+        self._taken = 0  # followers that took the current one
+
+    @property
+    def job_id(self) -> str:
+        return self.files.job_id
+
+    @property
+    def state(self) -> str:
+        return str(self.record["state"])
+
+    @property
+    def ended(self) -> bool:
+        return self.state in ENDED_STATES
+
+    def describe(self) -> dict[str, Any]:
+        """The status: the envelope as far as it goes, with the job's own fields."""
+        return {**self.record, "job_id": self.job_id, "output_size": self.size}
+
+    @property
+    def pulse(self) -> asyncio.Event:
+        """Set at the next change (more output, a new state); take it before looking."""
+        return self._pulse
+
+    async def changed(self) -> None:
+        """Wait until more output arrives or the job ends (return at once if it has)."""
+        if not self.ended:
+            await self._pulse.wait()
+
+    def notify(self) -> None:
+        """Wake whoever waits on :attr:`pulse`: more output, a new state, a new follower."""
+        self._pulse.set()
+        self._pulse = asyncio.Event()
+
+    async def stop(self, why: str) -> None:
+        """Stop its command's session (TERM, grace, KILL); ``why`` ends its audit line."""
+        command = self.command
+        if command is not None:
+            command.ending = why
+            await command.stop()
+
+    async def set_state(self, state: str) -> None:
+        self.record["state"] = state
+        if state == "running":
+            self.record["started_at"] = time.time()
+        await in_thread(self.files.write_record, self.describe())
+        self.notify()
+
+    async def write(self, stream: str, text: str) -> None:
+        """Spool output up to the limit. Past it (or a full disk, which ends the spooling,
+        never the job) the output is handed to the followers there are, live, one piece at
+        a time: a stream is never cut, what is kept is."""
+        if not text:
+            return
+        if self._spooling:
+            data = text.encode()
+            room = self.limit - self.size
+            if len(data) <= room:
+                await self._spool(stream, data)
+                return
+            head = data[: max(0, room)].decode("utf-8", "ignore")
+            self.record["output_cut"] = True
+            await self._spool(stream, head.encode())
+            self._spooling = False  # the marker is added at the end, after the live followers
+            text = text[len(head) :]
+        await self._hand_over(stream, text)
+
+    async def _spool(self, stream: str, data: bytes) -> None:
+        try:
+            await in_thread(self.files.append, stream, self.size, data)
+        except OSError as exc:
+            self._spooling = False
+            warning = f"spooling the output stopped at byte {self.size}: {exc}"
+            self.record["warning"] = "; ".join(filter(None, [self.record.get("warning"), warning]))
+            log.warning("job %s: %s", self.job_id, warning)
+            return
+        self.size += len(data)
+        self.notify()
+
+    async def _hand_over(self, stream: str, text: str) -> None:
+        """Give a piece past the spool to every follower, and wait until each took it (a
+        slow one slows the command, as a slow client of a stream always did)."""
+        if not self.followers:
+            return
+        self.live = (stream, text)
+        self.live_number += 1
+        self._taken = 0
+        self.notify()
+        while self.followers and self._taken < self.followers:
+            await self._pulse.wait()
+
+    def took_live(self) -> None:
+        """A follower sent the live piece on."""
+        self._taken += 1
+        self.notify()
+
+    async def finish(self, state: str, result: dict[str, Any]) -> None:
+        """The job ended: its record becomes the result envelope with the job's fields."""
+        if self.record.get("output_cut"):
+            self._spooling = True
+            marker = (
+                f"\n[airflow-rest-bridge: the output kept ends here, at {self.limit} bytes "
+                "(job_output_limit); the command ran on]\n"
+            )
+            await self._spool("stderr", marker.encode())
+        warning = self.record.get("warning")
+        self.record = {**self.record, **result, "state": state, "ended_at": time.time()}
+        if warning and warning not in str(self.record.get("warning", "")):
+            self.record["warning"] = "; ".join(filter(None, [result.get("warning"), warning]))
+        self.command = None
+        await in_thread(self._close_files)
+        self.notify()
+
+    def _close_files(self) -> None:
+        self.files.close()
+        try:
+            self.files.write_record(self.describe())
+        except OSError as exc:
+            log.warning("job %s: its record could not be written: %s", self.job_id, exc)
+
+
+class Jobs:
+    """Every job this daemon knows, by id (oldest first)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.jobs: dict[str, Job] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def load(self, keep: int, max_age: float) -> None:
+        """The jobs a previous daemon kept; what was running then is ``lost``."""
+        for job in await in_thread(_kept_jobs, self.folder):
+            self.jobs[job.job_id] = job
+        await self.prune(keep, max_age)
+
+    async def create(self, record: dict[str, Any], limit: int) -> Job:
+        files = JobFiles(self.folder / new_job_id())
+        record = {**record, "state": "queued", "created_at": time.time()}
+        await in_thread(files.create, record)
+        job = Job(files, record, limit)
+        self.jobs[job.job_id] = job
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        return self.jobs.get(job_id) if JOB_ID.match(job_id) else None
+
+    def newest_first(self) -> list[Job]:
+        return list(reversed(self.jobs.values()))
+
+    def start(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``work`` (a job's command, a wait for its follower) in a task the daemon
+        waits for on shutdown."""
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def prune(self, keep: int, max_age: float) -> None:
+        """Remove finished jobs past ``keep`` (newest kept) or older than ``max_age``."""
+        now = time.time()
+        finished = [job for job in self.newest_first() if job.ended]
+        old = [
+            job
+            for index, job in enumerate(finished)
+            if (keep and index >= keep) or now - float(job.record.get("ended_at") or 0) > max_age
+        ]
+        for job in old:
+            del self.jobs[job.job_id]
+        for job in old:
+            await in_thread(remove, job.files)
+
+    async def close(self) -> None:
+        """Wait for the tasks of running jobs (the command path stops their commands)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _kept_jobs(folder: Path) -> list[Job]:
+    """Blocking: read the records in ``folder``; mark what was running ``lost``."""
+    jobs = []
+    for files in existing(folder):
+        try:
+            record = files.read_record()
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring job folder %s: %s", files.folder, exc)
+            continue
+        job = Job(files, record)
+        job.size = files.size()
+        if not job.ended:
+            record.update(
+                state="lost",
+                ended_at=time.time(),
+                warning="the daemon stopped while the job ran: its command was stopped "
+                "at the next start; the output up to then is kept",
+            )
+            try:
+                files.write_record(job.describe())
+            except OSError as exc:
+                log.warning("job %s: %s", files.job_id, exc)
+        jobs.append(job)
+    return jobs

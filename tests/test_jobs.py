@@ -1,0 +1,175 @@
+"""Jobs on disk and live (bridge.jobs): output kept in order with its streams, replayed from
+any offset, cut at the limit with a marker, a full disk ending the spooling and never the
+job, followers woken by every change, what a dead daemon left shown as lost, and finished
+jobs kept by count and age. The integration suite runs real commands as jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bridge.jobs.board import Job, Jobs
+from bridge.jobs.spool import OUTPUT, RECORD, Piece, existing
+
+RECORD_FIELDS = {"api": "test", "arguments": {"api": "test"}}
+
+
+_made: list[Jobs] = []
+
+
+@pytest.fixture(autouse=True)
+def close_files() -> Iterator[None]:
+    """A job closes its files when it ends; these tests leave some running."""
+    yield
+    for jobs in _made:
+        for job in jobs.jobs.values():
+            job.files.close()
+    _made.clear()
+
+
+async def new_job(tmp_path: Path, limit: int = 1024) -> tuple[Jobs, Job]:
+    jobs = Jobs(tmp_path / "jobs")
+    _made.append(jobs)
+    return jobs, await jobs.create(dict(RECORD_FIELDS), limit)
+
+
+async def test_output_is_replayed_from_any_offset_with_its_streams(tmp_path: Path) -> None:
+    jobs, job = await new_job(tmp_path)
+    assert job.state == "queued" and jobs.get(job.job_id) is job
+    await job.set_state("running")
+    await job.write("stdout", "one\n")
+    await job.write("stderr", "warning: ü\n")
+    await job.write("stdout", "two\n")
+    assert job.files.read(0) == [
+        Piece("stdout", 0, b"one\n"),
+        Piece("stderr", 4, "warning: ü\n".encode()),
+        Piece("stdout", 16, b"two\n"),
+    ]
+    assert job.files.read(6, limit=5) == [Piece("stderr", 6, b"rning")]
+    assert job.files.read(17) == [Piece("stdout", 17, b"wo\n")]
+    assert job.files.read(99) == []
+    assert job.size == 20 and job.describe()["output_size"] == 20
+
+
+async def test_followers_wake_at_every_change(tmp_path: Path) -> None:
+    _, job = await new_job(tmp_path)
+    pulse = job.pulse
+    waiting = asyncio.ensure_future(pulse.wait())
+    await job.write("stdout", "line\n")
+    await asyncio.wait_for(waiting, timeout=5)
+    pulse = job.pulse
+    assert not pulse.is_set()  # a new one for the next change
+    ending = asyncio.ensure_future(job.changed())
+    await job.finish("succeeded", {"status": "OK", "exit_code": 0})
+    await asyncio.wait_for(ending, timeout=5)
+    await job.changed()  # an ended job: returns at once
+    assert pulse.is_set()
+    record = json.loads((job.files.folder / RECORD).read_text())
+    assert record["state"] == "succeeded" and record["exit_code"] == 0
+    assert record["output_size"] == 5 and record["ended_at"] >= record["created_at"]
+
+
+async def test_output_past_the_limit_is_cut_with_a_marker(tmp_path: Path) -> None:
+    _, job = await new_job(tmp_path, limit=10)
+    await job.write("stdout", "12345678")
+    await job.write("stdout", "9äbcdef")  # cut inside the ä: no half character is kept
+    await job.write("stdout", "never kept")  # nobody follows: handed to no one
+    await job.finish("succeeded", {"status": "OK"})
+    text = (job.files.folder / OUTPUT).read_text()
+    assert text.startswith("123456789\n[airflow-rest-bridge: the output kept ends here, at 10")
+    assert "never kept" not in text and job.record["output_cut"] is True
+
+
+async def test_past_the_limit_followers_get_every_piece_live(tmp_path: Path) -> None:
+    """A stream is never cut: what the spool does not keep is handed to each follower, and
+    the command waits until every one took it."""
+    _, job = await new_job(tmp_path, limit=4)
+    got: list[tuple[str, str]] = []
+
+    async def follower() -> None:
+        taken = 0
+        while not job.ended:
+            pulse = job.pulse
+            if job.live is not None and job.live_number > taken:
+                taken = job.live_number
+                got.append(job.live)
+                job.took_live()
+                continue
+            await pulse.wait()
+
+    job.followers = 1
+    following = asyncio.ensure_future(follower())
+    await job.write("stdout", "1234abc")  # 4 kept, "abc" live
+    for number in range(3):
+        await job.write("stderr", f"live {number}\n")
+        assert got[-1] == ("stderr", f"live {number}\n")  # taken before write() returned
+    await job.finish("succeeded", {"status": "OK"})
+    await asyncio.wait_for(following, timeout=5)
+    assert got == [("stdout", "abc"), *(("stderr", f"live {n}\n") for n in range(3))]
+    assert job.size == len((job.files.folder / OUTPUT).read_bytes())
+
+
+async def test_a_full_disk_ends_the_spooling_with_a_warning(tmp_path: Path) -> None:
+    _, job = await new_job(tmp_path)
+    job.files.close()
+    (job.files.folder / OUTPUT).unlink()
+    (job.files.folder / OUTPUT).symlink_to("/dev/full")
+    job.files.open()
+    await job.write("stdout", "lost to a full disk\n")
+    await job.write("stdout", "not tried again\n")
+    assert job.size == 0
+    assert "spooling the output stopped at byte 0" in job.record["warning"]
+    await job.finish("succeeded", {"status": "OK", "warning": "the command's own"})
+    assert "the command's own" in job.record["warning"]
+    assert "spooling the output stopped" in job.record["warning"]
+
+
+async def test_a_job_running_when_the_daemon_died_is_lost_with_its_output(
+    tmp_path: Path,
+) -> None:
+    _, job = await new_job(tmp_path)
+    await job.set_state("running")
+    await job.write("stdout", "so far\n")
+    _, finished = await new_job(tmp_path)
+    await finished.finish("succeeded", {"status": "OK"})
+    # The daemon is SIGKILLed here: nothing more is written. The next one loads the folder.
+    after = Jobs(tmp_path / "jobs")
+    await after.load(keep=10, max_age=3600)
+    lost = after.get(job.job_id)
+    assert lost is not None and lost.state == "lost" and lost.ended
+    assert "the daemon stopped while the job ran" in lost.record["warning"]
+    assert lost.size == 7 and lost.files.read(0) == [Piece("stdout", 0, b"so far\n")]
+    assert json.loads((job.files.folder / RECORD).read_text())["state"] == "lost"
+    kept = after.get(finished.job_id)
+    assert kept is not None and kept.state == "succeeded"
+    assert [j.job_id for j in after.newest_first()] == [finished.job_id, job.job_id]
+
+
+async def test_finished_jobs_are_kept_by_count_and_age(tmp_path: Path) -> None:
+    jobs = Jobs(tmp_path / "jobs")
+    _made.append(jobs)
+    made = [await jobs.create(dict(RECORD_FIELDS), 100) for _ in range(4)]
+    for job in made[:3]:
+        await job.finish("succeeded", {"status": "OK"})
+    await jobs.prune(keep=2, max_age=3600)
+    assert [j.job_id for j in jobs.newest_first()] == [j.job_id for j in reversed(made[1:])]
+    assert not made[0].files.folder.exists()
+    made[1].record["ended_at"] = time.time() - 7200
+    await jobs.prune(keep=0, max_age=3600)  # 0: any number, by age only
+    assert [j.job_id for j in jobs.newest_first()] == [made[3].job_id, made[2].job_id]
+    assert [f.job_id for f in existing(tmp_path / "jobs")] == [made[2].job_id, made[3].job_id]
+
+
+@pytest.mark.parametrize("job_id", ["../../etc", "", "0" * 19, "g" * 20, "0" * 21])
+async def test_only_a_job_id_names_a_job(tmp_path: Path, job_id: str) -> None:
+    jobs, job = await new_job(tmp_path)
+    (tmp_path / "jobs" / ("0" * 20)).mkdir()  # a folder of that shape, but no job of ours
+    assert jobs.get(job_id) is None and jobs.get(job.job_id) is job
+    after = Jobs(tmp_path / "jobs")
+    await after.load(keep=10, max_age=3600)  # the folder without a record is skipped
+    assert [j.job_id for j in after.newest_first()] == [job.job_id]
