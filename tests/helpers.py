@@ -248,6 +248,14 @@ def fault(marker: str, mode: str, **extra: str) -> dict[str, str]:
     }
 
 
+def fuzzing_env(**extra: str) -> dict[str, str]:
+    """The environment of a Schemathesis run with the bridge's own hooks and checks loaded
+    (tests/schemathesis_hooks.py)."""
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks", **extra}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1]), env.get("PYTHONPATH", "")])
+    return env
+
+
 async def schemathesis(
     url: str, *options: str, cwd: Path, timeout: float, env: dict[str, str] | None = None
 ) -> str:

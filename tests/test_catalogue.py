@@ -121,7 +121,9 @@ def test_celery_apis_need_the_celery_command(name: str, major: int) -> None:
 
 @pytest.mark.parametrize(("major", "flag"), [(2, "--exec-date"), (3, "--logical-date")])
 def test_trigger_dag_argv(tmp_path: Path, major: int, flag: str) -> None:
+    """wait and wait_timeout are the bridge's (it follows the run): never in the argv."""
     raw = {"dag_id": D, "run_id": "r1", "conf": '{"a":1}', "exec_date": "2024-01-02"}
+    raw |= {"wait": "true", "wait_timeout": "30"}
     result = plan(tmp_path, "trigger_dag", major, raw)
     assert result.argv == [
         *("dags", "trigger", "--run-id=r1", '--conf={"a": 1}', f"{flag}=2024-01-02"),

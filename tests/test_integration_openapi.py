@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ClientFactory, schemathesis, warm_mode
+from tests.helpers import ClientFactory, fuzzing_env, schemathesis, warm_mode
 
 pytestmark = [
     pytest.mark.airflow,
@@ -39,8 +39,7 @@ async def test_schemathesis_against_the_real_airflow(
         "response_headers_conformance",
         "response_schema_conformance",
     ]
-    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks"}
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1]), env.get("PYTHONPATH", "")])
+    env = fuzzing_env()
     report = await schemathesis(
         str(client.make_url(DOCUMENT)),
         *("--phases", "fuzzing", "--checks", ",".join(checks)),

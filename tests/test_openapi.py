@@ -24,7 +24,7 @@ from bridge.catalogue.table import APIS
 from bridge.config.settings import Settings
 from bridge.http import openapi
 from bridge.http.envelope import TEXT_RESULT_PREFIX
-from tests.helpers import API, FAKE_AIRFLOW, ClientFactory, schemathesis
+from tests.helpers import API, FAKE_AIRFLOW, ClientFactory, fuzzing_env, schemathesis
 
 DOCUMENT = "/admin/rest_api/openapi.json"
 HEADER, TOKEN = "rest_api_plugin_http_token", "fuzz-token"
@@ -212,5 +212,6 @@ async def test_schemathesis_finds_nothing(
         *("--max-response-time", "15"),
         cwd=tmp_path,
         timeout=RUN_TIMEOUT,
+        env=fuzzing_env(BRIDGE_FUZZ_WITHOUT_WAIT="1"),
     )
     assert "Coverage" in report and "Fuzzing" in report

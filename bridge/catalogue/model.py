@@ -84,6 +84,7 @@ class Arg:
     required: bool = False
     secret: Secret = Secret.NONE  # how much of the value logs and echoes may show
     choices: tuple[str, ...] | None = None  # the only values the CLI takes
+    for_bridge: bool = False  # read by the bridge itself (trigger_dag's wait), never argv
 
     @property
     def is_upload(self) -> bool:

@@ -70,6 +70,8 @@ def _plan_from_cli(api: Api, cli: Cli, values: Values, ctx: Context, want_json: 
     for name, value in values.items():
         if name in cli.positionals or name == "output" or value is False:
             continue  # output=json is handled below; a false boolean adds nothing
+        if (bridge_arg := api.arg(name)) is not None and bridge_arg.for_bridge:
+            continue
         if name in cli.ignored:
             warnings.append(f"'{name}' was ignored: {cli.ignored[name]}")
             continue

@@ -174,6 +174,19 @@ APIS: tuple[Api, ...] = (
             Arg("run_id", Kind.RUN_ID, "Helps to identify this run"),
             Arg("conf", Kind.JSON, "JSON object stored as the DagRun's conf"),
             Arg("exec_date", Kind.DATE, "The execution (logical) date of the run"),
+            Arg(
+                "wait",
+                Kind.BOOL,
+                "Follow the new run until it ends (a scheduler must run it): OK only if it "
+                "succeeded, else ERROR with its state and failed tasks",
+                for_bridge=True,
+            ),
+            Arg(
+                "wait_timeout",
+                Kind.INT,
+                "Seconds to follow the run (default: command_timeout); the run goes on",
+                for_bridge=True,
+            ),
         ),
         {
             2: Cli(

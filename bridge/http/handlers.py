@@ -18,7 +18,7 @@ from bridge.catalogue.model import EXCHANGE_FILE, RUN_DATE, Handler, Plan
 from bridge.catalogue.planning import plan_cli
 from bridge.deploy.dags import Deployer
 from bridge.errors import RequestError
-from bridge.http import buffered, envelope, jobs
+from bridge.http import buffered, envelope, jobs, runs
 from bridge.http.calls import Asked, Call
 from bridge.http.keys import COMMANDS, UPLOAD_LOCKS, airflow_of
 from bridge.offload import in_thread
@@ -84,9 +84,24 @@ async def cli(asked: Asked) -> web.StreamResponse:
             return await _start_service(call, commands, service)
         if asked.detach:
             return await jobs.detach(call, held.pop_all())
+        if asked.mode is None and asked.values.get("wait"):
+            return await _trigger_and_wait(call, commands)
         if asked.mode is None:
             return await buffered.answer(call, commands)
         return await jobs.stream(call, held.pop_all(), asked.mode)
+
+
+async def _trigger_and_wait(call: Call, commands: CommandPath) -> web.Response:
+    """trigger_dag&wait=true, buffered: one envelope once the run ended."""
+    ran = await buffered.run(call, commands)
+    if ran.outcome.exit_code == 0:
+        said: list[str] = []
+
+        async def say(line: str) -> None:
+            said.append(line)
+
+        ran.http_code = await runs.wait_for_run(call, commands, ran.extra, ran.warnings, say)
+    return buffered.respond(call, commands, ran)
 
 
 async def _start_service(call: Call, commands: CommandPath, service: str) -> web.Response:

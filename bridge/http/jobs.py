@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import functools
 import logging
 
 from aiohttp import web
 
 from bridge.errors import RequestError
-from bridge.http import envelope
+from bridge.http import envelope, runs
 from bridge.http.calls import (
     Call,
     StreamMode,
@@ -128,15 +129,19 @@ async def _run(job: Job, call: Call, held: contextlib.AsyncExitStack) -> None:
                 )
             ok = outcome.exit_code == 0
             extra = await parsed_extras(call, "".join(stdout), warnings) if ok else {}
+            http_code = http_code_for(outcome)
+            if ok and call.asked.values.get("wait"):  # trigger_dag: follow the run it made
+                say = functools.partial(job.write, "stdout")
+                http_code = await runs.wait_for_run(call, commands, extra, warnings, say)
             result = envelope.finish(
                 call.asked.base,
-                http_code=http_code_for(outcome),
+                http_code=http_code,
                 airflow_cmd=commands.display(call.spec.argv),
                 warnings=warnings,
                 exit_code=outcome.exit_code,
                 extra=extra,
             )
-            await job.finish(_ended_state(job, outcome, commands.stopping), result)
+            await job.finish(_ended_state(job, outcome, commands.stopping, http_code), result)
         except Exception as exc:  # the command could not start: the job says why
             log.exception("job %s failed", job.job_id)
             result = envelope.finish(call.asked.base, http_code=500, output=str(exc))
@@ -144,14 +149,14 @@ async def _run(job: Job, call: Call, held: contextlib.AsyncExitStack) -> None:
     await app[JOBS].prune(settings.jobs_to_keep, settings.job_max_age)
 
 
-def _ended_state(job: Job, outcome: Outcome, stopping: bool) -> str:
+def _ended_state(job: Job, outcome: Outcome, stopping: bool, http_code: int) -> str:
     if job.cancelled:
         return "cancelled"
     if stopping:
         return "lost"
-    if outcome.timed_out:
+    if outcome.timed_out or http_code == 504:
         return "timed_out"
-    return "succeeded" if outcome.exit_code == 0 else "failed"
+    return "succeeded" if http_code < 400 else "failed"
 
 
 def _job(request: web.Request) -> Job:

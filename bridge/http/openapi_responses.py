@@ -57,6 +57,15 @@ def schemas() -> dict[str, Schema]:
                 "exit_code": {"type": "integer", "description": "CLI-backed APIs"},
                 "data": {"description": "output=json, export: the CLI's parsed JSON output"},
                 "dag_run": {"type": "object", "description": "trigger_dag: the run created"},
+                "run_states": {
+                    "type": "array",
+                    "description": "trigger_dag&wait=true: each state seen, with its Unix time",
+                },
+                "failed_tasks": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "trigger_dag&wait=true, a run that did not succeed",
+                },
                 "is_paused": {
                     "type": "boolean",
                     "description": "pause, unpause: the state the call left the DAG in",

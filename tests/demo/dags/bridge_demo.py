@@ -1,6 +1,7 @@
 """Demo DAG for airflow-rest-bridge: works on Airflow 2.x and 3.x.
 
 ``slow_lines`` prints a line, sleeps, then prints another: it shows output streaming live.
+``hello`` fails when the run's conf says ``{"fail": true}``: a run that ends failed.
 """
 
 import datetime
@@ -23,8 +24,11 @@ with DAG(
 ) as dag:
 
     @task
-    def hello() -> None:
+    def hello(**context: object) -> None:
         print("hello from bridge_demo", flush=True)
+        conf = getattr(context.get("dag_run"), "conf", None) or {}
+        if conf.get("fail"):  # trigger_dag&conf={"fail": true}: a run that fails, on purpose
+            raise RuntimeError('asked to fail by the run\'s conf {"fail": true}')
 
     @task
     def slow_lines() -> None:

@@ -1,0 +1,99 @@
+"""``trigger_dag&wait=true``: once the trigger succeeded, the new run is followed until it
+ends, through the command path like every Airflow process: ``dags list-runs`` every
+``POLL_SECONDS`` (each state change is said as it is seen), then, for a run that did not
+succeed, ``tasks states-for-dag-run`` for the tasks that failed. ``wait_timeout`` ends the
+wait, never the run. Needs a scheduler to run the DAG (the bridge starts none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bridge.http.calls import Call
+from bridge.http.keys import airflow_of
+from bridge.process.path import CommandPath, CommandSpec
+from bridge.text.noise import parse_json_output
+
+POLL_SECONDS = 2.0  # the run's own pace: a state is seen at most this late
+ENDED_STATES = ("success", "failed")
+
+
+async def wait_for_run(
+    call: Call,
+    commands: CommandPath,
+    extra: dict[str, Any],
+    warnings: list[str],
+    say: Callable[[str], Awaitable[None]],
+) -> int:
+    """Follow the run the trigger made (``extra["dag_run"]``); update ``extra`` and
+    ``warnings``; the envelope's HTTP code: 200 success, 500 not, 504 still running."""
+    run = dict(extra.get("dag_run") or {})
+    dag_id, run_id = run.get("dag_id") or call.asked.values["dag_id"], run.get("run_id")
+    if not run_id:
+        warnings.append("the trigger did not say which run it made: it was not followed")
+        return 500
+    settings = call.asked.settings
+    asked_for = call.asked.values.get("wait_timeout")
+    timeout = float(asked_for if asked_for is not None else settings.command_timeout)
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + timeout
+    seen: list[dict[str, Any]] = []
+    state = run.get("state")
+    while True:
+        found = await _state_of(call, commands, dag_id, run_id)
+        if (found is not None and found != state) or not seen:
+            state = found or state
+            seen.append({"state": state, "seen_at": time.time()})
+            await say(f"[airflow-rest-bridge] run {run_id} of {dag_id}: {state}\n")
+        if state in ENDED_STATES:
+            break
+        left = give_up - loop.time()
+        if left <= 0:
+            warnings.append(
+                f"the run was still {state} after wait_timeout ({timeout:g} s); it goes on"
+            )
+            extra.update(dag_run={**run, "state": state}, run_states=seen)
+            return 504
+        await asyncio.sleep(min(POLL_SECONDS, left))  # a poll interval, not a synchronisation
+    extra.update(dag_run={**run, "state": state}, run_states=seen)
+    if state == "success":
+        return 200
+    failed = await _failed_tasks(call, commands, dag_id, run_id)
+    extra["failed_tasks"] = failed
+    warnings.append(f"the run ended {state}; failed tasks: {', '.join(failed) or 'none'}")
+    return 500
+
+
+async def _state_of(call: Call, commands: CommandPath, dag_id: str, run_id: str) -> str | None:
+    airflow = airflow_of(call.asked.request.app)
+    command = airflow.cli.command(("dags", "list-runs")) if airflow.cli else None
+    dag_arg = command.argument("dag_id") if command else None
+    # Airflow 2 names the DAG with --dag-id, 3 as a positional.
+    by_option = not dag_arg.positional if dag_arg is not None else airflow.major == 2
+    words = ["dags", "list-runs", "--output=json"]
+    argv = [*words, f"--dag-id={dag_id}"] if by_option else [*words, "--", dag_id]
+    runs = await _json(call, commands, argv, "follow the run")
+    for found in runs if isinstance(runs, list) else []:
+        if isinstance(found, dict) and found.get("run_id") == run_id:
+            return str(found.get("state"))
+    return None
+
+
+async def _failed_tasks(call: Call, commands: CommandPath, dag_id: str, run_id: str) -> list[str]:
+    argv = ["tasks", "states-for-dag-run", "--output=json", "--", dag_id, run_id]
+    states = await _json(call, commands, argv, "the run's failed tasks")
+    return sorted(
+        str(task.get("task_id"))
+        for task in (states if isinstance(states, list) else [])
+        if isinstance(task, dict) and task.get("state") == "failed"
+    )
+
+
+async def _json(call: Call, commands: CommandPath, argv: list[str], purpose: str) -> Any:
+    executable = airflow_of(call.asked.request.app).executable
+    spec = CommandSpec([executable, *argv], call.api.name, purpose, call.asked.peer)
+    found = await commands.capture(spec)
+    return parse_json_output(found.stdout) if found.exit_code == 0 else None

@@ -1,0 +1,154 @@
+"""trigger_dag&wait=true against Airflow with its own services really running (started by
+the test: the scheduler on 2.x; the API server, scheduler and DAG processor on 3.x): a good
+run is followed to success, a failing one ends ERROR naming its failed task, each state
+change streamed as it is seen."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bridge.catalogue.installed import AirflowInfo
+from bridge.config.settings import Settings
+from tests.helpers import (
+    API,
+    ClientFactory,
+    call,
+    call_ok,
+    free_port,
+    live_members,
+    new_marker,
+    unique_date,
+    warm_mode,
+)
+
+pytestmark = [
+    pytest.mark.airflow,
+    pytest.mark.skipif(not warm_mode(), reason="the same with the cold CLI: the warm pass runs it"),
+]
+DAG = "bridge_demo"
+
+
+@pytest.fixture
+def airflow_running(
+    settings: Settings, airflow_info: AirflowInfo, tmp_path: Path
+) -> Iterator[None]:
+    """Airflow's own services for the session's home, stopped (their whole sessions) after."""
+    env = settings.child_environment(os.environ)
+    executable = settings.airflow_executable
+    services = [[executable, "scheduler"]]
+    if airflow_info.major == 3:
+        port = free_port()
+        # The task runner reaches the API server's execution API; both sign and check its
+        # tokens with the same secret (each makes up its own when none is configured).
+        env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://127.0.0.1:{port}/execution/"
+        env["AIRFLOW__API_AUTH__JWT_SECRET"] = secrets.token_urlsafe(24)
+        services = [
+            [executable, "api-server", "--port", str(port), "--workers", "1"],
+            [executable, "scheduler"],
+            [executable, "dag-processor"],
+        ]
+    started = []
+    for argv in services:
+        log = (tmp_path / f"{argv[1]}.log").open("wb")
+        started.append(
+            subprocess.Popen(
+                argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        )
+        log.close()
+    try:
+        if airflow_info.major == 3:
+            _wait_for_port(port, started[0])
+        yield
+    finally:
+        for proc in started:
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc in started:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+            for pid in live_members(session=proc.pid):  # a worker that outlived its parent
+                os.kill(pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _wait_for_port(port: int, server: subprocess.Popen[bytes]) -> None:
+    """Until the API server listens (a task that cannot reach it fails). Another process's
+    readiness has no event to await here: look, bounded in time."""
+    give_up = time.monotonic() + 180
+    while time.monotonic() < give_up:
+        assert server.poll() is None, "the API server exited"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    pytest.fail(f"the API server did not listen on {port}")
+
+
+async def test_trigger_and_wait_follows_the_run_to_its_end(
+    make_client: ClientFactory, airflow_running: None
+) -> None:
+    client = await make_client()
+    await call_ok(client, api="unpause", dag_id=DAG)
+    try:
+        # A good run: followed (buffered) until it succeeded.
+        run_id = new_marker("good")
+        body = await call_ok(
+            client,
+            api="trigger_dag",
+            dag_id=DAG,
+            run_id=run_id,
+            exec_date=unique_date(2026),
+            wait="true",
+            wait_timeout="300",
+        )
+        assert body["dag_run"]["run_id"] == run_id and body["dag_run"]["state"] == "success"
+        states = [seen["state"] for seen in body["run_states"]]
+        assert states[-1] == "success" and "failed_tasks" not in body, body
+
+        # A failing run, streamed: each state as it is seen, then ERROR naming the task.
+        run_id = new_marker("bad")
+        params = {
+            "api": "trigger_dag",
+            "dag_id": DAG,
+            "run_id": run_id,
+            "exec_date": unique_date(2026),
+            "conf": json.dumps({"fail": True}),
+            "wait": "true",
+            "wait_timeout": "300",
+            "stream": "ndjson",
+        }
+        response = await client.get(API, params=params)
+        events = [json.loads(line) for line in (await response.read()).splitlines()]
+        said = "".join(e["text"] for e in events if e["event"] == "output")
+        assert f"run {run_id} of {DAG}: failed" in said, said
+        assert said.index(f"run {run_id} of {DAG}: ") < said.index(": failed")
+        result = events[-1]
+        assert result["status"] == "ERROR" and result["http_response_code"] == 500, result
+        assert result["failed_tasks"] == ["hello"] and result["state"] == "failed", result
+        assert "failed tasks: hello" in result["warning"]
+        # wait_timeout ends the wait, not the run: a 504 that says it goes on.
+        status, body = await call(
+            client,
+            api="trigger_dag",
+            dag_id=DAG,
+            run_id=new_marker("slow"),
+            exec_date=unique_date(2026),
+            wait="true",
+            wait_timeout="0",
+        )
+        assert status == 504 and "it goes on" in body["warning"], body
+    finally:
+        await call_ok(client, api="pause", dag_id=DAG)
