@@ -60,6 +60,23 @@ function showEnvelope(ui, status, envelope) {
   ui.output.textContent = JSON.stringify(shown, null, 2);
 }
 
+// One event a line of an application/x-ndjson response, to onEvent, as the lines arrive.
+async function readEvents(response, onEvent) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let pending = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    pending += decoder.decode(value, { stream: true });
+    const lines = pending.split("\n");
+    pending = lines.pop();
+    for (const line of lines) {
+      if (line) onEvent(JSON.parse(line));
+    }
+  }
+}
+
 // A streamed call is a job (its first record names it): Cancel stops the job, not only the
 // connection, which would leave its command waiting reattach_wait seconds for a reader.
 async function streamCall(form, ui) {
@@ -86,29 +103,17 @@ async function streamCall(form, ui) {
     return;
   }
   ui.status.textContent = "running…";
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let pending = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    pending += decoder.decode(value, { stream: true });
-    const lines = pending.split("\n");
-    pending = lines.pop();
-    for (const line of lines) {
-      if (!line) continue;
-      const event = JSON.parse(line);
-      if (event.event === "job") {
-        jobId = event.job_id;
-      } else if (event.event === "output") {
-        ui.output.append(document.createTextNode(event.text));
-      } else if (event.event === "result") {
-        const ok = event.status === "OK";
-        ui.status.textContent = summary(event);
-        ui.status.className = `status ${ok ? "ok" : "error"}`;
-      }
+  await readEvents(response, (event) => {
+    if (event.event === "job") {
+      jobId = event.job_id;
+    } else if (event.event === "output") {
+      ui.output.append(document.createTextNode(event.text));
+    } else if (event.event === "result") {
+      const ok = event.status === "OK";
+      ui.status.textContent = summary(event);
+      ui.status.className = `status ${ok ? "ok" : "error"}`;
     }
-  }
+  });
 }
 
 async function plainCall(form, ui) {
@@ -261,31 +266,19 @@ async function followJob(jobId) {
       jobStatus.className = "status error";
       return;
     }
-    const reader = response.body.getReader();
-    const decoder = new TextDecoder();
-    let pending = "";
     let listed = false; // the list shows the job running once its output comes
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      pending += decoder.decode(value, { stream: true });
-      const lines = pending.split("\n");
-      pending = lines.pop();
-      for (const line of lines) {
-        if (!line) continue;
-        const event = JSON.parse(line);
-        if (event.event === "output") {
-          jobOutput.append(document.createTextNode(event.text));
-          if (!listed) {
-            listed = true;
-            loadJobs();
-          }
-        } else if (event.event === "result") {
-          jobStatus.textContent = `job ${jobId}: ${event.state} · ${summary(event)}`;
-          jobStatus.className = `status ${event.state === "succeeded" ? "ok" : "error"}`;
+    await readEvents(response, (event) => {
+      if (event.event === "output") {
+        jobOutput.append(document.createTextNode(event.text));
+        if (!listed) {
+          listed = true;
+          loadJobs();
         }
+      } else if (event.event === "result") {
+        jobStatus.textContent = `job ${jobId}: ${event.state} · ${summary(event)}`;
+        jobStatus.className = `status ${event.state === "succeeded" ? "ok" : "error"}`;
       }
-    }
+    });
     await loadJobs();
   } catch (error) {
     if (error.name !== "AbortError") {
