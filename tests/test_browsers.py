@@ -65,6 +65,36 @@ async def test_a_cross_site_call_without_a_token_runs_nothing(
     assert ran(record) == []
 
 
+async def test_a_cross_site_page_can_neither_read_nor_cancel_jobs(
+    make_fake_client: ClientFactory,
+) -> None:
+    """Job output is command output: a page of another site may not read it, and may not
+    cancel what runs."""
+    client = await make_fake_client()
+    response = await client.get(API, params={**fault(new_marker(), "ok"), "detach": "true"})
+    location = response.headers["Location"]
+    for method, path in [
+        ("GET", "/admin/rest_api/jobs"),
+        ("GET", location),
+        ("GET", f"{location}/output"),
+        ("DELETE", location),
+    ]:
+        refused = await client.request(method, path, headers=EVIL)
+        body = await refused.json()
+        assert refused.status == 403 and "cross-site request refused" in body["output"], path
+    assert (await client.get(location)).status == 200  # the same call from a script
+
+
+async def test_the_jobs_endpoints_take_the_token(make_fake_client: ClientFactory) -> None:
+    client = await make_fake_client(rest_api_plugin_expected_http_token="tok")
+    token = {"rest_api_plugin_http_token": "tok"}
+    for path in ["/admin/rest_api/jobs", f"/admin/rest_api/jobs/{'0' * 20}/output"]:
+        response = await client.get(path)
+        assert response.status == 403, path
+        assert (await response.json())["output"] == "Token Authentication Failed"
+    assert (await client.get("/admin/rest_api/jobs", headers=token)).status == 200
+
+
 async def test_a_cross_site_call_with_the_token_is_a_script_and_runs(
     make_fake_client: ClientFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
