@@ -219,6 +219,7 @@ async def _follow(jobs: Jobs, job: Job, response: OutputStream, offset: int) -> 
     decoders: dict[str, codecs.IncrementalDecoder] = {}
     position = offset
     live_taken = 0  # past the spool: the number of the live piece this follower sent last
+    beyond = False  # asked for bytes past what is kept: it waits, live pieces are not for it
     job.followers += 1
     job.notify()  # one waiting for a follower to come back
     try:
@@ -226,6 +227,15 @@ async def _follow(jobs: Jobs, job: Job, response: OutputStream, offset: int) -> 
             ended = job.ended  # read before the files: what it wrote by then is all there is
             more = job.pulse
             size = job.size
+            if (position > size) != beyond:
+                beyond = position > size
+                job.followers_beyond += 1 if beyond else -1
+                job.notify()
+            if beyond:
+                if ended:
+                    return
+                await more.wait()
+                continue
             if position >= size or live_taken:  # live, the spool is behind it for good
                 if job.live is not None and job.live_number > live_taken:
                     live_taken = job.live_number
@@ -243,6 +253,9 @@ async def _follow(jobs: Jobs, job: Job, response: OutputStream, offset: int) -> 
                 position = piece.offset + len(piece.data)
     finally:
         job.followers -= 1
+        if beyond:
+            job.followers_beyond -= 1
+        job.notify()
         if not job.followers and not job.ended:
             _abandoned(jobs, job)
 

@@ -39,6 +39,7 @@ class Job:
         self.size = int(record.get("output_size") or 0)
         self.command: Command | None = None  # while it runs
         self.followers = 0  # readers of its output now
+        self.followers_beyond = 0  # of them, those who asked for bytes past what is kept
         # A stream's job: its command is stopped this long after its last follower left
         # (kill_on_disconnect); None: it runs on (a detached job, or kill_on_disconnect off).
         self.reattach_wait: float | None = None
@@ -129,14 +130,19 @@ class Job:
     async def _hand_over(self, stream: str, text: str) -> None:
         """Give a piece past the spool to every follower, and wait until each took it (a
         slow one slows the command, as a slow client of a stream always did)."""
-        if not self.followers:
+        if not self._takers():
             return
         self.live = (stream, text)
         self.live_number += 1
         self._taken = 0
         self.notify()
-        while self.followers and self._taken < self.followers:
+        while self._taken < self._takers():
             await self._pulse.wait()
+
+    def _takers(self) -> int:
+        """Followers a live piece is for: not those that asked for bytes past what is kept
+        (they wait for the end)."""
+        return self.followers - self.followers_beyond
 
     def took_live(self) -> None:
         """A follower sent the live piece on."""
