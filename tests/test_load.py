@@ -427,3 +427,62 @@ async def test_a_1_gib_buffered_answer_is_capped_at_max_output_size(bridge: Any)
     assert "max_output_size" in body["warning"]
     # 1 MiB kept (as str pieces, then joined and JSON-encoded once): well under the bound.
     assert max(samples) - rss_start <= FLOOD_RSS_BOUND_KIB, (rss_start, samples)
+
+
+# --- 20 jobs of 100 MiB each at once --------------------------------------------------------------
+
+JOBS_AT_ONCE = 20
+JOB_MIB = 100
+# Each job's command passes through a 64-chunk queue of 64 KiB reads (4 MiB) at most, and
+# its chunks' copies on their way (decoded, filtered, encoded for the spool): with 20 busy
+# commands on two cores the queues run full (measured: +116 MiB, the same from the first
+# second to the last). The spooled output goes to disk, what is past job_output_limit to no
+# one (nobody follows). What must not happen is growth with the bytes written.
+JOBS_RSS_BOUND_KIB = JOBS_AT_ONCE * 8 * 1024
+
+
+async def test_20_jobs_of_100_mib_each_keep_memory_flat(bridge: Any) -> None:
+    b: Bridge = await bridge(f"max_concurrent_commands = {JOBS_AT_ONCE}", "job_output_limit = 8M")
+    samples: list[int] = []
+    done = asyncio.Event()
+
+    async def sample() -> None:
+        while not done.is_set():
+            samples.append(rss_kib(b.pid))
+            await asyncio.sleep(0.1)  # a measurement's cadence, not synchronisation
+
+    async def ended(session: ClientSession, location: str) -> dict[str, Any]:
+        # An offset past what is kept: the answer is the job's result, once it ended.
+        params = {"offset": str(10**12)}
+        async with session.get(f"{b.url}{location}/output", params=params) as response:
+            text = await response.text()
+        result: dict[str, Any] = json.loads(text.removeprefix(TEXT_RESULT_PREFIX))
+        return result
+
+    async with ClientSession(timeout=ClientTimeout(total=600)) as session:
+        async with session.get(b.url + API, params=fault(new_marker(), "flood1")) as response:
+            assert response.status == 200  # warm-up
+        rss_start = rss_kib(b.pid)
+        sampler = asyncio.create_task(sample())
+        began = time.monotonic()
+        try:
+            locations = []
+            for _ in range(JOBS_AT_ONCE):
+                params = {**fault(new_marker(), f"flood{JOB_MIB}"), "detach": "true"}
+                async with session.get(b.url + API, params=params) as response:
+                    assert response.status == 202, await response.text()
+                    locations.append(response.headers["Location"])
+            results = await asyncio.gather(*(ended(session, where) for where in locations))
+        finally:
+            done.set()
+            await sampler
+        seconds = time.monotonic() - began
+    print(
+        f"\n{JOBS_AT_ONCE} jobs of {JOB_MIB} MiB in {seconds:.1f} s; daemon RSS {rss_start} KiB "
+        f"before, {min(samples)}-{max(samples)} KiB during ({len(samples)} samples)"
+    )
+    assert [r["state"] for r in results] == ["succeeded"] * JOBS_AT_ONCE
+    assert all(r["output_cut"] and r["output_size"] > 8 * MIB for r in results)
+    assert max(samples) - rss_start <= JOBS_RSS_BOUND_KIB, (rss_start, max(samples))
+    half = len(samples) // 2  # the second half holds as much as the first: nothing grows
+    assert max(samples[half:]) - max(samples[:half]) <= FLAT_KIB, samples
