@@ -7,8 +7,10 @@ hand-over runs to its end. The integration suite runs real commands as jobs."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from bridge.http.envelope import TEXT_RESULT_PREFIX
@@ -56,3 +58,40 @@ async def test_a_stream_past_the_limit_is_whole_and_its_leaving_holds_nothing_up
     await asyncio.wait_for(commands_of(client).none_running.wait(), timeout=30)
     ended = await output(client, location, offset=10**9)
     assert b'"state": "succeeded"' in ended
+
+
+async def test_a_dropped_stream_is_reattached_within_reattach_wait(
+    make_fake_client: ClientFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = tmp_path / "gate"
+    monkeypatch.setenv("FAKE_AIRFLOW_GATE", str(gate))
+    client = await make_fake_client(reattach_wait=3.0)
+    dropped = await client.get(API, params=fault(new_marker(), "until_gate", stream="true"))
+    job_id = dropped.headers["X-Job-Id"]
+    first = await read_until(dropped, b"tick 1\n")
+    dropped.close()  # the connection drops; the client comes back at once, from where it was
+    again = await client.get(f"/admin/rest_api/jobs/{job_id}/output", params={"offset": len(first)})
+    # Ticks come every 0.1 s: tick 40 is well past the 3 s it would have had without us.
+    rest = await read_until(again, b"tick 40\n")
+    gate.touch()
+    rest += await again.read()
+    whole = first + rest
+    ticks = [line for line in whole.splitlines() if line.startswith(b"tick ")]
+    assert ticks == [f"tick {n}".encode() for n in range(len(ticks))]  # none lost (from 0)
+    status = await (await client.get(f"/admin/rest_api/jobs/{job_id}")).json()
+    assert status["state"] == "succeeded", status
+
+
+async def test_a_dropped_stream_nobody_reattaches_is_stopped_and_says_why(
+    make_fake_client: ClientFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_AIRFLOW_GATE", str(tmp_path / "never"))
+    client = await make_fake_client(reattach_wait=0.2)
+    dropped = await client.get(API, params=fault(new_marker(), "until_gate", stream="true"))
+    job_id = dropped.headers["X-Job-Id"]
+    await read_until(dropped, b"tick 1\n")
+    dropped.close()
+    await asyncio.wait_for(commands_of(client).none_running.wait(), timeout=30)
+    status = await (await client.get(f"/admin/rest_api/jobs/{job_id}")).json()
+    assert status["state"] == "cancelled", status
+    assert "none came back within 0.2 s (reattach_wait)" in status["warning"]

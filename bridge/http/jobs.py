@@ -105,6 +105,7 @@ async def _run(job: Job, call: Call, held: contextlib.AsyncExitStack) -> None:
                 return
             texts = output_texts(call.api, settings)
             stdout: list[str] = []  # for -o json, up to the cap
+            kept = 0
             async with commands.run(call.spec) as command:
                 job.command = command
                 job.record["pid"] = command.pid  # its session id too: ps -s PID
@@ -114,15 +115,16 @@ async def _run(job: Job, call: Call, held: contextlib.AsyncExitStack) -> None:
                 async for chunk in command:
                     piece = texts[chunk.stream].feed(chunk.data)
                     if chunk.stream == "stdout" and call.plan.json_output:
-                        if sum(map(len, stdout)) < settings.max_output_size:
+                        if kept < settings.max_output_size:
                             stdout.append(piece)
+                            kept += len(piece)
                     await job.write(chunk.stream, piece)
                 for name, text in texts.items():
                     await job.write(name, text.finish())
             outcome = command.outcome
             assert outcome is not None  # the output ended: the command has an outcome
             warnings = call.warnings + outcome_warnings(outcome, settings, commands.stopping)
-            if job.cancelled and job.streamed and not job.followers:
+            if job.abandoned:
                 warnings.append(
                     f"its client left and none came back within {settings.reattach_wait:g} s "
                     "(reattach_wait): the command was stopped"
@@ -278,7 +280,7 @@ async def _stop_unless_reattached(job: Job, wait: float) -> None:
         left = give_up - loop.time()
         if left <= 0:
             log.info("job %s: its client left and none came back; stopping it", job.job_id)
-            job.cancelled = True
+            job.cancelled = job.abandoned = True
             await job.stop("client left: stopped")
             return
         pulse = job.pulse

@@ -45,6 +45,7 @@ class Job:
         self.reattach_wait: float | None = None
         self.streamed = False
         self.cancelled = False  # DELETE, or no follower came back in time
+        self.abandoned = False  # the latter: a stream's client left and none came back
         self._pulse = asyncio.Event()
         self._spooling = True
         self.live: tuple[str, str] | None = None  # past the spool: the piece handed over now
