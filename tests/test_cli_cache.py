@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bridge.catalogue import cli_cache
-from bridge.catalogue.cli_cache import Reading, cache_in, load, stamp, store
+from bridge.catalogue.cli_cache import Reading, cache_for, load, stamp, store
 from bridge.catalogue.installed import AirflowInfo
 from bridge.config.settings import CurrentSettings
 from bridge.http.installation import Installation
@@ -60,7 +60,7 @@ ENV = {"AIRFLOW_HOME": "/srv/airflow", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"
 
 
 def stored(tmp_path: Path, site: dict[str, Path]) -> Path:
-    path = cache_in(tmp_path)
+    path = cache_for(tmp_path, PYTHON, ENV)
     store(path, Reading.of(document(site), PYTHON, ENV))
     return path
 
@@ -113,12 +113,27 @@ def test_another_interpreter_configuration_or_reader_reads_again(
     assert load(path, PYTHON, ENV) is None
 
 
+def test_daemons_of_one_home_with_other_configurations_keep_a_reading_each(
+    tmp_path: Path, site: dict[str, Path]
+) -> None:
+    """A second daemon on the same Airflow home with its own cfg must not evict the first's
+    reading (the test suite runs one so, as an operator may)."""
+    other = dict(ENV, AIRFLOW_CONFIG="/srv/airflow/daemon.cfg")
+    mine, theirs = cache_for(tmp_path, PYTHON, ENV), cache_for(tmp_path, PYTHON, other)
+    assert mine != theirs and mine.parent == theirs.parent
+    store(mine, Reading.of(document(site), PYTHON, ENV))
+    store(theirs, Reading.of(document(site), PYTHON, other))
+    assert load(mine, PYTHON, ENV) is not None and load(theirs, PYTHON, other) is not None
+    assert stat.S_IMODE(mine.parent.stat().st_mode) == 0o700
+
+
 def test_a_damaged_or_missing_cache_is_read_again(
     tmp_path: Path, site: dict[str, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = cache_in(tmp_path)
+    path = cache_for(tmp_path, PYTHON, ENV)
     assert load(path, PYTHON, ENV) is None
     assert caplog.text == ""  # the first start: nothing to say
+    path.parent.mkdir()
     path.write_text('{"format": 1, "reader": "')
     assert load(path, PYTHON, ENV) is None
     assert "ignoring the cached CLI parser" in caplog.text
@@ -128,10 +143,11 @@ def test_a_cache_that_cannot_be_written_costs_only_a_reading(
     tmp_path: Path, site: dict[str, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
     home = tmp_path / "home"
-    cache_in(home).mkdir(parents=True)  # in the way, even for root
-    store(cache_in(home), Reading.of(document(site), PYTHON, ENV))
+    path = cache_for(home, PYTHON, ENV)
+    path.mkdir(parents=True)  # in the way, even for root
+    store(path, Reading.of(document(site), PYTHON, ENV))
     assert "the next start reads it" in caplog.text
-    assert [path.name for path in home.iterdir()] == [cli_cache.CACHE_NAME]  # no partial file
+    assert [found.name for found in path.parent.iterdir()] == [path.name]  # no partial file
 
 
 async def test_a_change_that_cannot_be_detected_keeps_the_answer_and_is_not_retried(

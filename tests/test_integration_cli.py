@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bridge.catalogue.cli_cache import cache_in, load
+from bridge.catalogue.cli_cache import cache_for, load
 from bridge.catalogue.cli_commands import CliCommands
 from bridge.catalogue.installed import AirflowInfo
 from bridge.catalogue.model import Arg, Context, Kind
@@ -89,7 +89,8 @@ async def test_the_parser_is_kept_and_read_again_when_the_installation_changes(
         assert "dags.list-import-errors" in installation.commands.apis
         python = installation.airflow.python
         assert python is not None
-        kept = load(cache_in(settings.airflow_home), python, settings.child_environment(os.environ))
+        env = settings.child_environment(os.environ)
+        kept = load(cache_for(settings.airflow_home, python, env), python, env)
         assert kept is not None and kept.cli.stamps[0][1] == (before.st_ino, moved, before.st_size)
     finally:  # as it was (the session's warm helper watches the same folder)
         os.utime(package, ns=(before.st_atime_ns, before.st_mtime_ns))

@@ -31,12 +31,15 @@ from bridge.catalogue.installed_cli import CLI_PARSER, InstalledCli, Stamp, pars
 
 log = logging.getLogger(__name__)
 
-CACHE_NAME = ".airflow-rest-bridge-cli.json"  # in the Airflow home, beside the ledger
+CACHE_FOLDER = ".airflow-rest-bridge-cli"  # in the Airflow home, beside the ledger
 CACHE_FORMAT = 1
 
 
-def cache_in(airflow_home: Path) -> Path:
-    return airflow_home / CACHE_NAME
+def cache_for(airflow_home: Path, python: str, env: Mapping[str, str]) -> Path:
+    """The cache file of this interpreter and configuration: daemons that share an Airflow
+    home with another airflow.cfg (or AIRFLOW_* variables) keep a reading each."""
+    key = hashlib.sha256(f"{python}\0{configuration_digest(env)}".encode()).hexdigest()
+    return airflow_home / CACHE_FOLDER / f"{key[:20]}.json"
 
 
 DISTRIBUTIONS = "/*.dist-info"  # a stamp path ending so: the distributions in that folder
@@ -150,6 +153,7 @@ def store(path: Path, reading: Reading) -> None:
     }
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     try:
+        path.parent.mkdir(mode=0o700, exist_ok=True)
         with open(partial, "w", encoding="utf-8", opener=_private) as out:
             json.dump(cached, out)
         os.replace(partial, path)

@@ -17,7 +17,7 @@ import logging
 import os
 from dataclasses import replace
 
-from bridge.catalogue.cli_cache import Observed, Reading, cache_in, load, store
+from bridge.catalogue.cli_cache import Observed, Reading, cache_for, load, store
 from bridge.catalogue.cli_commands import CliCommands
 from bridge.catalogue.installed import (
     DETECTION_COMMANDS,
@@ -137,7 +137,7 @@ async def _reading(
     if python is None:
         return None
     env = settings.child_environment(os.environ)
-    cache = cache_in(settings.airflow_home)
+    cache = cache_for(settings.airflow_home, python, env)
     if cached and (kept := await in_thread(load, cache, python, env)) is not None:
         log.info("the CLI's parser as read before (%s): the installation has not changed", cache)
         return kept
