@@ -87,6 +87,24 @@ async def fds_back_to(pid: int, baseline: list[str]) -> None:
         raise AssertionError(f"{left} descriptors left: {extra}") from None
 
 
+class RssSampler:
+    """The daemon's RSS into ``samples`` every 0.1 s until stopped (a measurement's cadence,
+    not synchronisation)."""
+
+    def __init__(self, pid: int, samples: list[int]) -> None:
+        self._done = asyncio.Event()
+        self._task = asyncio.create_task(self._sample(pid, samples))
+
+    async def _sample(self, pid: int, samples: list[int]) -> None:
+        while not self._done.is_set():
+            samples.append(rss_kib(pid))
+            await asyncio.sleep(0.1)
+
+    async def stop(self) -> None:
+        self._done.set()
+        await self._task
+
+
 class Bridge:
     """A running daemon: its process, URL and gate file (the fake's until_gate mode ends
     once the gate exists)."""
@@ -393,27 +411,19 @@ async def test_a_1_gib_stream_arrives_whole_with_flat_memory(bridge: Any) -> Non
 
 async def test_a_1_gib_buffered_answer_is_capped_at_max_output_size(bridge: Any) -> None:
     b: Bridge = await bridge("max_output_size = 1M")
-    samples: list[int] = []
-    done = asyncio.Event()
-
-    async def sample() -> None:
-        while not done.is_set():
-            samples.append(rss_kib(b.pid))
-            await asyncio.sleep(0.1)  # a measurement's cadence, not synchronisation
-
     async with ClientSession(timeout=ClientTimeout(total=600)) as session:
         async with session.get(b.url + API, params=fault(new_marker(), "flood1")) as response:
             assert response.status == 200  # warm-up
         rss_start = rss_kib(b.pid)
-        sampler = asyncio.create_task(sample())
+        samples: list[int] = []
+        sampler = RssSampler(b.pid, samples)
         began = time.monotonic()
         params = fault(new_marker(), f"flood{FLOOD_MIB}")
         try:
             async with session.get(b.url + API, params=params) as response:
                 body = await response.json()
         finally:
-            done.set()
-            await sampler
+            await sampler.stop()
         seconds = time.monotonic() - began
     print(
         f"\n{FLOOD_MIB} MiB buffered in {seconds:.1f} s: stdout {len(body['output']['stdout'])} "
@@ -443,13 +453,6 @@ JOBS_RSS_BOUND_KIB = JOBS_AT_ONCE * 8 * 1024
 
 async def test_20_jobs_of_100_mib_each_keep_memory_flat(bridge: Any) -> None:
     b: Bridge = await bridge(f"max_concurrent_commands = {JOBS_AT_ONCE}", "job_output_limit = 8M")
-    samples: list[int] = []
-    done = asyncio.Event()
-
-    async def sample() -> None:
-        while not done.is_set():
-            samples.append(rss_kib(b.pid))
-            await asyncio.sleep(0.1)  # a measurement's cadence, not synchronisation
 
     async def ended(session: ClientSession, location: str) -> dict[str, Any]:
         # An offset past what is kept: the answer is the job's result, once it ended.
@@ -463,7 +466,8 @@ async def test_20_jobs_of_100_mib_each_keep_memory_flat(bridge: Any) -> None:
         async with session.get(b.url + API, params=fault(new_marker(), "flood1")) as response:
             assert response.status == 200  # warm-up
         rss_start = rss_kib(b.pid)
-        sampler = asyncio.create_task(sample())
+        samples: list[int] = []
+        sampler = RssSampler(b.pid, samples)
         began = time.monotonic()
         try:
             locations = []
@@ -474,8 +478,7 @@ async def test_20_jobs_of_100_mib_each_keep_memory_flat(bridge: Any) -> None:
                     locations.append(response.headers["Location"])
             results = await asyncio.gather(*(ended(session, where) for where in locations))
         finally:
-            done.set()
-            await sampler
+            await sampler.stop()
         seconds = time.monotonic() - began
     print(
         f"\n{JOBS_AT_ONCE} jobs of {JOB_MIB} MiB in {seconds:.1f} s; daemon RSS {rss_start} KiB "
