@@ -232,21 +232,20 @@ async function loadJobs() {
     cell(row, job.state, `state state-${job.state}`);
     cell(row, `${job.output_size} bytes${job.output_cut ? " (cut)" : ""}`);
     const actions = cell(row, "", "actions");
-    const follow = document.createElement("button");
-    follow.type = "button";
-    follow.className = "follow";
-    follow.textContent = "Follow";
-    follow.addEventListener("click", () => followJob(job.job_id));
-    actions.append(follow);
+    actions.append(actionButton("Follow", "follow", () => followJob(job.job_id)));
     if (job.state === "queued" || job.state === "running") {
-      const cancel = document.createElement("button");
-      cancel.type = "button";
-      cancel.className = "cancel-job";
-      cancel.textContent = "Cancel";
-      cancel.addEventListener("click", () => cancelJob(job.job_id));
-      actions.append(cancel);
+      actions.append(actionButton("Cancel", "cancel-job", () => cancelJob(job.job_id)));
     }
   }
+}
+
+function actionButton(label, className, onClick) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = className;
+  button.textContent = label;
+  button.addEventListener("click", onClick);
+  return button;
 }
 
 async function followJob(jobId) {
