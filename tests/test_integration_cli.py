@@ -27,7 +27,7 @@ pytestmark = pytest.mark.airflow
 DAG = "bridge_demo"
 
 
-def test_the_parser_is_read_at_startup(airflow_info: AirflowInfo) -> None:
+def test_the_parser_is_read_at_startup(airflow_info: AirflowInfo, airflow_home: Path) -> None:
     cli = airflow_info.cli
     assert cli is not None, "the startup could not read the installed CLI's parser"
     assert cli.version == airflow_info.version
@@ -49,6 +49,11 @@ def test_the_parser_is_read_at_startup(airflow_info: AirflowInfo) -> None:
     )
     state = cli.command(("tasks", "state"))
     assert state is not None and state.argument("task_id") is not None
+    # Where its tasks write their logs, as it reads [logging] (task_log).
+    logs = cli.task_logs
+    assert logs is not None and not logs.remote
+    assert Path(logs.base_folder) == airflow_home / "logs"
+    assert "{{ ti.task_id }}" in logs.filename_template and "attempt=" in logs.filename_template
 
 
 def parser_reads(caplog: pytest.LogCaptureFixture) -> int:

@@ -1,12 +1,14 @@
-"""trigger_dag&wait=true against Airflow with its own services really running (started by
-the test: the scheduler on 2.x; the API server, scheduler and DAG processor on 3.x): a good
-run is followed to success, a failing one ends ERROR naming its failed task, each state
-change streamed as it is seen."""
+"""Following work to its end, against Airflow with its own services really running (started
+by the test: the scheduler on 2.x; the API server, scheduler and DAG processor on 3.x):
+trigger_dag&wait=true follows a good run to success and a failing one to ERROR naming its
+failed task, each state change streamed as it is seen; task_log&follow=true shows a running
+task's lines as they are written and ends with the task."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -18,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from bridge.catalogue.installed import AirflowInfo
-from bridge.config.settings import Settings
 from tests.helpers import (
     API,
     ClientFactory,
@@ -27,6 +28,7 @@ from tests.helpers import (
     free_port,
     live_members,
     new_marker,
+    settings_for,
     unique_date,
     warm_mode,
 )
@@ -36,13 +38,21 @@ pytestmark = [
     pytest.mark.skipif(not warm_mode(), reason="the same with the cold CLI: the warm pass runs it"),
 ]
 DAG = "bridge_demo"
+LONG = "bridge_long"
+TICKS = 8
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def airflow_running(
-    settings: Settings, airflow_info: AirflowInfo, tmp_path: Path
+    airflow_home: Path,
+    airflow_bin: str,
+    airflow_info: AirflowInfo,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[None]:
-    """Airflow's own services for the session's home, stopped (their whole sessions) after."""
+    """Airflow's own services for the session's home, started once for this file's tests and
+    stopped (their whole sessions) after."""
+    settings = settings_for(airflow_home, airflow_bin)
+    tmp_path = tmp_path_factory.mktemp("services")
     env = settings.child_environment(os.environ)
     executable = settings.airflow_executable
     services = [[executable, "scheduler"]]
@@ -152,3 +162,50 @@ async def test_trigger_and_wait_follows_the_run_to_its_end(
         assert status == 504 and "it goes on" in body["warning"], body
     finally:
         await call_ok(client, api="pause", dag_id=DAG)
+
+
+async def test_task_log_follows_a_running_task(
+    make_client: ClientFactory, airflow_running: None
+) -> None:
+    client = await make_client()
+    await call_ok(client, api="unpause", dag_id=LONG)
+    try:
+        run_id = new_marker("log")
+        await call_ok(
+            client,
+            api="trigger_dag",
+            dag_id=LONG,
+            run_id=run_id,
+            exec_date=unique_date(2026),
+            conf=json.dumps({"ticks": TICKS}),
+        )
+        task = {"dag_id": LONG, "task_id": "ticks", "execution_date": run_id}
+        params = {"api": "task_log", **task, "follow": "true", "stream": "ndjson"}
+        response = await client.get(API, params=params)
+        assert response.status == 200, await response.text()
+        said = ""
+        while "tick 1\n" not in said:  # waits for the scheduler to start the task
+            event = json.loads(await response.content.readline())
+            assert event["event"] == "output", event
+            said += event["text"]
+        # The first line arrived while the task still runs.
+        state = await call_ok(client, api="task_state", **task)
+        assert "running" in state["output"]["stdout"], state
+        events = [json.loads(line) for line in (await response.read()).splitlines()]
+        said += "".join(e["text"] for e in events if e["event"] == "output")
+        ticks = [int(word) for word in re.findall(r"tick (\d+)", said)]
+        assert ticks == list(range(1, TICKS + 1)), said
+        result = events[-1]
+        assert result["event"] == "result" and result["status"] == "OK", result
+        assert result["task_state"] == "success", result
+        assert result["task_log"]["try_number"] == 1 and result["task_log"]["run_id"] == run_id
+
+        # Afterwards, buffered: the whole log of the latest try; a try that never was: 404.
+        body = await call_ok(client, api="task_log", **task)
+        assert f"tick {TICKS}" in body["output"] and body["task_log"] == result["task_log"]
+        raw = await call_ok(client, api="task_log", **task, raw="true")
+        assert f"tick {TICKS}" in raw["output"]
+        status, body = await call(client, api="task_log", **task, try_number="2")
+        assert status == 404 and "no log of try 2" in body["output"], body
+    finally:
+        await call_ok(client, api="pause", dag_id=LONG)

@@ -26,7 +26,7 @@ LAYERS = (
     ("config",),
     ("catalogue",),
     ("process",),
-    ("deploy", "jobs"),
+    ("deploy", "jobs", "task_logs"),
     ("http",),
     ("service",),
     ("cli", "docs", "__main__"),

@@ -1,4 +1,5 @@
-"""Describe the installed Airflow's CLI, from its own argparse parser, as one JSON document.
+"""Describe the installed Airflow's CLI, from its own argparse parser, and where it writes
+task logs, as one JSON document.
 
     <airflow's python> cli_parser.py
 
@@ -9,7 +10,9 @@ daemon (which has no Airflow). Output on stdout is exactly one JSON document::
       "arguments": [{"dest": "dag_id", "flags": [], "kind": "value", "nargs": null,
                      "choices": null, "type": "str", "required": true, "help": "..."}, ...]}],
      "stamps": [["/venv/lib/python3.12/site-packages/airflow/__init__.py",
-                 [inode, mtime_ns, size]], ...]}
+                 [inode, mtime_ns, size]], ...],
+     "task_logs": {"base_log_folder": "...", "log_filename_template": "...",
+                   "remote_logging": false, "remote_base_log_folder": ""}}
 
 ``kind`` is ``value`` (takes a value), ``flag`` (a bare switch: store_true/store_const) or
 ``count`` (-v -v). ``type`` is ``int``, ``float``, ``date`` or ``str``: what the daemon can
@@ -135,6 +138,23 @@ def _stamp(path: str) -> list[int] | None:
     return [info.st_ino, info.st_mtime_ns, info.st_size]
 
 
+def _task_logs() -> dict[str, Any] | None:
+    """Where this installation writes task logs ([logging], with the environment's
+    overrides, as its tasks see it); None when its configuration cannot say."""
+    try:
+        from airflow.configuration import conf  # type: ignore[import-not-found]
+
+        return {
+            "base_log_folder": conf.get("logging", "base_log_folder"),
+            "log_filename_template": conf.get("logging", "log_filename_template"),
+            "remote_logging": conf.getboolean("logging", "remote_logging", fallback=False),
+            "remote_base_log_folder": conf.get("logging", "remote_base_log_folder", fallback=""),
+        }
+    except Exception as exc:  # an old or broken configuration: no task logs, still a CLI
+        print(f"task log settings not read: {exc!r}", file=sys.stderr)
+        return None
+
+
 def main() -> int:
     report = sys.stdout
     sys.stdout = sys.stderr  # keep whatever Airflow prints out of the report
@@ -143,7 +163,12 @@ def main() -> int:
     from airflow.cli.cli_parser import get_parser  # type: ignore[import-not-found]
 
     commands = _commands(get_parser(), [])
-    document = {"version": str(__version__), "commands": commands, "stamps": stamps}
+    document = {
+        "version": str(__version__),
+        "commands": commands,
+        "stamps": stamps,
+        "task_logs": _task_logs(),
+    }
     report.write(json.dumps(document) + "\n")
     report.flush()
     return 0

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.catalogue.installed_cli import InstalledCli
-from bridge.catalogue.model import Api
+from bridge.catalogue.model import Api, Handler
 
 _VERSION = re.compile(r"^(?P<version>(?P<major>\d+)\.\d+\.\d+\S*)\s*$")
 # In 'airflow --help', groups and commands are listed indented, name first.
@@ -87,4 +87,9 @@ def availability(api: Api, airflow: AirflowInfo, disabled: frozenset[str]) -> st
     this Airflow has no equivalent (and what to use instead)."""
     if api.name in disabled:
         return f"the API '{api.name}' is disabled by the operator (disabled_apis)"
+    if api.handler is Handler.TASK_LOG and (airflow.cli is None or airflow.cli.task_logs is None):
+        return (
+            f"{api.name}: where this Airflow writes task logs is not known (its configuration "
+            "could not be read with its own interpreter: see the daemon's log, airflow_python)"
+        )
     return api.availability(airflow.major, airflow.commands)

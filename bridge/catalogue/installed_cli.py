@@ -70,12 +70,23 @@ class CliCommand:
         return next((a for a in self.arguments if a.dest == dest), None)
 
 
+@dataclass(frozen=True)
+class TaskLogSettings:
+    """Where the installation's tasks write their logs: ``[logging]`` as Airflow read it."""
+
+    base_folder: str
+    filename_template: str
+    remote: bool  # remote_logging: logs are shipped elsewhere (maybe only kept there)
+    remote_folder: str
+
+
 @dataclass(frozen=True, eq=False)  # compared and hashed as itself: read once per startup
 class InstalledCli:
     version: str
     commands: Mapping[tuple[str, ...], CliCommand]
     # What the installation looked like to the reader before it imported Airflow.
     stamps: tuple[tuple[str, Stamp], ...] = ()
+    task_logs: TaskLogSettings | None = None  # None: the reader could not read [logging]
 
     def command(self, words: tuple[str, ...]) -> CliCommand | None:
         return self.commands.get(tuple(words))
@@ -102,7 +113,18 @@ def parse_installed_cli(text: str) -> InstalledCli:
         )
         commands[command.words] = command
     stamps = tuple(_stamp(raw) for raw in document.get("stamps") or ())
-    return InstalledCli(str(document["version"]), commands, stamps)
+    logs = document.get("task_logs")
+    task_logs = (
+        TaskLogSettings(
+            str(logs["base_log_folder"]),
+            str(logs["log_filename_template"]),
+            bool(logs.get("remote_logging")),
+            str(logs.get("remote_base_log_folder") or ""),
+        )
+        if isinstance(logs, dict)
+        else None
+    )
+    return InstalledCli(str(document["version"]), commands, stamps, task_logs)
 
 
 def _stamp(raw: Any) -> tuple[str, Stamp]:

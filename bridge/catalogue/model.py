@@ -67,11 +67,17 @@ class Handler(enum.Enum):
     BRIDGE_VERSION = "bridge_version"
     DEPLOY_DAG = "deploy_dag"  # upload, check, install, serialize (bridge.deploy)
     REFRESH_DAG = "refresh_dag"  # re-serialize a known DAG (bridge.deploy)
+    TASK_LOG = "task_log"  # a task try's log file (bridge.task_logs), followed live
 
     @property
     def runs_commands(self) -> bool:
         """It starts Airflow processes, so it needs a concurrency slot."""
         return self not in (Handler.AIRFLOW_VERSION, Handler.BRIDGE_VERSION)
+
+    @property
+    def streams(self) -> bool:
+        """It can answer as a stream (stream=true|ndjson), not only with one envelope."""
+        return self in (Handler.CLI, Handler.TASK_LOG)
 
 
 @dataclass(frozen=True)

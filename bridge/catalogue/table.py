@@ -575,6 +575,25 @@ APIS: tuple[Api, ...] = (
         methods=("POST",),
     ),
     Api(
+        "task_log",
+        "A task try's log from the logs folder; with follow=true and a stream, followed live "
+        "until the try ends",
+        (
+            DAG_ID,
+            TASK_ID,
+            EXECUTION_DATE,
+            Arg("try_number", Kind.INT, "Which try (1, 2, ...); default: the latest"),
+            Arg("map_index", Kind.INT, "The index of a mapped task instance"),
+            Arg("follow", Kind.BOOL, "Stream what is written until the try ends (with stream)"),
+            Arg(
+                "raw",
+                Kind.BOOL,
+                "The file as written (Airflow 3 writes JSON lines, shown as text by default)",
+            ),
+        ),
+        handler=Handler.TASK_LOG,
+    ),
+    Api(
         "refresh_dag",
         "Re-parse the DAG files so that a changed DAG shows up in Airflow",
         (DAG_ID,),

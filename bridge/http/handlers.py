@@ -21,6 +21,7 @@ from bridge.errors import RequestError
 from bridge.http import buffered, envelope, jobs, runs
 from bridge.http.calls import Asked, Call
 from bridge.http.keys import COMMANDS, UPLOAD_LOCKS, airflow_of
+from bridge.http.task_log import task_log
 from bridge.offload import in_thread
 from bridge.process import services
 from bridge.process.path import CommandPath, CommandSpec
@@ -217,4 +218,5 @@ HANDLERS: dict[Handler, Callable[[Asked], Awaitable[web.StreamResponse]]] = {
     Handler.BRIDGE_VERSION: bridge_version,
     Handler.DEPLOY_DAG: deploy_dag,
     Handler.REFRESH_DAG: refresh_dag,
+    Handler.TASK_LOG: task_log,
 }

@@ -56,7 +56,7 @@ def example(api: Api, settings: Settings, api_url: str) -> Example:
     """The example call of ``api``: its required arguments, streamed when it runs a CLI."""
     params = {"api": api.name}
     params.update({a.name: _example_value(a) for a in api.args if a.required and not a.is_upload})
-    streams = not api.internal
+    streams = api.handler.streams
     if streams:
         params["stream"] = "true"
     url = f"{api_url}?{urlencode(params)}"

@@ -12,9 +12,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bridge.http.calls import Call
+from bridge.http.calls import Asked, Call
 from bridge.http.keys import airflow_of
-from bridge.process.path import CommandPath, CommandSpec
+from bridge.process.path import Captured, CommandPath, CommandSpec
 from bridge.text.noise import parse_json_output
 
 POLL_SECONDS = 2.0  # the run's own pace: a state is seen at most this late
@@ -68,23 +68,28 @@ async def wait_for_run(
 
 
 async def _state_of(call: Call, commands: CommandPath, dag_id: str, run_id: str) -> str | None:
-    airflow = airflow_of(call.asked.request.app)
+    for found in await list_runs(call.asked, commands, dag_id, "follow the run"):
+        if isinstance(found, dict) and found.get("run_id") == run_id:
+            return str(found.get("state"))
+    return None
+
+
+async def list_runs(asked: Asked, commands: CommandPath, dag_id: str, purpose: str) -> list[Any]:
+    """The DAG's runs as ``dags list-runs -o json`` lists them; [] when it could not say."""
+    airflow = airflow_of(asked.request.app)
     command = airflow.cli.command(("dags", "list-runs")) if airflow.cli else None
     dag_arg = command.argument("dag_id") if command else None
     # Airflow 2 names the DAG with --dag-id, 3 as a positional.
     by_option = not dag_arg.positional if dag_arg is not None else airflow.major == 2
     words = ["dags", "list-runs", "--output=json"]
     argv = [*words, f"--dag-id={dag_id}"] if by_option else [*words, "--", dag_id]
-    runs = await _json(call, commands, argv, "follow the run")
-    for found in runs if isinstance(runs, list) else []:
-        if isinstance(found, dict) and found.get("run_id") == run_id:
-            return str(found.get("state"))
-    return None
+    runs = await cli_json(asked, commands, argv, purpose)
+    return runs if isinstance(runs, list) else []
 
 
 async def _failed_tasks(call: Call, commands: CommandPath, dag_id: str, run_id: str) -> list[str]:
     argv = ["tasks", "states-for-dag-run", "--output=json", "--", dag_id, run_id]
-    states = await _json(call, commands, argv, "the run's failed tasks")
+    states = await cli_json(call.asked, commands, argv, "the run's failed tasks")
     return sorted(
         str(task.get("task_id"))
         for task in (states if isinstance(states, list) else [])
@@ -92,8 +97,16 @@ async def _failed_tasks(call: Call, commands: CommandPath, dag_id: str, run_id: 
     )
 
 
-async def _json(call: Call, commands: CommandPath, argv: list[str], purpose: str) -> Any:
-    executable = airflow_of(call.asked.request.app).executable
-    spec = CommandSpec([executable, *argv], call.api.name, purpose, call.asked.peer)
-    found = await commands.capture(spec)
+async def cli_json(asked: Asked, commands: CommandPath, argv: list[str], purpose: str) -> Any:
+    """What a bookkeeping command printed as JSON (None when it failed), run through the
+    command path under the caller's API name."""
+    found = await cli_capture(asked, commands, argv, purpose)
     return parse_json_output(found.stdout) if found.exit_code == 0 else None
+
+
+async def cli_capture(
+    asked: Asked, commands: CommandPath, argv: list[str], purpose: str
+) -> Captured:
+    executable = airflow_of(asked.request.app).executable
+    spec = CommandSpec([executable, *argv], asked.api.name, purpose, asked.peer)
+    return await commands.capture(spec)

@@ -1,7 +1,8 @@
 """Demo DAG for airflow-rest-bridge: one task that runs for minutes, printing as it goes.
 
 ``ticks`` prints ``tick N`` every second for four minutes: long enough to detach it as a
-job, follow it from another page or terminal, and cancel it.
+job, follow it from another page or terminal, and cancel it. A run's conf
+``{"ticks": N}`` makes it N seconds instead (a task log followed to its end).
 """
 
 import datetime
@@ -22,8 +23,9 @@ with DAG(
 ) as dag:
 
     @task
-    def ticks() -> None:
-        for number in range(1, 241):
+    def ticks(**context: object) -> None:
+        conf = getattr(context.get("dag_run"), "conf", None) or {}
+        for number in range(1, int(conf.get("ticks", 240)) + 1):
             print(f"tick {number}", flush=True)
             time.sleep(1)
 

@@ -1,0 +1,223 @@
+"""``api=task_log``: a task try's log from the installation's local logs folder, whole
+(buffered, or streamed once), or followed live (``follow=true`` with a stream) until the try
+ends.
+
+The run is found with ``dags list-runs`` and the try's state with ``tasks state``, through the
+command path like every Airflow process, each with a slot of its own for as long as it runs:
+a follower waiting on a task holds none. Everything is checked, and the file found, before
+the stream starts; a log that is not there yet is waited for only when following.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from bridge.catalogue.installed import availability
+from bridge.catalogue.installed_cli import TaskLogSettings
+from bridge.errors import RequestError
+from bridge.http import envelope
+from bridge.http.calls import Asked
+from bridge.http.keys import COMMANDS, airflow_of
+from bridge.http.runs import cli_capture, list_runs
+from bridge.http.streams import STREAMS
+from bridge.offload import in_thread
+from bridge.process.path import CommandPath
+from bridge.task_logs.files import ENDED_STATES, LogReader, TaskTry, latest_try, log_path
+
+FILE_POLL_SECONDS = 0.5  # how late a written line may reach a follower
+STATE_POLL_SECONDS = 2.0  # how often Airflow is asked whether the try has ended
+
+
+async def task_log(asked: Asked) -> web.StreamResponse:
+    settings = _log_settings(asked)
+    values = asked.values
+    follow = bool(values.get("follow"))
+    if follow and asked.mode is None:
+        raise RequestError("follow=true needs a stream (stream=true or stream=ndjson)")
+    if values.get("try_number") == 0:
+        raise RequestError("try_number starts at 1")
+    commands = asked.request.app[COMMANDS]
+    async with commands.slot():
+        task = await _task_try(asked, commands)
+    found = await _find(settings, task, values.get("try_number"))
+    if found is None and not follow:
+        raise RequestError(_missing(settings, task, values.get("try_number")), status=404)
+    if asked.mode is None:
+        assert found is not None
+        return await _whole(asked, settings, task, *found)
+    return await _streamed(asked, settings, task, found, follow)
+
+
+def _log_settings(asked: Asked) -> TaskLogSettings:
+    cli = airflow_of(asked.request.app).cli
+    if cli is None or cli.task_logs is None:  # read again meanwhile, and now unknown
+        raise RequestError(str(availability(asked.api, airflow_of(asked.request.app), frozenset())))
+    return cli.task_logs
+
+
+async def _task_try(asked: Asked, commands: CommandPath) -> TaskTry:
+    """The run named by execution_date (a logical date or a run_id) and its logical date."""
+    values = asked.values
+    dag_id, wanted = values["dag_id"], str(values["execution_date"])
+    runs = await list_runs(asked, commands, dag_id, "find the run")
+    for run in runs:
+        if not isinstance(run, dict):
+            continue
+        date = str(run.get("logical_date") or run.get("execution_date") or "")
+        if run.get("run_id") == wanted or (date and _same_moment(date, wanted)):
+            map_index = values.get("map_index")
+            return TaskTry(
+                dag_id,
+                values["task_id"],
+                str(run["run_id"]),
+                date,
+                map_index if map_index is not None else -1,
+            )
+    raise RequestError(f"DAG '{dag_id}' has no run '{wanted}' (a logical date or run_id)", 404)
+
+
+def _same_moment(listed: str, wanted: str) -> bool:
+    def moment(text: str) -> datetime | None:
+        try:
+            parsed = datetime.fromisoformat(text.replace(" ", "T", 1).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+    first, second = moment(listed), moment(wanted)
+    return first is not None and first == second
+
+
+async def _find(
+    settings: TaskLogSettings, task: TaskTry, try_number: int | None
+) -> tuple[int, Path] | None:
+    if try_number is None:
+        return await in_thread(latest_try, settings, task)
+    path = await in_thread(log_path, settings, task, try_number)
+    return (try_number, path) if await in_thread(path.is_file) else None
+
+
+def _missing(settings: TaskLogSettings, task: TaskTry, try_number: int | None) -> str:
+    which = f"try {try_number}" if try_number else "any try"
+    where = f"of task '{task.task_id}' in run '{task.run_id}' of DAG '{task.dag_id}'"
+    if settings.remote:
+        return (
+            f"no local log of {which} {where}: remote logging is on, so the log may only be at "
+            f"{settings.remote_folder or 'the remote log store'}; read it with Airflow's UI or "
+            "REST API"
+        )
+    return f"no log of {which} {where} in the logs folder (yet: follow=true waits for it)"
+
+
+def _describe(
+    settings: TaskLogSettings, task: TaskTry, try_number: int | None, path: Path | None
+) -> dict[str, Any]:
+    return {
+        "dag_id": task.dag_id,
+        "task_id": task.task_id,
+        "run_id": task.run_id,
+        "map_index": task.map_index,
+        "try_number": try_number,
+        "log_file": str(path.relative_to(Path(settings.base_folder).resolve())) if path else None,
+    }
+
+
+async def _whole(
+    asked: Asked, settings: TaskLogSettings, task: TaskTry, try_number: int, path: Path
+) -> web.Response:
+    """Buffered: the log as it is now; its last max_output_size bytes when it is longer."""
+    limit = asked.settings.max_output_size
+    reader = LogReader(path, raw=bool(asked.values.get("raw")))
+    size = await in_thread(reader.size)
+    warnings = list(asked.notes)
+    reader.offset = max(0, size - limit)
+    text = await in_thread(reader.read, True, limit)
+    if size > limit:
+        text = text.partition("\n")[2]  # from the first whole line
+        warnings.append(f"the log is {size} bytes: only its end is shown (max_output_size)")
+    extra = {"task_log": _describe(settings, task, try_number, path)}
+    return envelope.respond(
+        envelope.finish(asked.base, http_code=200, output=text, warnings=warnings, extra=extra)
+    )
+
+
+async def _streamed(
+    asked: Asked,
+    settings: TaskLogSettings,
+    task: TaskTry,
+    found: tuple[int, Path] | None,
+    follow: bool,
+) -> web.StreamResponse:
+    """The log so far, then (following) what is written until the try ends."""
+    assert asked.mode is not None
+    commands = asked.request.app[COMMANDS]
+    wanted = asked.values.get("try_number")
+    response = STREAMS[asked.mode]()
+    await response.prepare(asked.request)
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + asked.settings.command_timeout
+    reader = LogReader(found[1], raw=bool(asked.values.get("raw"))) if found else None
+    try_number = found[0] if found else wanted
+    state: str | None = None
+    warnings = list(asked.notes)
+    while follow:
+        if reader is None:
+            found = await _find(settings, task, wanted)
+            if found is not None:
+                try_number = found[0]
+                reader = LogReader(found[1], raw=bool(asked.values.get("raw")))
+        if reader is not None:
+            await _send(response, await in_thread(reader.read))
+        state = await _state(asked, commands, task)
+        if state in ENDED_STATES:
+            break
+        if loop.time() >= give_up:
+            warnings.append(
+                f"the task was still {state} after command_timeout "
+                f"({asked.settings.command_timeout:g} s); following stopped, the task goes on"
+            )
+            break
+        next_state = loop.time() + STATE_POLL_SECONDS
+        while loop.time() < next_state:
+            await asyncio.sleep(FILE_POLL_SECONDS)  # a poll interval: files send no events
+            if reader is not None:
+                await _send(response, await in_thread(reader.read))
+    if reader is not None:
+        await _send(response, await in_thread(reader.read, True))
+    else:
+        warnings.append(_missing(settings, task, wanted))
+    extra: dict[str, Any] = {
+        "task_log": _describe(settings, task, try_number, reader.path if reader else None)
+    }
+    if state is not None:
+        extra["task_state"] = state
+    result = envelope.finish(asked.base, http_code=200, warnings=warnings, extra=extra)
+    await response.send_result(result)
+    await response.write_eof()
+    return response
+
+
+async def _send(response: Any, text: str) -> None:
+    if text:
+        await response.send_output("stdout", text)
+
+
+async def _state(asked: Asked, commands: CommandPath, task: TaskTry) -> str | None:
+    """The task instance's state as ``tasks state`` prints it; None when it could not be
+    asked now (every slot busy, or the command failed): asked again at the next poll."""
+    argv = ["tasks", "state"]
+    if task.map_index >= 0:
+        argv.append(f"--map-index={task.map_index}")
+    argv += ["--", task.dag_id, task.task_id, task.run_id]
+    try:
+        async with commands.slot():
+            found = await cli_capture(asked, commands, argv, "follow the task")
+    except RequestError:
+        return None
+    lines = [line.strip() for line in found.stdout.splitlines() if line.strip()]
+    return lines[-1].lower() if found.exit_code == 0 and lines else None
