@@ -134,6 +134,8 @@ def every_key(tmp_path: Path) -> dict[str, tuple[str, object]]:
         "command_timeout": ("12.5", 12.5),
         "kill_grace_period": ("2", 2.0),
         "max_concurrent_commands": ("7", 7),
+        "max_waiting_calls": ("0", 0),
+        "slot_wait_timeout": ("2.5", 2.5),
         "max_upload_size": ("2M", 2 * 1024 * 1024),
         "max_output_size": ("512K", 512 * 1024),
         "kill_on_disconnect": ("off", False),

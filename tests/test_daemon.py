@@ -131,7 +131,8 @@ async def test_sighup_reloads_limits_and_keeps_what_needs_a_restart(tmp_path: Pa
     so."""
     gate = tmp_path / "gate"
     base = f"airflow_executable = {FAKE_AIRFLOW}\nwarm_helper = false\n"
-    cfg = write_cfg(tmp_path / "airflow.cfg", base + "max_concurrent_commands = 1")
+    limits = "max_concurrent_commands = 1\nmax_waiting_calls = 0"  # over the limit: 429
+    cfg = write_cfg(tmp_path / "airflow.cfg", base + limits)
     port = free_port()
     daemon = await start_daemon(cfg, port, env={**os.environ, "FAKE_AIRFLOW_GATE": str(gate)})
     url = f"http://127.0.0.1:{port}{API}"

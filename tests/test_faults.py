@@ -15,6 +15,7 @@ from bridge.http.envelope import TEXT_RESULT_PREFIX
 from tests.helpers import (
     API,
     ClientFactory,
+    call,
     commands_of,
     fault,
     new_marker,
@@ -156,8 +157,8 @@ async def test_streamed_flood_arrives_whole(make_fake_client: ClientFactory) -> 
     assert result["exit_code"] == 0
 
 
-async def test_over_the_limit_is_429_with_retry_after(make_fake_client: ClientFactory) -> None:
-    client = await make_fake_client(max_concurrent_commands=1, reattach_wait=0)
+async def test_a_full_queue_is_429_with_retry_after(make_fake_client: ClientFactory) -> None:
+    client = await make_fake_client(max_concurrent_commands=1, max_waiting_calls=0, reattach_wait=0)
     marker = new_marker()
     first = await client.get(API, params=fault(marker, "hang", stream="true"))
     await read_until(first, b"started")
@@ -165,9 +166,47 @@ async def test_over_the_limit_is_429_with_retry_after(make_fake_client: ClientFa
     body = await second.json()
     assert second.status == 429
     assert second.headers["Retry-After"] == "1"
-    assert "max_concurrent_commands" in body["output"]
+    assert "max_waiting_calls" in body["output"]
     first.close()
     await asyncio.wait_for(commands_of(client).idle.wait(), timeout=30)
     third = await client.get(API, params=fault(new_marker(), "ok"))
     assert third.status == 200
+    assert processes_with(marker) == []
+
+
+async def test_over_the_limit_a_call_waits_its_turn(make_fake_client: ClientFactory) -> None:
+    """All slots taken: the next call waits and runs once one is free; a caller that leaves
+    while waiting leaves the queue; one that waits past slot_wait_timeout gets 503."""
+    client = await make_fake_client(max_concurrent_commands=1, reattach_wait=0)
+    commands = commands_of(client)
+    marker = new_marker()
+    first = await client.get(API, params=fault(marker, "hang", stream="true"))
+    await read_until(first, b"started")
+    waiting = asyncio.create_task(client.get(API, params=fault(new_marker(), "ok")))
+    leaving = asyncio.create_task(client.get(API, params=fault(new_marker(), "ok")))
+    while commands.slots.waiting < 2:
+        await commands.slots.changed()
+    leaving.cancel()
+    while commands.slots.waiting > 1:
+        await commands.slots.changed()
+    assert not waiting.done()
+    first.close()
+    second = await waiting
+    assert second.status == 200 and (await second.json())["exit_code"] == 0
+    assert processes_with(marker) == []
+    await asyncio.wait_for(commands.idle.wait(), timeout=30)
+    assert commands.busy == 0 and commands.slots.waiting == 0
+
+
+async def test_a_wait_past_slot_wait_timeout_is_503(make_fake_client: ClientFactory) -> None:
+    client = await make_fake_client(
+        max_concurrent_commands=1, slot_wait_timeout=0.2, reattach_wait=0
+    )
+    marker = new_marker()
+    first = await client.get(API, params=fault(marker, "hang", stream="true"))
+    await read_until(first, b"started")
+    status, body = await call(client, **fault(new_marker(), "ok"))
+    assert status == 503 and "slot_wait_timeout" in body["output"], body
+    first.close()
+    await asyncio.wait_for(commands_of(client).idle.wait(), timeout=30)
     assert processes_with(marker) == []

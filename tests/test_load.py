@@ -30,9 +30,11 @@ FLOOD_LINE = b"x" * 1023  # tests/fake_airflow.py's flood mode: 1 KiB lines
 STREAMS = 24
 REQUESTS = 256
 CONCURRENCY = 64
-# 24 streams hold 24 slots for the whole run; the buffered requests share the other 24, so
-# that some of the 64 at a time are refused with 429 and the limit is exercised too.
+# 24 streams hold 24 slots for the whole run; the buffered requests share the other 24, and
+# of the 40 over them at a time 16 wait in line and the rest are refused with 429: the queue
+# and the limit are both exercised.
 MAX_COMMANDS = 48
+MAX_WAITING = 16
 
 
 def rss_kib(pid: int) -> int:
@@ -181,7 +183,9 @@ def check_stream(marker: str, status: int, text: str) -> int:
 async def test_load_answers_200_or_429_loses_nothing_and_returns_every_descriptor(
     bridge: Any,
 ) -> None:
-    b: Bridge = await bridge(f"max_concurrent_commands = {MAX_COMMANDS}")
+    b: Bridge = await bridge(
+        f"max_concurrent_commands = {MAX_COMMANDS}\nmax_waiting_calls = {MAX_WAITING}"
+    )
     fds_at_start = open_fds(b.pid)
     results: list[tuple[str, int, dict[str, Any], str | None]] = []
     connector = TCPConnector(limit=0)

@@ -176,8 +176,20 @@ class Settings:
     max_concurrent_commands: int = setting(
         4,
         parsers.positive_int,
-        "API calls that may run Airflow commands at once (deploy_dag and refresh_dag count "
-        "one each); a call over the limit is refused with 429 and Retry-After, not queued.",
+        "API calls that may run Airflow commands at once (streams, detached jobs, services, "
+        "deploy_dag and refresh_dag count one each); further calls wait their turn "
+        "(max_waiting_calls, slot_wait_timeout).",
+    )
+    max_waiting_calls: int = setting(
+        64,
+        parsers.non_negative_int,
+        "Calls that may wait, in arrival order, for one of max_concurrent_commands; one more "
+        "is refused with 429 and Retry-After. 0: none wait, every call over the limit is a 429.",
+    )
+    slot_wait_timeout: float = setting(
+        120.0,
+        parsers.positive_seconds,
+        "Seconds a call waits for a slot; then it answers 503 with Retry-After (nothing ran).",
     )
     max_upload_size: int = setting(
         10 * 1024 * 1024,

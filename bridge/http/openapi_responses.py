@@ -190,7 +190,14 @@ def responses(settings: Settings) -> dict[str, Schema]:
             "allowed_hosts",
         },
         "429": {
-            "description": f"{settings.max_concurrent_commands} commands run already: retry",
+            "description": f"{settings.max_concurrent_commands} commands run and "
+            f"{settings.max_waiting_calls} calls wait already: retry",
+            "headers": {"Retry-After": {"schema": {"type": "string"}}},
+            "content": json_content(ref("schemas", "Rejected")),
+        },
+        "503": {
+            "description": f"No slot within {settings.slot_wait_timeout:g} s (or the daemon is "
+            "stopping): nothing ran, retry",
             "headers": {"Retry-After": {"schema": {"type": "string"}}},
             "content": json_content(ref("schemas", "Rejected")),
         },

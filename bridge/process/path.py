@@ -5,7 +5,8 @@ and startup's detection alike, goes through :meth:`CommandPath.run` (or :meth:`c
 it gets the settings in force (timeout, grace period, environment), the warm helper unless
 it is a service, a line in the ledger while it runs, a place in :attr:`running` (so that a
 daemon that stops can stop it) and an audit line when it ends. API calls that run commands
-also hold one of ``max_concurrent_commands`` slots (:meth:`slot`) for as long as they run.
+also hold one of ``max_concurrent_commands`` slots (:meth:`slot`, waiting in line for one)
+for as long as they run.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from bridge.config.settings import Settings
-from bridge.errors import RequestError
 from bridge.process.command import Command, Outcome
 from bridge.process.launching import Launcher
 from bridge.process.ledger import Ledger
 from bridge.process.sessions import SessionCensus
+from bridge.process.slots import Slots
 from bridge.text.redact import shown_command
 
 log = logging.getLogger(__name__)
@@ -64,9 +65,7 @@ class CommandPath:
         self.none_running = asyncio.Event()  # set while no command runs
         self.none_running.set()
         self.stopping = False  # the daemon is stopping: commands still running are stopped
-        self.busy = 0  # slots held
-        self.idle = asyncio.Event()  # set while no slot is held
-        self.idle.set()
+        self.slots = Slots(current)
         self._detached: set[asyncio.Task[None]] = set()
         self._census = SessionCensus()
 
@@ -74,24 +73,20 @@ class CommandPath:
         """The command as logs and ``airflow_cmd`` show it, secrets masked."""
         return shlex.join(shown_command(argv, self._current().rest_api_plugin_expected_http_token))
 
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """One of ``max_concurrent_commands``, or a 429 (refused, not queued)."""
-        limit = self._current().max_concurrent_commands
-        if self.busy >= limit:
-            raise RequestError(
-                f"{limit} commands are already running (max_concurrent_commands); retry shortly",
-                status=429,
-                headers={"Retry-After": "1"},
-            )
-        self.busy += 1
-        self.idle.clear()
-        try:
-            yield
-        finally:
-            self.busy -= 1
-            if not self.busy:
-                self.idle.set()
+    def slot(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """One of ``max_concurrent_commands``, after waiting in line for it if need be
+        (:mod:`bridge.process.slots`)."""
+        return self.slots.slot()
+
+    @property
+    def busy(self) -> int:
+        """Slots held: calls running commands."""
+        return self.slots.busy
+
+    @property
+    def idle(self) -> asyncio.Event:
+        """Set while no slot is held."""
+        return self.slots.idle
 
     @contextlib.asynccontextmanager
     async def run(self, spec: CommandSpec) -> AsyncIterator[Command]:
@@ -181,6 +176,7 @@ class CommandPath:
         """The daemon stops: running commands get the grace period to finish, then their
         sessions are stopped; their calls end with a record that says so."""
         grace = self._current().kill_grace_period
+        self.slots.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.idle.wait(), timeout=grace)
         if self.running:

@@ -57,7 +57,8 @@ async def serve(
     def on_sighup() -> None:
         # Handled from the start, so that a SIGHUP while Airflow is detected does not end
         # the daemon; the reload itself waits until the daemon serves.
-        task = asyncio.create_task(_reload(current, reread, notifier, ready))
+        reloaded = _reload(current, reread, notifier, ready, app[COMMANDS].slots.admit)
+        task = asyncio.create_task(reloaded)
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
@@ -114,9 +115,11 @@ async def _reload(
     reread: Callable[[], Settings],
     notifier: Notifier,
     ready: asyncio.Event,
+    admit: Callable[[], None],
 ) -> None:
     """SIGHUP: read the configuration again. A bad one is refused and the old one stays;
-    requests already running keep the settings they started with."""
+    requests already running keep the settings they started with; callers waiting for a
+    slot get the ones a higher max_concurrent_commands frees."""
     await ready.wait()
     notifier.reloading()
     try:
@@ -129,6 +132,7 @@ async def _reload(
     if changed:
         log.warning("%s take effect at the next start, not on reload", ", ".join(changed))
     current.settings = new
+    admit()
     log.info("configuration reloaded (auth %s)", "on" if new.auth_enabled else "off")
     notifier.ready("configuration reloaded")
 
