@@ -223,6 +223,24 @@ async def throughput(
     return clients * per_client / elapsed, samples.errors, samples
 
 
+async def burst_statuses(
+    session: aiohttp.ClientSession, base: str, clients: int, per_client: int
+) -> dict[int, int]:
+    """Every client sends its calls at once (each waits for its previous answer): the
+    statuses, counted. With the default limits, callers over them wait in line."""
+    api = next(api for api in READ_APIS if api.name == "list_dags")
+    statuses: dict[int, int] = {}
+
+    async def client() -> None:
+        for _ in range(per_client):
+            async with session.get(base, params=api.params) as response:
+                await response.read()
+                statuses[response.status] = statuses.get(response.status, 0) + 1
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return statuses
+
+
 async def streaming_delays(session: aiohttp.ClientSession, base: str) -> Samples:
     """Time from the task printing a line (its own timestamp) to this client reading it."""
     samples = Samples()
@@ -289,8 +307,7 @@ async def bench_one(airflow: str, samples: int, cold_samples: int) -> str:
     common = dict(
         env,
         AIRFLOW__REST_API_PLUGIN__AIRFLOW_EXECUTABLE=airflow,
-        AIRFLOW__REST_API_PLUGIN__MAX_CONCURRENT_COMMANDS="16",
-    )
+    )  # default limits: max_concurrent_commands 4, callers over it wait their turn
     out: list[str] = []
     rest_argv = rest_api_argv(airflow, major, ports["rest"])
     prefix = "/api/v2" if major >= 3 else "/api/v1"
@@ -336,6 +353,8 @@ async def bench_one(airflow: str, samples: int, cold_samples: int) -> str:
                 rows.append((api, warm_s, cold_s, cli_s, rest_s))
             print("   16 concurrent clients", file=sys.stderr, flush=True)
             rate, errors, load = await throughput(session, warm, clients=16, per_client=20)
+            print("   burst of 64", file=sys.stderr, flush=True)
+            burst = await burst_statuses(session, warm, clients=16, per_client=4)
             print("   streaming delay", file=sys.stderr, flush=True)
             delays = await streaming_delays(session, warm)
             daemon_rss = rss_kib(warm_proc.pid)
@@ -371,6 +390,11 @@ async def bench_one(airflow: str, samples: int, cold_samples: int) -> str:
     out.append(
         f"16 concurrent clients (warm, 320 requests of the 6 read APIs): {rate:.1f} requests/s, "
         f"{errors} errors, p50 {ms(load.p(50))} ms, p95 {ms(load.p(95))} ms"
+    )
+    refused = sum(count for status, count in burst.items() if status != 200)
+    out.append(
+        f"burst of 64 list_dags from 16 clients at once (default limits): {refused} refused "
+        f"({', '.join(f'{n} x {status}' for status, n in sorted(burst.items()))})"
     )
     out.append(
         f"streaming delay (task prints a line -> client reads it), {len(delays.seconds)} lines: "

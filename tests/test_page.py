@@ -11,7 +11,7 @@ import pytest
 from aiohttp import ClientSession
 
 from bridge.catalogue.table import NAMES
-from tests.helpers import ClientFactory, free_port, start_daemon, write_cfg
+from tests.helpers import ClientFactory, free_port, start_daemon, warm_mode, write_cfg
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,6 +44,7 @@ async def test_examples_carry_the_token_header_but_never_the_token(
 
 
 @pytest.mark.airflow
+@pytest.mark.skipif(not warm_mode(), reason="the same with the cold CLI: the warm pass runs it")
 async def test_a_non_editable_install_serves_the_page(tmp_path: Path, airflow_bin: str) -> None:
     wheels, site = tmp_path / "wheels", tmp_path / "site"
     subprocess.run(
