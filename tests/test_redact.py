@@ -28,6 +28,17 @@ URI = "postgres://user:secret@host:5432/db"
         ("uri is postgres://u:secret@h/db here", f"uri is postgres://u:{MASK}@h/db here"),
         ("postgres://user@host/db", "postgres://user@host/db"),
         ("http://host:8080/path", "http://host:8080/path"),
+        # Secrets in the query part: masked by the parameter's name, the others kept.
+        (
+            "aws://?aws_access_key_id=AKIA1&aws_secret_access_key=abc%2Fdef&region_name=eu",
+            f"aws://?aws_access_key_id=AKIA1&aws_secret_access_key={MASK}&region_name=eu",
+        ),
+        (
+            "postgres://u:pw@h/db?sslmode=require&password=two;api_key=k#frag",
+            f"postgres://u:{MASK}@h/db?sslmode=require&password={MASK};api_key={MASK}#frag",
+        ),
+        ("http://h/p?token=&next=1", "http://h/p?token=&next=1"),
+        ("a=b and c&d=e", "a=b and c&d=e"),
     ],
 )
 def test_mask_uri(text: str, expected: str) -> None:

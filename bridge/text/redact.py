@@ -24,6 +24,9 @@ MASK = "***"
 _URI_PASSWORD = re.compile(
     r"(?P<head>://[^:/@\s]*:)(?P<secret>\S*?)(?P<tail>@)(?=[^@/?#\s]*(?:[/?#\s]|$))"
 )
+# ...?aws_secret_access_key=VALUE&region=x -> ...?aws_secret_access_key=***&region=x, for a
+# query parameter whose name is sensitive (below); the others stay readable.
+_QUERY_PARAMETER = re.compile(r"(?P<head>[?&;](?P<name>[^=&;#\s?]+)=)(?P<value>[^&;#\s]*)")
 # Airflow's own list of names whose values it masks (core.sensitive_var_conn_names defaults).
 _SENSITIVE_NAME = re.compile(
     r"access_token|api_key|apikey|authorization|passphrase|passwd|password|private_key"
@@ -44,8 +47,16 @@ class Secret(enum.Enum):
 
 
 def mask_uri(text: str) -> str:
-    """Hide the password part of any URI in ``text``."""
-    return _URI_PASSWORD.sub(lambda m: f"{m['head']}{MASK}{m['tail']}", text)
+    """Hide the password part of any URI in ``text``, and the values of query parameters
+    whose names say they are secret (``?aws_secret_access_key=...``, ``&password=...``)."""
+    text = _URI_PASSWORD.sub(lambda m: f"{m['head']}{MASK}{m['tail']}", text)
+    return _QUERY_PARAMETER.sub(_masked_parameter, text) if "=" in text else text
+
+
+def _masked_parameter(match: re.Match[str]) -> str:
+    if is_sensitive_name(match["name"]) and match["value"]:
+        return match["head"] + MASK
+    return match[0]
 
 
 def is_sensitive_name(name: str) -> bool:
