@@ -37,9 +37,9 @@ PG_PORT = $$(pg_lsclusters -h | awk 'NR==1 {print $$3}')
 
 .PHONY: run test bench lint docs mutation unit integration smoke postgres dev airflow-venvs airflow-constraints chromium systemd-analyze clean
 
-$(BIN)/.installed: setup.py tests/requirements-dev.txt
+$(BIN)/.installed: setup.py constraints.txt tests/requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e . -r tests/requirements-dev.txt
+	$(BIN)/pip install --quiet -e . -r tests/requirements-dev.txt -c constraints.txt
 	touch $@
 
 dev: $(BIN)/.installed
@@ -129,7 +129,7 @@ bench: airflow-venvs
 # suite (mutmut; settings in pyproject.toml). It takes long, so it is not part of `make test`;
 # its score and the mutants that survive are in docs/development.md.
 mutation: dev
-	$(BIN)/pip install --quiet -r tests/requirements-mutation.txt
+	$(BIN)/pip install --quiet -r tests/requirements-mutation.txt -c constraints.txt
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children 2
 	$(BIN)/mutmut export-cicd-stats

@@ -21,11 +21,15 @@ setup(
     packages=[*find_packages(include=["bridge", "bridge.*"]), "bridge.templates", "bridge.static"],
     package_dir={"bridge": "bridge", "bridge.templates": "templates", "bridge.static": "static"},
     package_data={"bridge.templates": ["*.html"], "bridge.static": ["*.css", "*.js", "*.svg"]},
+    # Ranges, so that an install into Airflow's own environment keeps Airflow's versions
+    # where they fit: the lower bounds are what the unit suite passed with (aiohttp 3.14.5
+    # brings web.RequestKey and the request parser's fixes; Airflow 2.11.2 pins it too). The
+    # exact set `make test` proves is constraints.txt.
     install_requires=[
-        "aiohttp==3.14.5",
-        "aiohttp-jinja2==1.6",
-        "jinja2==3.1.6",
-        "multidict==7.2.1",  # the version Airflow 2.11.2 pins too
+        "aiohttp>=3.14.5,<4",
+        "aiohttp-jinja2>=1.6,<2",
+        "jinja2>=3.1.5,<4",
+        "multidict>=6.1,<8",
     ],
     entry_points={"console_scripts": ["airflow-rest-bridge = bridge.cli:main"]},
     classifiers=[

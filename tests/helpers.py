@@ -381,12 +381,12 @@ class Daemon:
         return code
 
 
-async def start_daemon(cfg: Path, port: int, **kwargs: Any) -> Daemon:
+async def start_daemon(cfg: Path, port: int, python: str = sys.executable, **kwargs: Any) -> Daemon:
     """Start the daemon (in asyncio's debug mode) and return once it logs 'serving on'."""
     env = dict(kwargs.pop("env", None) or os.environ)
     env["PYTHONASYNCIODEBUG"] = "1"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bridge", "--config", str(cfg), "--port", str(port),
+        python, "-m", "bridge", "--config", str(cfg), "--port", str(port),
         stderr=asyncio.subprocess.PIPE, env=env, **kwargs,
     )  # fmt: skip
     daemon = Daemon(proc)
