@@ -30,6 +30,7 @@ setup(
         "aiohttp-jinja2>=1.6,<2",
         "jinja2>=3.1.5,<4",
         "multidict>=6.1,<8",
+        "prometheus-client>=0.21,<1",  # GET /metrics
     ],
     entry_points={"console_scripts": ["airflow-rest-bridge = bridge.cli:main"]},
     classifiers=[

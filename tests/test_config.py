@@ -135,6 +135,7 @@ def every_key(tmp_path: Path) -> dict[str, tuple[str, object]]:
         "kill_grace_period": ("2", 2.0),
         "max_concurrent_commands": ("7", 7),
         "max_waiting_calls": ("0", 0),
+        "metrics_token": ("scrape-me", "scrape-me"),
         "slot_wait_timeout": ("2.5", 2.5),
         "max_upload_size": ("2M", 2 * 1024 * 1024),
         "max_output_size": ("512K", 512 * 1024),

@@ -92,6 +92,15 @@ class Settings:
         secret=True,
         example="a-long-random-secret",
     )
+    metrics_token: str | None = setting(
+        None,
+        parsers.optional_text,
+        "A token for GET /metrics alone, sent as 'Authorization: Bearer ...' (Prometheus' "
+        "authorization setting); the API's token is accepted too. Unset: /metrics is read "
+        "with the API's token, or by anyone when the API has none.",
+        secret=True,
+        example="another-long-random-secret",
+    )
     listen_host: str = setting(
         "127.0.0.1",
         lambda text: text.strip() or "127.0.0.1",

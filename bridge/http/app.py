@@ -13,7 +13,7 @@ from aiohttp import web
 import bridge
 from bridge.catalogue.installed import AirflowInfo
 from bridge.config.settings import CurrentSettings, Settings
-from bridge.http import auth, browsers, jobs, lifecycle, openapi, page, proxies, views
+from bridge.http import auth, browsers, jobs, lifecycle, metrics, openapi, page, proxies, views
 from bridge.http.forms import MAX_QUERY_STRING
 from bridge.http.keys import COMMANDS, JOBS, SETTINGS, UPLOAD_LOCKS
 from bridge.http.middleware import error_middleware
@@ -40,6 +40,7 @@ def create_app(
     helper that the app then does not own (tests share both across a session)."""
     app = web.Application(
         middlewares=[
+            metrics.metrics_middleware,
             error_middleware,
             proxies.proxy_middleware,
             browsers.browser_middleware,
@@ -60,6 +61,7 @@ def create_app(
     app[COMMANDS] = CommandPath(current, Ledger(folder_in(settings.airflow_home)))
     app[UPLOAD_LOCKS] = {}
     app[JOBS] = Jobs(settings.jobs_path)
+    app[metrics.METRICS] = metrics.Metrics(app)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
@@ -71,6 +73,7 @@ def create_app(
     app.add_routes(
         [
             web.get("/health", views.health, name="health"),
+            web.get("/metrics", metrics.metrics, name="metrics"),
             web.get(f"{PREFIX}/", page.index, name="index"),
             web.get(PREFIX, views.index_redirect, name="index_redirect"),
             web.route("*", API_PATH, views.api, name="api"),

@@ -29,6 +29,7 @@ from bridge.http.keys import (
     cli_commands_of,
     settings_of,
 )
+from bridge.http.metrics import CALLED_API
 from bridge.text.redact import mask_arguments
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ async def api(request: web.Request) -> web.StreamResponse:
         if known is not None and name not in BY_NAME:
             not_here = installed.why_not(name, settings.cli_commands)
         chosen = known if not_here is None else None
+        request[CALLED_API] = known.name if known is not None else "unknown"
         secrets = known.secrets if known is not None else {}
         token = settings.rest_api_plugin_expected_http_token
         base = envelope.start(

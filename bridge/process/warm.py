@@ -41,6 +41,7 @@ HELPER_SCRIPT = Path(__file__).parents[1] / "airflow_side" / "warm_helper.py"
 START_TIMEOUT = 180.0  # importing Airflow on a loaded 2-core machine can take a while
 LAUNCH_TIMEOUT = 10.0  # from the request to the child leading its own session
 SEND_TIMEOUT = 2.0  # a helper this busy is treated as unavailable: that call goes cold
+HELPER_STATES = ("starting", "ready", "failed", "off")
 RESTART_DELAYS = (1.0, 5.0, 30.0, 120.0)  # after starts that failed in a row, back off
 
 
