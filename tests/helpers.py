@@ -290,6 +290,21 @@ async def read_until(response: Any, needle: bytes) -> bytes:
     raise AssertionError(f"{needle!r} never arrived: {seen[-500:]!r}")
 
 
+async def hold_the_slot(client: TestClient[Any, Any]) -> tuple[Any, str]:
+    """A stream of the fake's ``hang`` holding a slot (with max_concurrent_commands = 1, the
+    only one), once its command runs: the response (close it to let go) and its marker."""
+    marker = new_marker()
+    held = await client.get(API, params=fault(marker, "hang", stream="true"))
+    await read_until(held, b"started")
+    return held, marker
+
+
+async def until_waiting(commands: CommandPath, count: int) -> None:
+    """Until exactly ``count`` calls wait in line for a slot."""
+    while commands.slots.waiting != count:
+        await commands.slots.changed()
+
+
 # -- the real daemon ---------------------------------------------------------------------------
 
 

@@ -18,9 +18,11 @@ from tests.helpers import (
     call,
     commands_of,
     fault,
+    hold_the_slot,
     new_marker,
     processes_with,
     read_until,
+    until_waiting,
 )
 
 
@@ -159,9 +161,7 @@ async def test_streamed_flood_arrives_whole(make_fake_client: ClientFactory) -> 
 
 async def test_a_full_queue_is_429_with_retry_after(make_fake_client: ClientFactory) -> None:
     client = await make_fake_client(max_concurrent_commands=1, max_waiting_calls=0, reattach_wait=0)
-    marker = new_marker()
-    first = await client.get(API, params=fault(marker, "hang", stream="true"))
-    await read_until(first, b"started")
+    first, marker = await hold_the_slot(client)
     second = await client.get(API, params=fault(new_marker(), "ok"))
     body = await second.json()
     assert second.status == 429
@@ -176,19 +176,16 @@ async def test_a_full_queue_is_429_with_retry_after(make_fake_client: ClientFact
 
 async def test_over_the_limit_a_call_waits_its_turn(make_fake_client: ClientFactory) -> None:
     """All slots taken: the next call waits and runs once one is free; a caller that leaves
-    while waiting leaves the queue; one that waits past slot_wait_timeout gets 503."""
+    while waiting leaves the queue."""
     client = await make_fake_client(max_concurrent_commands=1, reattach_wait=0)
     commands = commands_of(client)
-    marker = new_marker()
-    first = await client.get(API, params=fault(marker, "hang", stream="true"))
-    await read_until(first, b"started")
+    first, marker = await hold_the_slot(client)
     waiting = asyncio.create_task(client.get(API, params=fault(new_marker(), "ok")))
+    await until_waiting(commands, 1)
     leaving = asyncio.create_task(client.get(API, params=fault(new_marker(), "ok")))
-    while commands.slots.waiting < 2:
-        await commands.slots.changed()
+    await until_waiting(commands, 2)
     leaving.cancel()
-    while commands.slots.waiting > 1:
-        await commands.slots.changed()
+    await until_waiting(commands, 1)
     assert not waiting.done()
     first.close()
     second = await waiting
@@ -202,9 +199,7 @@ async def test_a_wait_past_slot_wait_timeout_is_503(make_fake_client: ClientFact
     client = await make_fake_client(
         max_concurrent_commands=1, slot_wait_timeout=0.2, reattach_wait=0
     )
-    marker = new_marker()
-    first = await client.get(API, params=fault(marker, "hang", stream="true"))
-    await read_until(first, b"started")
+    first, marker = await hold_the_slot(client)
     status, body = await call(client, **fault(new_marker(), "ok"))
     assert status == 503 and "slot_wait_timeout" in body["output"], body
     first.close()

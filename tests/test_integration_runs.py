@@ -207,5 +207,8 @@ async def test_task_log_follows_a_running_task(
         assert f"tick {TICKS}" in raw["output"]
         status, body = await call(client, api="task_log", **task, try_number="2")
         assert status == 404 and "no log of try 2" in body["output"], body
+        # Following a task the run does not have: a 404 before any stream, not a long wait.
+        status, body = await call(client, **{**params, "task_id": "no_such_task", "stream": "true"})
+        assert status == 404 and "'no_such_task'" in body["output"], body
     finally:
         await call_ok(client, api="pause", dag_id=LONG)

@@ -12,7 +12,15 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import API, ClientFactory, commands_of, fault, new_marker, read_until
+from tests.helpers import (
+    API,
+    ClientFactory,
+    commands_of,
+    fault,
+    hold_the_slot,
+    new_marker,
+    until_waiting,
+)
 
 TOKEN = "api-token-6d1f"
 METRICS_TOKEN = "metrics-token-93ab"
@@ -62,12 +70,9 @@ async def test_running_waiting_and_jobs_are_read_at_the_scrape(
 ) -> None:
     client = await make_fake_client(max_concurrent_commands=1, reattach_wait=0)
     commands = commands_of(client)
-    marker = new_marker()
-    held = await client.get(API, params=fault(marker, "hang", stream="true"))
-    await read_until(held, b"started")
+    held, _ = await hold_the_slot(client)
     waiting = asyncio.create_task(client.get(API, params=fault(new_marker(), "ok")))
-    while commands.slots.waiting < 1:
-        await commands.slots.changed()
+    await until_waiting(commands, 1)
     samples = await scrape(client)
     assert samples[("bridge_commands_running", ())] == 1
     assert samples[("bridge_commands_waiting", ())] == 1

@@ -28,6 +28,7 @@ from bridge.http.streams import STREAMS
 from bridge.offload import in_thread
 from bridge.process.path import CommandPath
 from bridge.task_logs.files import ENDED_STATES, LogReader, TaskTry, latest_try, log_path
+from bridge.text.redact import mask_uri
 
 FILE_POLL_SECONDS = 0.5  # how late a written line may reach a follower
 STATE_POLL_SECONDS = 2.0  # how often Airflow is asked whether the try has ended
@@ -44,6 +45,8 @@ async def task_log(asked: Asked) -> web.StreamResponse:
     commands = asked.request.app[COMMANDS]
     async with commands.slot():
         task = await _task_try(asked, commands)
+    if follow:  # a task the run does not have would otherwise be waited for
+        await _check_task(asked, commands, task)
     found = await _find(settings, task, values.get("try_number"))
     if found is None and not follow:
         raise RequestError(_missing(settings, task, values.get("try_number")), status=404)
@@ -207,16 +210,32 @@ async def _send(response: Any, text: str) -> None:
         await response.send_output("stdout", text)
 
 
-async def _state(asked: Asked, commands: CommandPath, task: TaskTry) -> str | None:
-    """The task instance's state as ``tasks state`` prints it; None when it could not be
-    asked now (every slot busy, or the command failed): asked again at the next poll."""
+async def _check_task(asked: Asked, commands: CommandPath, task: TaskTry) -> None:
+    """A 404 when ``tasks state`` cannot find the task instance (its words say why)."""
+    async with commands.slot():
+        found = await cli_capture(asked, commands, _state_argv(task), "find the task")
+    if found.exit_code != 0:
+        said = [line for line in found.stderr.splitlines() if line.strip()][-1:]
+        raise RequestError(
+            f"task '{task.task_id}' of run '{task.run_id}' of DAG '{task.dag_id}' was not "
+            f"found: {mask_uri(said[0].strip()) if said else 'tasks state failed'}",
+            404,
+        )
+
+
+def _state_argv(task: TaskTry) -> list[str]:
     argv = ["tasks", "state"]
     if task.map_index >= 0:
         argv.append(f"--map-index={task.map_index}")
-    argv += ["--", task.dag_id, task.task_id, task.run_id]
+    return [*argv, "--", task.dag_id, task.task_id, task.run_id]
+
+
+async def _state(asked: Asked, commands: CommandPath, task: TaskTry) -> str | None:
+    """The task instance's state as ``tasks state`` prints it; None when it could not be
+    asked now (every slot busy, or the command failed): asked again at the next poll."""
     try:
         async with commands.slot():
-            found = await cli_capture(asked, commands, argv, "follow the task")
+            found = await cli_capture(asked, commands, _state_argv(task), "follow the task")
     except RequestError:
         return None
     lines = [line.strip() for line in found.stdout.splitlines() if line.strip()]
