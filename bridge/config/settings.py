@@ -11,47 +11,19 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from bridge.config import parsers
+from bridge.config.keys import Key, setting
 
 SECTION = "rest_api_plugin"
 DEFAULT_PORT = 8799  # not one of Airflow's own ports (8080, 8793, 8794, 5555)
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
-T = TypeVar("T")
 HOME = Path("~/airflow").expanduser()  # Airflow's own default home
-
-
-@dataclass(frozen=True)
-class Key:
-    """What is known about one key besides its name and default."""
-
-    parse: Callable[[str], Any]
-    help: str
-    seed: bool = False  # a key of the seed plugin (airflow-rest-api-plugin), same meaning
-    restart: bool = False  # read at startup only; a reload (SIGHUP) keeps the old value
-    unset: str | None = None  # what an unset key means, when that is not its default value
-    example: str | None = None  # a value to show for a key that is unset by default
-    secret: bool = False  # never shown: not in the settings' repr, not logged
-
-
-def setting(
-    default: T,
-    parse: Callable[[str], T],
-    help: str,
-    **traits: Any,
-) -> T:
-    """Declare a key of the section (used as a dataclass field's default)."""
-    # Runs once, at import, before mutation testing picks a mutant: no mutant of it could run.
-    key = Key(parse, help, **traits)  # pragma: no mutate
-    result: T = field(
-        default=default, metadata={"key": key}, repr=not key.secret
-    )  # pragma: no mutate
-    return result
 
 
 @dataclass(frozen=True)
