@@ -120,6 +120,7 @@ def _missing(settings: TaskLogSettings, task: TaskTry, try_number: int | None) -
 def _describe(
     settings: TaskLogSettings, task: TaskTry, try_number: int | None, path: Path | None
 ) -> dict[str, Any]:
+    """Which file was read, relative to the logs folder (resolved: the disk, so in a thread)."""
     return {
         "dag_id": task.dag_id,
         "task_id": task.task_id,
@@ -143,7 +144,7 @@ async def _whole(
     if size > limit:
         text = text.partition("\n")[2]  # from the first whole line
         warnings.append(f"the log is {size} bytes: only its end is shown (max_output_size)")
-    extra = {"task_log": _describe(settings, task, try_number, path)}
+    extra = {"task_log": await in_thread(_describe, settings, task, try_number, path)}
     return envelope.respond(
         envelope.finish(asked.base, http_code=200, output=text, warnings=warnings, extra=extra)
     )
@@ -195,7 +196,9 @@ async def _streamed(
     else:
         warnings.append(_missing(settings, task, wanted))
     extra: dict[str, Any] = {
-        "task_log": _describe(settings, task, try_number, reader.path if reader else None)
+        "task_log": await in_thread(
+            _describe, settings, task, try_number, reader.path if reader else None
+        )
     }
     if state is not None:
         extra["task_state"] = state
