@@ -144,6 +144,65 @@ async def test_a_helper_killed_mid_command_takes_no_command_with_it_and_comes_ba
     assert 'desc="warm"' in response.headers["Server-Timing"]
 
 
+def spare_children(helper_pid: int) -> set[int]:
+    """The helper's children that wait for a command (forked ahead of need)."""
+    task = Path("/proc") / str(helper_pid) / "task" / str(helper_pid) / "children"
+    found = set()
+    for pid in task.read_text().split():
+        try:
+            title = (Path("/proc") / pid / "cmdline").read_bytes()
+        except FileNotFoundError:
+            continue
+        if b"spare child" in title:
+            found.add(int(pid))
+    return found
+
+
+async def until_spare(helper_pid: int, other_than: int = 0) -> int:
+    give_up = time.monotonic() + 60
+    while time.monotonic() < give_up:
+        spares = spare_children(helper_pid) - {other_than}
+        if spares:
+            (spare,) = spares
+            return spare
+        await asyncio.sleep(0.05)
+    pytest.fail(f"the helper {helper_pid} forked no spare child")
+
+
+async def test_a_child_forked_ahead_runs_the_next_command_and_goes_with_the_helper(
+    own_client: TestClient[Any, Any],
+) -> None:
+    state = await until_ready(own_client, restarts=0)
+    # The warm-up steps that spare every command work (migration scripts, providers).
+    assert not {"migration scripts", "providers configuration"} & set(state["failed_imports"])
+    spare = await until_spare(state["pid"])
+    assert session_of(spare) == spare  # already a session of its own
+    response = await own_client.get(API, params=slow_lines(unique_date(2022), stream="true"))
+    await read_until(response, b"first line")
+    (command,) = commands_of(own_client).running
+    assert command.pid == spare
+    next_spare = await until_spare(state["pid"], other_than=spare)
+    assert b'"exit_code": 0' in await response.read()
+    os.kill(state["pid"], signal.SIGKILL)
+    give_up = time.monotonic() + 30
+    while live_members(session=next_spare) and time.monotonic() < give_up:
+        await asyncio.sleep(0.05)
+    assert live_members(session=next_spare) == []  # it saw the helper go, and went
+
+
+async def test_a_spare_child_killed_while_waiting_costs_nothing_but_a_fork(
+    own_client: TestClient[Any, Any],
+) -> None:
+    state = await until_ready(own_client, restarts=0)
+    spare = await until_spare(state["pid"])
+    os.kill(spare, signal.SIGKILL)
+    response = await own_client.get(API, params={"api": "variables", "cmd": "list"})
+    assert response.status == 200
+    assert 'desc="warm"' in response.headers["Server-Timing"]
+    await until_spare(state["pid"], other_than=spare)
+    assert (await health(own_client))["restarts"] == 0
+
+
 async def test_a_changed_airflow_cfg_restarts_the_helper(
     own_client: TestClient[Any, Any], settings: config.Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
