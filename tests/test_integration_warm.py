@@ -169,6 +169,13 @@ async def until_spare(helper_pid: int, other_than: int = 0) -> int:
     pytest.fail(f"the helper {helper_pid} forked no spare child")
 
 
+async def until_gone(session: int) -> None:
+    give_up = time.monotonic() + 30
+    while live_members(session=session) and time.monotonic() < give_up:
+        await asyncio.sleep(0.05)
+    assert live_members(session=session) == []
+
+
 async def test_a_child_forked_ahead_runs_the_next_command_and_goes_with_the_helper(
     own_client: TestClient[Any, Any],
 ) -> None:
@@ -184,10 +191,7 @@ async def test_a_child_forked_ahead_runs_the_next_command_and_goes_with_the_help
     next_spare = await until_spare(state["pid"], other_than=spare)
     assert b'"exit_code": 0' in await response.read()
     os.kill(state["pid"], signal.SIGKILL)
-    give_up = time.monotonic() + 30
-    while live_members(session=next_spare) and time.monotonic() < give_up:
-        await asyncio.sleep(0.05)
-    assert live_members(session=next_spare) == []  # it saw the helper go, and went
+    await until_gone(next_spare)  # it saw the helper go, and went
 
 
 async def test_a_spare_child_killed_while_waiting_costs_nothing_but_a_fork(
@@ -196,8 +200,9 @@ async def test_a_spare_child_killed_while_waiting_costs_nothing_but_a_fork(
     state = await until_ready(own_client, restarts=0)
     spare = await until_spare(state["pid"])
     os.kill(spare, signal.SIGKILL)
+    await until_gone(spare)  # (a spare killed while taking a command: that command's -9)
     response = await own_client.get(API, params={"api": "variables", "cmd": "list"})
-    assert response.status == 200
+    assert response.status == 200, await response.text()
     assert 'desc="warm"' in response.headers["Server-Timing"]
     await until_spare(state["pid"], other_than=spare)
     assert (await health(own_client))["restarts"] == 0

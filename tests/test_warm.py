@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bridge.airflow_side import warm_helper
+from bridge.airflow_side import warm_child
 from bridge.catalogue.installed import AirflowInfo
 from bridge.config import settings as config
 from bridge.http.app import create_app
@@ -28,7 +28,7 @@ ROOT = Path(__file__).parents[1]
 def test_exit_codes_follow_sys_exit(
     value: object, code: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert warm_helper.exit_code(value) == code
+    assert warm_child.exit_code(value) == code
     if isinstance(value, str):
         assert capsys.readouterr().err == "a message\n"
 
@@ -84,8 +84,7 @@ def test_the_helper_reports_the_modules_that_did_not_import(tmp_path: Path) -> N
     for path, text in files.items():
         path.write_text(text)
     script = (
-        "import json; from bridge.airflow_side import warm_helper as w; "
-        "print(json.dumps(w.warm_up()))"
+        "import json; from bridge.airflow_side import warm_up as w; print(json.dumps(w.warm_up()))"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
     result = subprocess.run(
