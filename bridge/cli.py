@@ -1,4 +1,5 @@
-"""The command line: parse flags, load the settings, serve until SIGTERM/SIGINT.
+"""The command line: parse flags, load the settings, serve until SIGTERM/SIGINT (or manage
+the named tokens: ``token add|list|revoke``, bridge.token_commands).
 
 Exit codes: 0 stopped by a signal, 2 configuration error, 3 Airflow cannot be used, 4 the
 address cannot be listened on.
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import bridge
+from bridge import token_commands
 from bridge.catalogue.installed import AirflowNotUsable
 from bridge.config import parsers
 from bridge.config.load import ConfigError
@@ -50,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         "else ~/airflow/airflow.cfg)",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {bridge.__version__}")
+    token_commands.add_parser(parser.add_subparsers(dest="command", metavar="{token}"))
     return parser
 
 
@@ -77,6 +80,8 @@ def setup_logging() -> QueueListener:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``airflow-rest-bridge``; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if args.command == "token":
+        return token_commands.run(args)
     listener = setup_logging()
     try:
         return _run(args)

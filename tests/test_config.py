@@ -136,6 +136,7 @@ def every_key(tmp_path: Path) -> dict[str, tuple[str, object]]:
         "max_concurrent_commands": ("7", 7),
         "max_waiting_calls": ("0", 0),
         "metrics_token": ("scrape-me", "scrape-me"),
+        "tokens_file": (f"{tmp_path}/tokens.json", tmp_path / "tokens.json"),
         "slot_wait_timeout": ("2.5", 2.5),
         "max_upload_size": ("2M", 2 * 1024 * 1024),
         "max_output_size": ("512K", 512 * 1024),
@@ -413,8 +414,8 @@ def test_the_exposure_error_says_both_ways_out(tmp_path: Path) -> None:
         load(plugin_cfg(tmp_path / "airflow.cfg", listen_host="0.0.0.0"), {})
     assert str(refused.value) == (
         "refusing to listen on 0.0.0.0 without a token: set [rest_api_plugin] "
-        "rest_api_plugin_expected_http_token, or allow_unauthenticated_remote_access = true "
-        "to accept the risk"
+        "rest_api_plugin_expected_http_token (or tokens_file), or "
+        "allow_unauthenticated_remote_access = true to accept the risk"
     )
 
 

@@ -29,7 +29,7 @@ LAYERS = (
     ("deploy", "jobs", "task_logs"),
     ("http",),
     ("service",),
-    ("cli", "docs", "__main__"),
+    ("cli", "token_commands", "docs", "__main__"),
 )
 DECLARATIVE_TABLES = {"catalogue/table.py"}
 MAX_LINES = 350

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.config.settings import LOOPBACK_HOSTS, RESTART_KEYS, SECTION, Settings, keys
+from bridge.config.tokens import TokensError, TokenTable, read_tokens
 
 
 class ConfigError(ValueError):
@@ -93,10 +94,16 @@ def load(path: Path | None, environ: Mapping[str, str]) -> Settings:
     if (values.get("tls_cert_file") is None) != (values.get("tls_key_file") is None):
         raise ConfigError(f"[{SECTION}] tls_cert_file and tls_key_file must be set together")
 
+    tokens_file = values.get("tokens_file")
+    try:
+        named_tokens = read_tokens(tokens_file) if tokens_file else TokenTable()
+    except TokensError as exc:
+        raise ConfigError(f"[{SECTION}] tokens_file: {exc}") from None
     settings = Settings(
         config_path=cfg_path if cfg_path.is_file() else None,
         airflow_home=airflow_home,
         dags_folder=dags_folder,
+        named_tokens=named_tokens,
         **values,
     )
     _check_exposure(settings)
@@ -121,7 +128,7 @@ def _check_exposure(settings: Settings) -> None:
     ):
         raise ConfigError(
             f"refusing to listen on {settings.listen_host} without a token: set "
-            f"[{SECTION}] rest_api_plugin_expected_http_token, or "
+            f"[{SECTION}] rest_api_plugin_expected_http_token (or tokens_file), or "
             "allow_unauthenticated_remote_access = true to accept the risk"
         )
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from bridge.config import parsers
 from bridge.config.keys import Key, setting
+from bridge.config.tokens import TokenTable
 
 SECTION = "rest_api_plugin"
 DEFAULT_PORT = 8799  # not one of Airflow's own ports (8080, 8793, 8794, 5555)
@@ -34,6 +35,7 @@ class Settings:
     config_path: Path | None = None
     airflow_home: Path = HOME
     dags_folder: Path = HOME / "dags"
+    named_tokens: TokenTable = dataclasses.field(default_factory=TokenTable)
 
     log_loading: bool = setting(
         False,
@@ -63,6 +65,13 @@ class Settings:
         seed=True,
         secret=True,
         example="a-long-random-secret",
+    )
+    tokens_file: Path | None = setting(
+        None,
+        parsers.optional_path,
+        "Named tokens with scopes, written by 'airflow-rest-bridge token add|revoke' (hashes "
+        "only; owner-only mode). Set: every call needs a token, named or the seed's one.",
+        example="/etc/airflow-rest-bridge/tokens.json",
     )
     metrics_token: str | None = setting(
         None,
@@ -290,7 +299,7 @@ class Settings:
     @property
     def auth_enabled(self) -> bool:
         """True when requests must carry the token header."""
-        return bool(self.rest_api_plugin_expected_http_token)
+        return bool(self.rest_api_plugin_expected_http_token) or self.tokens_file is not None
 
     @property
     def jobs_path(self) -> Path:

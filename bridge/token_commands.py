@@ -1,0 +1,108 @@
+"""``airflow-rest-bridge token add|list|revoke``: the named tokens in ``tokens_file``.
+
+They read the same airflow.cfg as the daemon (``--config``, else as Airflow finds it) to
+find the file. ``add`` prints the new token once; only its hash is written. The daemon
+picks up a change when it reloads (SIGHUP, ``systemctl reload``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import fcntl
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+from bridge.config.load import ConfigError, load
+from bridge.config.tokens import (
+    NamedToken,
+    TokensError,
+    check_name,
+    hash_token,
+    new_token,
+    parse_scopes,
+    read_tokens,
+    write_tokens,
+)
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    token = commands.add_parser("token", help="manage named tokens (tokens_file)")
+    actions = token.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="create a token and print it once")
+    add.add_argument("name", help="its name, in logs and job records (A-Z a-z 0-9 _ . -)")
+    add.add_argument(
+        "--scope",
+        required=True,
+        help="comma-separated: read (changes nothing), operate (runs, triggers, pause, "
+        "clear, variables, pools, connections), admin (deploy_dag, refresh_dag, services, "
+        "every other command)",
+    )
+    actions.add_parser("list", help="the tokens' names, scopes and creation times")
+    revoke = actions.add_parser("revoke", help="remove a token")
+    revoke.add_argument("name")
+    for sub in (add, *actions.choices.values()):
+        if not any(action.dest == "config" for action in sub._actions):
+            # SUPPRESS: a --config given before "token" is not reset by this one's default.
+            sub.add_argument(
+                "--config", type=Path, default=argparse.SUPPRESS, help="airflow.cfg, as the daemon"
+            )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit codes: 0 done, 1 no such token, 2 configuration error."""
+    try:
+        settings = load(args.config, os.environ)
+        path = settings.tokens_file
+        if path is None:
+            raise ConfigError("set [rest_api_plugin] tokens_file to the file the tokens go in")
+        with _locked(path):
+            table = read_tokens(path)
+            if args.action == "list":
+                for token in table.tokens:
+                    scopes = ",".join(scope.value for scope in sorted(token.scopes, key=_order))
+                    print(f"{token.name}\t{scopes}\t{token.created}")
+                return 0
+            if args.action == "revoke":
+                if table.named(args.name) is None:
+                    print(f"no token named {args.name!r} in {path}", file=sys.stderr)
+                    return 1
+                kept = tuple(token for token in table.tokens if token.name != args.name)
+                write_tokens(path, replace(table, tokens=kept))
+                print(f"revoked {args.name}; reload the daemon (SIGHUP) for it to take effect")
+                return 0
+            name = check_name(args.name)
+            if table.named(name) is not None:
+                raise TokensError(f"a token named {name!r} exists; revoke it first")
+            value = new_token()
+            created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+            token = NamedToken(name, parse_scopes(args.scope), hash_token(value), created)
+            write_tokens(path, replace(table, tokens=(*table.tokens, token)))
+    except (ConfigError, TokensError, OSError) as exc:
+        print(f"airflow-rest-bridge token: {exc}", file=sys.stderr)
+        return 2
+    print(value)
+    print(
+        f"(shown once; its hash is in {path}; reload the daemon (SIGHUP) to accept it)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _order(scope: object) -> int:
+    return ["read", "operate", "admin"].index(getattr(scope, "value", ""))
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """One writer at a time: two ``token add`` at once would each drop the other's token."""
+    fd = os.open(path.parent / f".{path.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
