@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.catalogue.installed_cli import InstalledCli
+from bridge.config.tokens import Scope
 from bridge.text.redact import Secret
 
 
@@ -201,6 +202,9 @@ class Api:
     # Arguments it does not know are a 400 (a command of the installed CLI), not a warning
     # (a seed API: old scripts send extra keys).
     strict_arguments: bool = False
+    # What a token must be allowed to call it (bridge.config.tokens.Scope): every command the
+    # catalogue does not know better is admin.
+    scope: Scope = Scope.ADMIN
 
     @property
     def long_running(self) -> bool:

@@ -111,6 +111,7 @@ def api_markdown(example: Callable[[Api], str]) -> str:
     ]
     for api in APIS:
         lines += [f"### {api.name}", "", _cell(api.description) + ".", ""]
+        lines.append(f"- Scope: `{api.scope.value}` (what a named token needs to call it)")
         lines += [f"- Airflow {major}: {_command(api, major)}" for major in MAJORS]
         lines += [f"- {note}" for note in _notes(api)]
         lines.append("")
@@ -154,6 +155,8 @@ def _installed_cli_section() -> list[str]:
         "| anything else | `text` |",
         "| `-o/--output` | `output=json`, as for every API |",
         "",
+        "A named token needs the `admin` scope to call them (shared/API.md: every command the "
+        "seed's APIs do not name). "
         "An argument the command does not have is a 400 listing those it has. Values are passed "
         "as `--flag=value`, positionals after `--`. Passwords, URIs, connection JSON and "
         "variable values are masked where shown.",

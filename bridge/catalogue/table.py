@@ -20,6 +20,7 @@ from bridge.catalogue.actions import (
     summarize_trigger,
 )
 from bridge.catalogue.model import Api, Arg, Cli, Handler, Kind, Unavailable
+from bridge.config.tokens import Scope
 from bridge.text.redact import Secret
 
 # --- arguments shared by several APIs ---------------------------------------------------------
@@ -95,17 +96,20 @@ APIS: tuple[Api, ...] = (
         "version",
         "Displays the version of Airflow you're using",
         handler=Handler.AIRFLOW_VERSION,
+        scope=Scope.READ,
     ),
     Api(
         "rest_api_plugin_version",
         "Displays the version of this REST API bridge you're using",
         handler=Handler.BRIDGE_VERSION,
+        scope=Scope.READ,
     ),
     Api(
         "render",
         "Render a task instance's template(s)",
         (DAG_ID, TASK_ID, EXECUTION_DATE, SUBDIR),
         _by_version(_dag_task_date, ("tasks", "render")),
+        scope=Scope.READ,
     ),
     Api(
         "variables",
@@ -129,6 +133,7 @@ APIS: tuple[Api, ...] = (
             Arg("value", Kind.TEXT, "Variable value, with cmd=set", secret=Secret.KEYED),
         ),
         {2: plan_variables, 3: plan_variables},
+        scope=Scope.OPERATE,
     ),
     Api(
         "connections",
@@ -144,6 +149,7 @@ APIS: tuple[Api, ...] = (
         ),
         {2: plan_connections, 3: plan_connections},
         mask_output=True,
+        scope=Scope.OPERATE,
     ),
     Api(
         "pause",
@@ -151,6 +157,7 @@ APIS: tuple[Api, ...] = (
         (DAG_ID, SUBDIR),
         _by_version(_dag_only, ("dags", "pause"), fixed=("--yes",)),
         leaves={"is_paused": True},
+        scope=Scope.OPERATE,
     ),
     Api(
         "unpause",
@@ -158,12 +165,14 @@ APIS: tuple[Api, ...] = (
         (DAG_ID, SUBDIR),
         _by_version(_dag_only, ("dags", "unpause"), fixed=("--yes",)),
         leaves={"is_paused": False},
+        scope=Scope.OPERATE,
     ),
     Api(
         "task_failed_deps",
         "Returns the unmet dependencies for a task instance from the scheduler's perspective",
         (DAG_ID, TASK_ID, EXECUTION_DATE, SUBDIR),
         _by_version(_dag_task_date, ("tasks", "failed-deps")),
+        scope=Scope.READ,
     ),
     Api(
         "trigger_dag",
@@ -209,6 +218,7 @@ APIS: tuple[Api, ...] = (
             ),
         },
         summarize=summarize_trigger,
+        scope=Scope.OPERATE,
     ),
     Api(
         "test",
@@ -234,6 +244,7 @@ APIS: tuple[Api, ...] = (
                 reasons={"dry_run": REMOVED_IN_3 + "; use render to see templated fields"},
             ),
         },
+        scope=Scope.OPERATE,
     ),
     Api(
         "dag_state",
@@ -256,6 +267,7 @@ APIS: tuple[Api, ...] = (
                 ignored=NO_SUBDIR_ON_3,
             ),
         },
+        scope=Scope.READ,
     ),
     Api(
         "run",
@@ -299,6 +311,7 @@ APIS: tuple[Api, ...] = (
                 "test to run one task in place."
             ),
         },
+        scope=Scope.OPERATE,
     ),
     Api(
         "list_tasks",
@@ -317,6 +330,7 @@ APIS: tuple[Api, ...] = (
                 reasons={"tree": REMOVED_IN_3 + "; 'airflow dags show' draws the graph"},
             ),
         },
+        scope=Scope.READ,
     ),
     Api(
         "backfill",
@@ -386,12 +400,14 @@ APIS: tuple[Api, ...] = (
                 },
             ),
         },
+        scope=Scope.OPERATE,
     ),
     Api(
         "list_dags",
         "List all the DAGs (report=true: the DagBag loading report)",
         (SUBDIR, Arg("report", Kind.BOOL, "Show the DagBag loading report")),
         {2: plan_list_dags, 3: plan_list_dags},
+        scope=Scope.READ,
     ),
     Api(
         "kerberos",
@@ -410,6 +426,7 @@ APIS: tuple[Api, ...] = (
         ),
         requires_command="kerberos",
         service="kerberos",
+        scope=Scope.ADMIN,
     ),
     Api(
         "worker",
@@ -429,6 +446,7 @@ APIS: tuple[Api, ...] = (
         ),
         requires_command="celery",
         service="worker",
+        scope=Scope.ADMIN,
     ),
     Api(
         "flower",
@@ -454,6 +472,7 @@ APIS: tuple[Api, ...] = (
         ),
         requires_command="celery",
         service="flower",
+        scope=Scope.ADMIN,
     ),
     Api(
         "scheduler",
@@ -486,12 +505,14 @@ APIS: tuple[Api, ...] = (
         },
         requires_command="scheduler",
         service="scheduler",
+        scope=Scope.ADMIN,
     ),
     Api(
         "task_state",
         "Get the status of a task instance",
         (DAG_ID, TASK_ID, EXECUTION_DATE, SUBDIR),
         _by_version(_dag_task_date, ("tasks", "state")),
+        scope=Scope.READ,
     ),
     Api(
         "pool",
@@ -509,6 +530,7 @@ APIS: tuple[Api, ...] = (
             EXPORT_ARG,
         ),
         {2: plan_pool, 3: plan_pool},
+        scope=Scope.OPERATE,
     ),
     Api(
         "serve_logs",
@@ -521,6 +543,7 @@ APIS: tuple[Api, ...] = (
                 "worker API)"
             )
         ),
+        scope=Scope.ADMIN,
     ),
     Api(
         "clear",
@@ -561,6 +584,7 @@ APIS: tuple[Api, ...] = (
             )
             for major in (2, 3)
         },
+        scope=Scope.OPERATE,
     ),
     Api(
         "deploy_dag",
@@ -573,6 +597,7 @@ APIS: tuple[Api, ...] = (
         ),
         handler=Handler.DEPLOY_DAG,
         methods=("POST",),
+        scope=Scope.ADMIN,
     ),
     Api(
         "task_log",
@@ -592,12 +617,14 @@ APIS: tuple[Api, ...] = (
             ),
         ),
         handler=Handler.TASK_LOG,
+        scope=Scope.READ,
     ),
     Api(
         "refresh_dag",
         "Re-parse the DAG files so that a changed DAG shows up in Airflow",
         (DAG_ID,),
         handler=Handler.REFRESH_DAG,
+        scope=Scope.ADMIN,
     ),
 )
 

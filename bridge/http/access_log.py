@@ -7,13 +7,15 @@ from urllib.parse import parse_qsl, urlencode
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from bridge.http.auth import CALLER
 from bridge.http.forms import shown_arguments
 from bridge.http.keys import known_cli_commands, settings_of
 from bridge.http.proxies import seen
 
 
 class AccessLogger(AbstractAccessLogger):
-    """``peer "METHOD path?masked-query" status bytes seconds``."""
+    """``peer token=NAME "METHOD path?masked-query" status bytes seconds`` (``-``: no
+    token was asked for, or the request was refused before it was looked at)."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         query = request.rel_url.raw_query_string
@@ -27,9 +29,11 @@ class AccessLogger(AbstractAccessLogger):
             arguments = dict(parse_qsl(query, keep_blank_values=True))
             masked = shown_arguments(arguments, token, installed)
             target += "?" + urlencode(masked)
+        caller = request.get(CALLER) if isinstance(request, web.Request) else None
         self.logger.info(
-            '%s "%s %s" %s %s %.3fs',
+            '%s token=%s "%s %s" %s %s %.3fs',
             remote,
+            caller.name if caller is not None else "-",
             request.method,
             target,
             response.status,

@@ -1,23 +1,45 @@
-"""The seed's header token: checked in constant time on the API and jobs endpoints only.
+"""Who is calling: the seed's header token (every scope) or a named token (its scopes),
+checked in constant time on the API and jobs endpoints only.
 
-The test page, its static files, the OpenAPI document and /health are served without the
-token (the page asks for it and sends it with every call).
+The test page, its static files, the OpenAPI document and /health are served without a
+token (the page asks for it and sends it with every call). Which scope an API needs is the
+catalogue's (``Api.scope``); the API view checks it once it knows the API.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from bridge.config.settings import Settings
+from bridge.config.tokens import ALL_SCOPES, OPEN_NAME, SEED_NAME, Scope
 from bridge.http import envelope
 from bridge.http.keys import settings_of
 
 log = logging.getLogger(__name__)
 # Route names (bridge.http.app's table): the API and the jobs it starts.
 PROTECTED_ROUTES = frozenset({"api", "jobs", "job", "job_cancel", "job_output"})
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The token a request came with: its name (never its value) and its scopes."""
+
+    name: str
+    scopes: frozenset[Scope]
+
+    @property
+    def sees_every_job(self) -> bool:
+        """admin sees (and may cancel) every job; others their own."""
+        return Scope.ADMIN in self.scopes
+
+
+CALLER: web.RequestKey[Caller] = web.RequestKey("caller", Caller)
+NOBODY = Caller(OPEN_NAME, ALL_SCOPES)  # no token asked for: whoever reaches the port
 
 
 def token_matches(presented: str | None, expected: str) -> bool:
@@ -27,13 +49,33 @@ def token_matches(presented: str | None, expected: str) -> bool:
     return hmac.compare_digest(presented.encode(), expected.encode())
 
 
+def identify(settings: Settings, presented: str | None) -> Caller | None:
+    """The caller the presented token names; None for a missing or wrong one."""
+    if not settings.auth_enabled:
+        return NOBODY
+    seed = settings.rest_api_plugin_expected_http_token
+    if seed and token_matches(presented, seed):
+        return Caller(SEED_NAME, ALL_SCOPES)
+    named = settings.named_tokens.find(presented)
+    return Caller(named.name, named.scopes) if named is not None else None
+
+
+def presented_token(request: web.Request, settings: Settings) -> str | None:
+    return request.headers.get(settings.rest_api_plugin_http_token_header_name)
+
+
 @web.middleware
 async def token_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    settings = settings_of(request.app)
-    expected = settings.rest_api_plugin_expected_http_token
-    if expected and request.match_info.route.name in PROTECTED_ROUTES:
-        presented = request.headers.get(settings.rest_api_plugin_http_token_header_name)
-        if not token_matches(presented, expected):
+    if request.match_info.route.name in PROTECTED_ROUTES:
+        settings = settings_of(request.app)
+        caller = identify(settings, presented_token(request, settings))
+        if caller is None:
             log.warning("token authentication failed for %s", request.remote)
             return envelope.forbidden()
+        request[CALLER] = caller
     return await handler(request)
+
+
+def caller_of(request: web.Request) -> Caller:
+    """The caller the middleware found (NOBODY where it did not look)."""
+    return request.get(CALLER, NOBODY)

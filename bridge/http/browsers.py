@@ -23,7 +23,7 @@ from aiohttp.typedefs import Handler
 from yarl import URL
 
 from bridge.errors import RequestError
-from bridge.http.auth import PROTECTED_ROUTES, token_matches
+from bridge.http.auth import PROTECTED_ROUTES, identify, presented_token
 from bridge.http.keys import settings_of
 
 log = logging.getLogger(__name__)
@@ -98,9 +98,8 @@ async def browser_middleware(request: web.Request, handler: Handler) -> web.Stre
             status=421,
         )
     if request.match_info.route.name in PROTECTED_ROUTES and cross_site(request):
-        expected = settings.rest_api_plugin_expected_http_token
-        presented = request.headers.get(settings.rest_api_plugin_http_token_header_name)
-        if not (expected and token_matches(presented, expected)):
+        presented = presented_token(request, settings)
+        if not (settings.auth_enabled and identify(settings, presented) is not None):
             log.warning("refused a cross-site request from %s", request.remote)
             raise RequestError(
                 "cross-site request refused: a page of another site may not call this "

@@ -14,6 +14,7 @@ from aiohttp import web
 from bridge.catalogue.model import Api, Context, Plan, Values
 from bridge.config.settings import Settings
 from bridge.deploy.staging import StagedUpload
+from bridge.http.auth import caller_of
 from bridge.offload import in_thread
 from bridge.process.command import Outcome
 from bridge.process.path import CommandSpec
@@ -43,7 +44,8 @@ class Asked:
 
     @property
     def peer(self) -> str:
-        return self.request.remote or "?"
+        """Who asked, for the audit line: the client's address and its token's name."""
+        return f"{self.request.remote or '?'} token={caller_of(self.request).name}"
 
 
 @dataclass

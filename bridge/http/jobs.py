@@ -20,6 +20,7 @@ from aiohttp import web
 
 from bridge.errors import RequestError
 from bridge.http import envelope, runs
+from bridge.http.auth import Caller, caller_of
 from bridge.http.calls import (
     Call,
     StreamMode,
@@ -80,6 +81,7 @@ async def _start(call: Call, held: contextlib.AsyncExitStack) -> Job:
         "post_arguments": asked.base["post_arguments"],
         "call_time": asked.base["call_time"],
         "airflow_cmd": app[COMMANDS].display(call.spec.argv),
+        "token": caller_of(asked.request).name,  # whose it is: only it (and admin) sees it
     }
     try:
         job = await app[JOBS].create(record, asked.settings.job_output_limit)
@@ -164,14 +166,21 @@ def _ended_state(job: Job, outcome: Outcome, stopping: bool, http_code: int) -> 
 def _job(request: web.Request) -> Job:
     job_id = request.match_info["job_id"]
     job = request.app[JOBS].get(job_id)
-    if job is None:
+    if job is None or not _visible(job, caller_of(request)):
         raise RequestError(f"no job '{job_id}' here (GET {JOBS_PATH} lists them)", 404)
     return job
 
 
+def _visible(job: Job, caller: Caller) -> bool:
+    """A token sees (and cancels) the jobs it started; admin sees every job. Another token's
+    job is a 404, as one that does not exist: its id says nothing."""
+    return caller.sees_every_job or job.record.get("token") == caller.name
+
+
 async def job_list(request: web.Request) -> web.Response:
-    """``GET /admin/rest_api/jobs``: every job kept, newest first."""
-    jobs = [job.describe() for job in request.app[JOBS].newest_first()]
+    """``GET /admin/rest_api/jobs``: every job kept that the caller may see, newest first."""
+    caller = caller_of(request)
+    jobs = [job.describe() for job in request.app[JOBS].newest_first() if _visible(job, caller)]
     return web.json_response({"jobs": jobs}, dumps=envelope.dumps)
 
 

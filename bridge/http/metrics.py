@@ -11,8 +11,9 @@ Prometheus client library (``prometheus_client``) from a registry of this applic
   ``bridge_warm_helper_restarts_total`` and ``bridge_jobs{state}``.
 
 Who may read it: with ``metrics_token`` set, a caller presenting it as
-``Authorization: Bearer ...`` (what Prometheus sends with ``authorization:``) or the API's
-token; without it, whoever may call the API. A cross-site request never.
+``Authorization: Bearer ...`` (what Prometheus sends with ``authorization:``), the API's
+token or a named token with the read scope; without any token set, whoever reaches the
+port. A cross-site request never.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from bridge.config.tokens import Scope
 from bridge.errors import RequestError
 from bridge.http import envelope
-from bridge.http.auth import token_matches
+from bridge.http.auth import identify, presented_token, token_matches
 from bridge.http.browsers import cross_site
 from bridge.http.keys import COMMANDS, JOBS, WARM_HELPER, settings_of
 from bridge.jobs.board import ENDED_STATES, RUNNING_STATES
@@ -141,13 +143,12 @@ async def metrics(request: web.Request) -> web.Response:
     settings = settings_of(request.app)
     if cross_site(request):
         raise RequestError("cross-site request refused: metrics are for scrapers", status=403)
-    api_token = settings.rest_api_plugin_expected_http_token
-    presented = request.headers.get(settings.rest_api_plugin_http_token_header_name)
+    caller = identify(settings, presented_token(request, settings))
     bearer = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     allowed = (
         (settings.metrics_token and token_matches(bearer, settings.metrics_token))
-        or (api_token and token_matches(presented, api_token))
-        or not (settings.metrics_token or api_token)
+        or (settings.auth_enabled and caller is not None and Scope.READ in caller.scopes)
+        or not (settings.metrics_token or settings.auth_enabled)
     )
     if not allowed:
         return envelope.forbidden()

@@ -101,7 +101,8 @@ def _arg_note(arg: Arg, mapping: object, major: int) -> str | None:
 def _api_schema(api: Api, info: AirflowInfo, settings: Settings) -> Schema:
     mapping = api.by_major.get(info.major)
     why_not = availability(api, info, settings.disabled_apis)
-    description = api.description + (f". Answers 400 here: {why_not}" if why_not else "")
+    description = api.description + f". Scope: {api.scope.value}"
+    description += f". Answers 400 here: {why_not}" if why_not else ""
     properties: Schema = {"api": {"const": api.name}}
     for arg in api.args:
         properties[arg.name] = _arg_schema(arg, _arg_note(arg, mapping, info.major))
@@ -112,6 +113,7 @@ def _api_schema(api: Api, info: AirflowInfo, settings: Settings) -> Schema:
         "properties": properties,
         "required": ["api", *(a.name for a in api.args if a.required)],
         "additionalProperties": False,
+        "x-scope": api.scope.value,  # what a named token needs to call it (tokens_file)
     }
 
 

@@ -215,7 +215,12 @@ def responses(settings: Settings) -> dict[str, Schema]:
         forbidden.insert(0, ref("schemas", "Forbidden"))
     answers["403"] = {
         "description": "A cross-site call without a valid token (output says so)"
-        + (", or a missing or wrong token (the seed's body)" if settings.auth_enabled else ""),
+        + (
+            ", a missing or wrong token (the seed's body), or a named token without the API's "
+            "scope (x-scope; output names it)"
+            if settings.auth_enabled
+            else ""
+        ),
         "content": json_content(forbidden[0] if len(forbidden) == 1 else {"oneOf": forbidden}),
     }
     return answers

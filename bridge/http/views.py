@@ -19,6 +19,7 @@ from bridge.catalogue.table import BY_NAME, NAMES
 from bridge.config.parsers import is_false_word, parse_bool
 from bridge.errors import RequestError
 from bridge.http import envelope, forms
+from bridge.http.auth import caller_of
 from bridge.http.calls import Asked, StreamMode
 from bridge.http.handlers import HANDLERS
 from bridge.http.keys import (
@@ -81,6 +82,13 @@ async def api(request: web.Request) -> web.StreamResponse:
                 f"{name} must be called with {' or '.join(chosen.methods)}",
                 405,
                 headers={"Allow": ", ".join(chosen.methods)},
+            )
+        caller = caller_of(request)
+        if chosen.scope not in caller.scopes:
+            raise RequestError(
+                f"{name} needs the '{chosen.scope.value}' scope; the token '{caller.name}' has "
+                f"{', '.join(sorted(scope.value for scope in caller.scopes)) or 'none'}",
+                403,
             )
         airflow = airflow_of(request.app)
         why_not = availability(chosen, airflow, settings.disabled_apis)

@@ -38,7 +38,7 @@ class CommandSpec:
     argv: list[str]  # the executable first
     api: str  # the API that asked, or what the bridge does ("startup")
     purpose: str  # how it is answered: buffered, stream=text, import check, ...
-    peer: str = "-"  # the client's address
+    peer: str = "-"  # the client's address and token name
     timeout: float | None = None  # default: command_timeout
     warm: bool = True  # may run through the warm helper (services never do)
 

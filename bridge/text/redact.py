@@ -63,8 +63,15 @@ def is_sensitive_name(name: str) -> bool:
     return bool(_SENSITIVE_NAME.search(name))
 
 
+# A named token (bridge.config.tokens.new_token): the daemon keeps only its hash, so it
+# cannot look for the value; the shape gives it away wherever it was pasted.
+_NAMED_TOKEN = re.compile(r"arb_[A-Za-z0-9_-]{40,}")
+
+
 def mask_token(text: str, token: str | None) -> str:
-    return text.replace(token, MASK) if token else text
+    """The seed's token and anything shaped like a named token, masked."""
+    text = text.replace(token, MASK) if token else text
+    return _NAMED_TOKEN.sub(MASK, text) if "arb_" in text else text
 
 
 def mask_value(secret: Secret, value: str, others: Mapping[str, Any] | None = None) -> str:
