@@ -36,6 +36,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 if __package__:  # imported as part of the bridge (its tests)
@@ -137,37 +138,36 @@ class Helper:
         return pid
 
     def fork_child(self, request: dict[str, Any], fds: array.array[int]) -> int:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                self.become_child()
-                code = warm_child.run_command(request, *fds)
-            finally:
-                os._exit(code)
-        return pid
+        return self.fork(lambda: warm_child.run_command(request, *fds))
 
     def fork_spare(self) -> None:
         if self.spare is not None or self.retiring:
             return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+        def wait_for_its_command() -> int:
+            ours.close()
+            warm_child.show_command(["airflow-rest-bridge warm helper: spare child"])
+            warm_child.connect_ahead()
+            return warm_child.wait_for_command(theirs)
+
+        pid = self.fork(wait_for_its_command)
+        theirs.close()
+        self.spare = (pid, ours)
+
+    def fork(self, life: Callable[[], int]) -> int:
+        """Fork a child that leaves the helper behind, lives ``life`` and exits with its code."""
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
-                ours.close()
                 self.become_child()
-                warm_child.show_command(["airflow-rest-bridge warm helper: spare child"])
-                warm_child.connect_ahead()
-                code = warm_child.wait_for_command(theirs)
+                code = life()
             finally:
                 os._exit(code)
-        theirs.close()
-        self.spare = (pid, ours)
+        return pid
 
     def drop_spare(self) -> None:
         """The spare exits when its socket closes (as it does when the helper dies)."""
