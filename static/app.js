@@ -37,10 +37,12 @@ function formBody(form) {
 }
 
 function describeError(status, envelope) {
-  if (status === 403) {
+  const said = envelope && typeof envelope.output === "string" ? envelope.output : "";
+  // The seed's body for a missing or wrong token; anything else (a named token without the
+  // API's scope) says itself what was refused.
+  if (status === 403 && (!said || said === "Token Authentication Failed")) {
     return "Token rejected (403): enter the right token in the Token field above.";
   }
-  const said = envelope && typeof envelope.output === "string" ? envelope.output : "";
   return `Error ${status}: ${said || "see the output below"}`;
 }
 

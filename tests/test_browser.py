@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from bridge.catalogue.installed import AirflowInfo
+from bridge.config.tokens import NamedToken, Scope, TokenTable, hash_token, new_token
 from tests.helpers import (
     DAG_SOURCE,
     ClientFactory,
@@ -99,6 +100,24 @@ async def run(page: Page, api: str, **fields: str) -> Any:
         await form.locator(f"[name='{name}']").fill(value)
     await form.locator("button[type=submit]").click()
     return form
+
+
+async def test_a_named_token_calls_what_its_scope_allows_from_the_page(
+    browser: Browser, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    reader = new_token()
+    tokens = TokenTable((NamedToken("viewer", frozenset({Scope.READ}), hash_token(reader)),))
+    client = await make_client(tokens_file=tmp_path / "tokens.json", named_tokens=tokens)
+    page = (await open_page(browser, client)).page
+    await page.fill("#token", reader)
+    form = await run(page, "list_dags")
+    await expect(form.locator(".status")).to_contain_text("OK", timeout=60_000)
+    await expect(form.locator(".output")).to_contain_text("bridge_demo")
+    form = await run(page, "pause", dag_id="bridge_demo")
+    await expect(form.locator(".status")).to_contain_text(
+        "pause needs the 'operate' scope; the token 'viewer' has read"
+    )
+    await expect(page.locator("#api-pause")).to_contain_text("scope: operate")
 
 
 async def test_the_page_drives_the_api(
