@@ -64,8 +64,7 @@ def run(args: argparse.Namespace) -> int:
             table = read_tokens(path)
             if args.action == "list":
                 for token in table.tokens:
-                    scopes = ",".join(scope.value for scope in sorted(token.scopes, key=_order))
-                    print(f"{token.name}\t{scopes}\t{token.created}")
+                    print(f"{token.name}\t{','.join(token.scope_names)}\t{token.created}")
                 return 0
             if args.action == "revoke":
                 if table.named(args.name) is None:
@@ -91,10 +90,6 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def _order(scope: object) -> int:
-    return ["read", "operate", "admin"].index(getattr(scope, "value", ""))
 
 
 @contextlib.contextmanager

@@ -67,9 +67,18 @@ class NamedToken:
     sha256: str
     created: str = ""
 
+    @property
+    def scope_names(self) -> list[str]:
+        """Its scopes' names, in the order Scope declares them (read, operate, admin)."""
+        return [scope.value for scope in Scope if scope in self.scopes]
+
     def as_json(self) -> dict[str, object]:
-        scopes = [scope.value for scope in Scope if scope in self.scopes]
-        return {"name": self.name, "scopes": scopes, "sha256": self.sha256, "created": self.created}
+        return {
+            "name": self.name,
+            "scopes": self.scope_names,
+            "sha256": self.sha256,
+            "created": self.created,
+        }
 
 
 @dataclass(frozen=True)
