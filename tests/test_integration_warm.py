@@ -144,18 +144,35 @@ async def test_a_helper_killed_mid_command_takes_no_command_with_it_and_comes_ba
     assert 'desc="warm"' in response.headers["Server-Timing"]
 
 
-def spare_children(helper_pid: int) -> set[int]:
-    """The helper's children that wait for a command (forked ahead of need)."""
+def children_titled(helper_pid: int, title: bytes) -> dict[int, bytes]:
+    """The helper's children whose title (what ps shows) contains ``title``: pid -> title."""
     task = Path("/proc") / str(helper_pid) / "task" / str(helper_pid) / "children"
-    found = set()
+    found = {}
     for pid in task.read_text().split():
         try:
-            title = (Path("/proc") / pid / "cmdline").read_bytes()
+            shown = (Path("/proc") / pid / "cmdline").read_bytes()
         except FileNotFoundError:
             continue
-        if b"spare child" in title:
-            found.add(int(pid))
+        if title in shown:
+            found[int(pid)] = shown
     return found
+
+
+def pipes_of(pid: int) -> set[str]:
+    """The pipes a process has open, as /proc names them (pipe:[inode])."""
+    fds = Path("/proc") / str(pid) / "fd"
+    targets = set()
+    for fd in fds.iterdir():
+        try:
+            targets.add(os.readlink(fd))
+        except FileNotFoundError:
+            continue
+    return {target for target in targets if target.startswith("pipe:")}
+
+
+def spare_children(helper_pid: int) -> set[int]:
+    """The helper's children that wait for a command (forked ahead of need)."""
+    return set(children_titled(helper_pid, b"spare child"))
 
 
 async def until_spare(helper_pid: int, other_than: int = 0) -> int:
@@ -201,11 +218,45 @@ async def test_a_spare_child_killed_while_waiting_costs_nothing_but_a_fork(
     spare = await until_spare(state["pid"])
     os.kill(spare, signal.SIGKILL)
     await until_gone(spare)  # (a spare killed while taking a command: that command's -9)
-    response = await own_client.get(API, params={"api": "variables", "cmd": "list"})
+    # A command that changes something: reads go to a worker, not to the spare.
+    response = await own_client.get(
+        API, params={"api": "variables", "cmd": "set", "key": "spare_test", "value": "1"}
+    )
     assert response.status == 200, await response.text()
     assert 'desc="warm"' in response.headers["Server-Timing"]
     await until_spare(state["pid"], other_than=spare)
     assert (await health(own_client))["restarts"] == 0
+
+
+async def test_reads_run_one_after_another_in_a_worker_that_stays(
+    own_client: TestClient[Any, Any], settings: config.Settings
+) -> None:
+    state = await until_ready(own_client, restarts=0)
+    for value in ("first", "second"):  # a changed value is read again, not remembered
+        await call_ok(own_client, api="variables", cmd="set", key="worker_var", value=value)
+        response = await own_client.get(API, params={"api": "variables", "get": "worker_var"})
+        body = await response.json()
+        assert response.status == 200, body
+        assert 'desc="warm"' in response.headers["Server-Timing"]
+        assert body["output"]["stdout"] == await cli_async(
+            settings, "variables", "get", "worker_var"
+        )
+        assert body["output"]["stdout"].strip() == value
+    # One worker ran both reads, and stays for the next one, in a session of its own.
+    ((worker, title),) = children_titled(state["pid"], b"warm helper: worker").items()
+    assert b"commands run: 2" in title
+    assert session_of(worker) == worker
+    # It keeps no command's output pipe open (the daemon would wait for their end), not
+    # even the one of the command it was forked for: only the helper's own stdio.
+    assert pipes_of(worker) <= pipes_of(state["pid"])
+    os.kill(worker, signal.SIGKILL)  # a worker that died costs nothing but a fork
+    await until_gone(worker)
+    status, body = await call(own_client, api="variables", get="worker_var")
+    assert status == 200, body
+    assert (await health(own_client))["restarts"] == 0
+    (worker,) = children_titled(state["pid"], b"warm helper: worker")
+    os.kill(state["pid"], signal.SIGKILL)
+    await until_gone(worker)  # it saw the helper go, and went
 
 
 async def test_a_changed_airflow_cfg_restarts_the_helper(

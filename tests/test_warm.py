@@ -3,7 +3,9 @@ rules its children follow (the console script's)."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -12,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bridge.airflow_side import warm_child
+from bridge.airflow_side import warm_child, warm_worker
 from bridge.catalogue.installed import AirflowInfo
 from bridge.config import settings as config
 from bridge.http.app import create_app
@@ -97,3 +99,49 @@ def test_the_helper_reports_the_modules_that_did_not_import(tmp_path: Path) -> N
     assert failed["airflow.cli.commands.broken_command"] == "RuntimeError: broken on purpose"
     assert "airflow.cli.commands.fine_command" not in failed
     assert "airflow.models" not in failed  # not in this Airflow at all: nothing to report
+
+
+@pytest.mark.parametrize(
+    ("words", "taken"),
+    [
+        (["variables", "get", "--", "k"], True),
+        (["dags", "list", "-o", "json"], True),
+        (["tasks", "state", "--", "d", "t", "2024-01-01"], True),
+        (["version"], True),
+        (["variables", "set", "--", "k", "v"], False),
+        (["tasks", "test", "--", "d", "t"], False),
+        (["dags", "--", "list"], False),
+        (["--help"], False),
+        ([], False),
+    ],
+)
+def test_workers_take_only_the_read_only_commands(words: list[str], taken: bool) -> None:
+    assert warm_worker.takes(["airflow", *words]) is taken
+
+
+def test_a_worker_forgets_what_a_command_left_behind(tmp_path: Path) -> None:
+    """Modules from outside the installation (DAG folders) and logging changes go; what
+    the installation provides stays imported."""
+    (tmp_path / "left_by_a_dag_file.py").write_text("VALUE = 1\n")
+    logger = logging.getLogger("bridge.tests.worker")
+    console = logging.StreamHandler(sys.stdout)
+    logger.addHandler(console)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        baseline = warm_worker.Baseline()
+        importlib.import_module("left_by_a_dag_file")
+        stdlib = next(name for name in ("colorsys", "sched", "netrc") if name not in sys.modules)
+        importlib.import_module(stdlib)
+        console.setStream(sys.stderr)  # as Airflow 3 does for commands taking -o
+        extra = logging.NullHandler()
+        logger.addHandler(extra)
+        logger.setLevel(logging.DEBUG)
+        assert baseline.restore(3) == 3
+        assert "left_by_a_dag_file" not in sys.modules
+        assert stdlib in sys.modules
+        assert console.stream is sys.stdout
+        assert logger.handlers == [console]
+        assert logger.level == logging.NOTSET
+    finally:
+        sys.path.remove(str(tmp_path))
+        logger.removeHandler(console)

@@ -10,6 +10,8 @@ runner avoids that by forking a pre-imported interpreter; this does the same for
 (what is done once beforehand: warm_up.py). A child runs ``airflow.__main__.main()`` with the
 request's argv and environment, in a session of its own, writing to the pipes the daemon
 reads, exactly as a cold ``airflow`` would. One child is forked ahead of need and waits.
+Commands that only read go to a worker instead (warm_worker.py): a child that stays and
+runs one after another, up to MAX_WORKERS of them at once.
 
 Protocol, on the SOCK_SEQPACKET socket CONTROL_FD (one message per datagram):
 
@@ -19,6 +21,8 @@ Protocol, on the SOCK_SEQPACKET socket CONTROL_FD (one message per datagram):
 - on the report socket, lines of JSON: the child writes ``{"pid": N}`` once it leads its own
   session (so the daemon can always stop it); the helper writes ``{"pid": N, "exit": code,
   "seconds": s}`` when it has reaped it. ``exit`` is negative for a signal, as in asyncio.
+  For a worker's command the helper writes both, the first as ``{"pid": N, "worker": true}``
+  (the process outlives the command: once ``exit`` came, its session is not the command's).
 
 A ``{"retire": true}`` message (a newer helper took over) makes it exit once its children are
 done. When the daemon goes away (EOF on the control socket) it stops its children and exits.
@@ -27,6 +31,7 @@ done. When the daemon goes away (EOF on the control socket) it stops its childre
 from __future__ import annotations
 
 import array
+import contextlib
 import gc
 import json
 import os
@@ -37,15 +42,29 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 if __package__:  # imported as part of the bridge (its tests)
-    from bridge.airflow_side import warm_child, warm_up
+    from bridge.airflow_side import warm_child, warm_up, warm_worker
 else:  # run by path, as the daemon runs it: this folder is sys.path[0]
     import warm_child  # type: ignore[import-not-found, no-redef]
     import warm_up  # type: ignore[import-not-found, no-redef]
+    import warm_worker  # type: ignore[import-not-found, no-redef]
 
 STOP_GRACE = 5.0  # seconds children get after SIGTERM when the daemon is gone
+# Workers for read-only commands: as many as the daemon runs commands at once by default
+# (max_concurrent_commands); a read beyond that gets a forked child.
+MAX_WORKERS = 4
+
+
+@dataclass
+class Worker:
+    """A worker child: its socket, and the command it runs (report socket, start) if busy."""
+
+    channel: socket.socket
+    report: socket.socket | None = None
+    begun: float = 0.0
 
 
 def main(control_fd: int) -> int:
@@ -76,26 +95,32 @@ class Helper:
         # fork (5-13 ms here) and the database connection are paid between requests. None
         # after a failure: the next request forks its own child, then a new spare is forked.
         self.spare: tuple[int, socket.socket] | None = None
+        self.workers: dict[int, Worker] = {}
+        self.selector = selectors.DefaultSelector()
 
     def serve(self) -> int:
         signal.set_wakeup_fd(self.wakeup_write)
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes select()
-        selector = selectors.DefaultSelector()
-        selector.register(self.control, selectors.EVENT_READ)
-        selector.register(self.wakeup_read, selectors.EVENT_READ)
+        self.selector.register(self.control, selectors.EVENT_READ)
+        self.selector.register(self.wakeup_read, selectors.EVENT_READ)
         self.fork_spare()
-        while not (self.retiring and not self.children):
-            for key, _ in selector.select():
+        while not (self.retiring and not self.children and not self.workers):
+            for key, _ in self.selector.select():
                 if key.fileobj == self.wakeup_read:
                     os.read(self.wakeup_read, 4096)
                     self.reap()
+                elif isinstance(key.data, int):
+                    self.worker_done(key.data)
                 elif not self.take_request():
                     self.stop_children()
                     return 0
                 elif self.retiring and self.control.fileno() != -1:
-                    selector.unregister(self.control)
+                    self.selector.unregister(self.control)
                     self.control.close()
                     self.drop_spare()
+                    for pid, worker in list(self.workers.items()):
+                        if worker.report is None:
+                            self.drop_worker(pid)
         return 0
 
     def take_request(self) -> bool:
@@ -112,6 +137,8 @@ class Helper:
                 os.close(fd)
             return True
         begun = time.monotonic()
+        if warm_worker.takes(request.get("argv") or []) and self.hand_to_worker(message, fds):
+            return True
         pid = self.hand_to_spare(message, fds)
         if pid is None:
             pid = self.fork_child(request, fds)
@@ -136,6 +163,78 @@ class Helper:
             return None
         handoff.close()
         return pid
+
+    def hand_to_worker(self, message: bytes, fds: array.array[int]) -> bool:
+        """Give a read-only command to an idle worker (forked if there are fewer than
+        MAX_WORKERS); False when all are busy, and a child runs it."""
+        idle = [pid for pid, worker in self.workers.items() if worker.report is None]
+        if not idle and len(self.workers) < MAX_WORKERS and not self.retiring:
+            idle = [self.fork_worker(fds)]
+        if not idle:
+            return False
+        pid = idle[0]
+        worker = self.workers[pid]
+        try:
+            worker.channel.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds[:2])])
+        except OSError:
+            self.drop_worker(pid)  # died, or the message is too big: a child runs it
+            return False
+        worker.report, worker.begun = socket.socket(fileno=fds[2]), time.monotonic()
+        for fd in fds[:2]:
+            os.close(fd)
+        with contextlib.suppress(OSError):  # else the daemon gave up on it already
+            worker.report.sendall(json.dumps({"pid": pid, "worker": True}).encode() + b"\n")
+        worker.report.setblocking(False)
+        return True
+
+    def worker_done(self, pid: int) -> None:
+        """A worker's answer: the command's exit (its pipes are closed by now)."""
+        worker = self.workers.get(pid)
+        if worker is None:
+            return
+        try:
+            answer = json.loads(worker.channel.recv(4096) or b"{}")
+        except (OSError, ValueError):
+            answer = {}
+        if "exit" not in answer:  # it died: reap() reports how
+            self.selector.unregister(worker.channel)
+            return
+        self.report_exit(worker, pid, int(answer["exit"]))
+        if answer.get("last") or self.retiring:
+            self.drop_worker(pid)
+
+    def report_exit(self, worker: Worker, pid: int, code: int) -> None:
+        if worker.report is not None:
+            _send_exit(worker.report, pid, code, worker.begun)
+            worker.report = None
+
+    def fork_worker(self, in_flight: array.array[int]) -> int:
+        """A new worker; it must not keep ``in_flight`` (the request's descriptors, which
+        the helper holds now) open, or the daemon would not see that command's output end."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+        def serve_commands() -> int:
+            ours.close()
+            for fd in in_flight:
+                os.close(fd)
+            warm_child.show_command(["airflow-rest-bridge warm helper: worker"])
+            return warm_worker.serve(theirs)
+
+        pid = self.fork(serve_commands)
+        theirs.close()
+        self.workers[pid] = Worker(ours)
+        self.selector.register(ours, selectors.EVENT_READ, pid)
+        return pid
+
+    def drop_worker(self, pid: int) -> None:
+        """Forget a worker; it exits when its socket closes (once its command is over)."""
+        worker = self.workers.pop(pid, None)
+        if worker is not None:
+            with contextlib.suppress(KeyError):  # not if it died
+                self.selector.unregister(worker.channel)
+            worker.channel.close()
+            if worker.report is not None:
+                worker.report.close()
 
     def fork_child(self, request: dict[str, Any], fds: array.array[int]) -> int:
         return self.fork(lambda: warm_child.run_command(request, *fds))
@@ -186,6 +285,11 @@ class Helper:
         self.control.close()
         for sibling, _ in self.children.values():
             sibling.close()
+        for worker in self.workers.values():
+            worker.channel.close()
+            if worker.report is not None:
+                worker.report.close()
+        self.selector.close()
         if self.spare is not None:
             self.spare[1].close()  # else the spare would not see EOF when the helper goes
         warm_child.fresh_database_connections()
@@ -203,31 +307,38 @@ class Helper:
                 self.spare[1].close()
                 self.spare = None
                 continue
-            report, begun = self.children.pop(pid, (None, 0.0))
-            if report is None:
-                continue
-            line = {
-                "pid": pid,
-                "exit": os.waitstatus_to_exitcode(status),
-                "seconds": time.monotonic() - begun,
-            }
-            try:
-                report.send(json.dumps(line).encode() + b"\n")
-            except OSError:
-                pass  # the daemon stopped listening; it stopped the command itself
-            report.close()
+            worker = self.workers.get(pid)
+            if worker is not None:  # killed (a stopped command), or gone on its own
+                self.report_exit(worker, pid, os.waitstatus_to_exitcode(status))
+                self.drop_worker(pid)
+            elif pid in self.children:
+                report, begun = self.children.pop(pid)
+                _send_exit(report, pid, os.waitstatus_to_exitcode(status), begun)
 
     def stop_children(self) -> None:
         """The daemon is gone: nobody reads these commands any more."""
         self.drop_spare()
-        for pid in list(self.children):
+        for pid, worker in list(self.workers.items()):
+            if worker.report is None:
+                self.drop_worker(pid)  # idle: it exits on EOF
+        for pid in [*self.children, *self.workers]:
             _signal_group(pid, signal.SIGTERM)
         give_up = time.monotonic() + STOP_GRACE
-        while self.children and time.monotonic() < give_up:
+        while (self.children or self.workers) and time.monotonic() < give_up:
             time.sleep(0.05)
             self.reap()
-        for pid in list(self.children):
+        for pid in [*self.children, *self.workers]:
             _signal_group(pid, signal.SIGKILL)
+
+
+def _send_exit(report: socket.socket, pid: int, code: int, begun: float) -> None:
+    """The last line on a command's report socket, then close it."""
+    line = {"pid": pid, "exit": code, "seconds": time.monotonic() - begun}
+    try:
+        report.send(json.dumps(line).encode() + b"\n")
+    except OSError:
+        pass  # the daemon stopped listening; it stopped the command itself
+    report.close()
 
 
 def _signal_group(pgid: int, signum: int) -> None:

@@ -255,7 +255,9 @@ class Command:
     async def _stop_session(self) -> None:
         """TERM everything the command started, give it the grace period, KILL what is left."""
         proc = self._proc
-        if proc is None or not await self._census.signal(proc.pid, signal.SIGTERM):
+        if proc is None or (proc.outlives_command and proc.returncode is not None):
+            return  # a warm worker that ran it is waiting for the next command now
+        if not await self._census.signal(proc.pid, signal.SIGTERM):
             return
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self._grace

@@ -22,6 +22,9 @@ class Launched(Protocol):
 
     pid: int
     warm: bool
+    # The process goes on once the command is over (a warm worker): from then on its
+    # session is not the command's, and stopping the command must leave it alone.
+    outlives_command: bool
     command_seconds: float | None
     returncode: int | None
 
@@ -57,6 +60,7 @@ class ExecProcess:
     """
 
     warm: bool = False
+    outlives_command: bool = False
     command_seconds: float | None = None
 
     def __init__(self) -> None:

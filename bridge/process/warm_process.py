@@ -60,6 +60,7 @@ class WarmProcess:
         self._report_writer: asyncio.StreamWriter | None = None
         self._exited = asyncio.Event()
         self.pid = 0
+        self.outlives_command = False  # run by a worker of the helper, which goes on
         self.returncode: int | None = None
         self.command_seconds: float | None = None  # time inside the child, from the helper
 
@@ -71,6 +72,7 @@ class WarmProcess:
         if not isinstance(first, dict) or not isinstance(first.get("pid"), int):
             raise ValueError(f"unexpected first report {first!r}")
         self.pid = first["pid"]
+        self.outlives_command = bool(first.get("worker"))
         self._record(first)
         self._watcher = asyncio.create_task(self._watch(lines))
 

@@ -1,0 +1,204 @@
+"""A warm helper's worker (warm_helper.py forks it): a child that stays, running one
+read-only command after another in its own interpreter, so that what a command warms up
+(the database connection, SQLAlchemy's compiled statements, lazily imported modules) is
+there for the next one. Standard library and Airflow only.
+
+Why: a forked child starts with an empty statement cache and a new connection, and pays
+for its exit; for a command that only reads, that was most of its time. A worker pays it
+once. It runs only the commands in READ_ONLY, each exactly as a child would (the same
+``airflow.__main__.main()``, argv, environment and pipes), and puts back after each one
+what a command may leave behind: the standard streams, logging's streams and handlers, the
+database session, the secrets cache and the modules imported from DAG and plugin folders
+(so an edited module is read again, as a new process would). After MAX_COMMANDS it exits
+and the helper forks a new one.
+
+Protocol, on its SOCK_SEQPACKET socket to the helper: the helper sends ``{"argv": [...],
+"env": {...}}`` with the command's stdout and stderr attached; the worker answers
+``{"exit": code, "last": bool}`` once the command is over and both pipes are closed.
+``last`` means it exits now and takes no more commands. EOF (the helper is gone) ends it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+import sysconfig
+import traceback
+from typing import Any
+
+if __package__:  # imported as part of the bridge (its tests)
+    from bridge.airflow_side import warm_child
+else:  # run by path, as the daemon runs it: this folder is sys.path[0]
+    import warm_child  # type: ignore[import-not-found, no-redef]
+
+# (group, command) of the commands a worker runs: they read the metadata database or DAG
+# files and print. Anything else (and any argv a worker is unsure of) goes to a forked child.
+READ_ONLY = frozenset(
+    {
+        ("dags", "list"),
+        ("dags", "state"),
+        ("tasks", "list"),
+        ("tasks", "state"),
+        ("tasks", "failed-deps"),
+        ("variables", "get"),
+        ("variables", "list"),
+        ("pools", "get"),
+        ("pools", "list"),
+        ("version", None),
+    }
+)
+MAX_COMMANDS = 500  # then it exits: whatever a DAG file leaves behind goes with it
+FDS_PER_COMMAND = 2  # stdout, stderr (the helper keeps the report socket)
+
+
+def takes(argv: list[str]) -> bool:
+    """Whether a worker runs ``argv`` (the executable, then the CLI's words)."""
+    words = argv[1:3]
+    if not words or any(word.startswith("-") for word in words[:1]):
+        return False
+    group = words[0]
+    command = words[1] if len(words) > 1 and not words[1].startswith("-") else None
+    return (group, command) in READ_ONLY
+
+
+def serve(channel: socket.socket) -> int:
+    """The worker's life: commands until EOF or MAX_COMMANDS."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    ours = (os.dup(1), os.dup(2))  # the helper's streams, between commands
+    environment = dict(os.environ)
+    baseline = Baseline()
+    for served in range(1, MAX_COMMANDS + 1):
+        message, fds = warm_child.receive(channel)
+        if not message or len(fds) != FDS_PER_COMMAND:
+            for fd in fds:
+                os.close(fd)
+            return 0
+        request = json.loads(message)
+        warm_child.show_command(list(request["argv"]))
+        code = 1
+        try:
+            os.dup2(fds[0], 1)
+            os.dup2(fds[1], 2)
+            os.close(fds[0])
+            os.close(fds[1])
+            sys.argv = list(request["argv"])
+            os.environ.clear()
+            os.environ.update(request["env"])
+            code = warm_child.call_cli()
+        finally:
+            code = baseline.restore(code)
+            os.dup2(ours[0], 1)  # closes the command's pipes: the daemon sees their end
+            os.dup2(ours[1], 2)
+            os.environ.clear()
+            os.environ.update(environment)
+            warm_child.show_command(
+                [f"airflow-rest-bridge warm helper: worker, commands run: {served}"]
+            )
+        last = served == MAX_COMMANDS
+        channel.send(json.dumps({"exit": code, "last": last}).encode())
+    return 0
+
+
+class Baseline:
+    """What a command may change and the next command must not see, as it was before."""
+
+    def __init__(self) -> None:
+        self.modules = set(sys.modules)
+        paths = sysconfig.get_paths()
+        self.installed = tuple(
+            {
+                os.path.realpath(paths[key]) + os.sep
+                for key in ("stdlib", "platstdlib", "purelib", "platlib")
+            }
+        )
+        self.loggers = {
+            name: _logger_state(logger)
+            for name, logger in [("", logging.getLogger()), *_named_loggers()]
+        }
+        self.streams = {
+            handler: handler.stream
+            for handler in _handlers()
+            if isinstance(handler, logging.StreamHandler)
+        }
+
+    def restore(self, code: int) -> int:
+        """Put things back after a command; its exit code (1 if putting back failed)."""
+        try:
+            self._flush()
+            self._end_database_session()
+            self._reset_secrets_cache()
+            self._restore_logging()
+            self._forget_user_modules()
+        except BaseException:
+            traceback.print_exc()
+            return 1
+        return code
+
+    def _flush(self) -> None:
+        for handler in _handlers():
+            try:
+                handler.flush()
+            except Exception:
+                pass
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+
+    def _end_database_session(self) -> None:
+        """A command's session is rolled back and returned to the pool, as at exit."""
+        session = getattr(sys.modules.get("airflow.settings"), "Session", None)
+        remove = getattr(session, "remove", None)
+        if remove is not None:
+            remove()
+
+    def _reset_secrets_cache(self) -> None:
+        """A new process starts with an empty cache of variables and connections."""
+        for module in ("airflow.secrets.cache", "airflow.sdk.execution_time.cache"):
+            cache = getattr(sys.modules.get(module), "SecretCache", None)
+            if cache is not None:
+                cache.reset()
+
+    def _restore_logging(self) -> None:
+        # Airflow 3 points stdout log handlers at stderr for commands taking ``-o``.
+        for handler, stream in self.streams.items():
+            if handler.stream is not stream:
+                handler.setStream(stream)
+        for name, logger in [("", logging.getLogger()), *_named_loggers()]:
+            state = self.loggers.get(name)
+            if state is not None and _logger_state(logger) != state:
+                handlers, logger.level, logger.propagate, logger.disabled = state
+                logger.handlers[:] = handlers
+
+    def _forget_user_modules(self) -> None:
+        """Modules a command imported from outside the installation (DAG files, the modules
+        they import, plugins) are imported afresh by the next command, as by a new process."""
+        for name in set(sys.modules) - self.modules:
+            path = getattr(sys.modules[name], "__file__", None)
+            if path and not os.path.realpath(path).startswith(self.installed):
+                del sys.modules[name]
+
+
+def _named_loggers() -> list[tuple[str, logging.Logger]]:
+    return [
+        (name, logger)
+        for name, logger in list(logging.Logger.manager.loggerDict.items())
+        if isinstance(logger, logging.Logger)
+    ]
+
+
+def _logger_state(logger: logging.Logger) -> tuple[Any, ...]:
+    return (tuple(logger.handlers), logger.level, logger.propagate, logger.disabled)
+
+
+def _handlers() -> list[logging.Handler]:
+    found: dict[int, logging.Handler] = {}
+    for _, logger in [("", logging.getLogger()), *_named_loggers()]:
+        for handler in logger.handlers:
+            found[id(handler)] = handler
+    return list(found.values())
