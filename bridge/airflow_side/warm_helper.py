@@ -10,8 +10,7 @@ runner avoids that by forking a pre-imported interpreter; this does the same for
 (what is done once beforehand: warm_up.py). A child runs ``airflow.__main__.main()`` with the
 request's argv and environment, in a session of its own, writing to the pipes the daemon
 reads, exactly as a cold ``airflow`` would. One child is forked ahead of need and waits.
-Commands that only read go to a worker instead (warm_worker.py): a child that stays and
-runs one after another, up to MAX_WORKERS of them at once.
+Commands that only read go to a worker (warm_worker.py), a child that stays, instead.
 
 Protocol, on the SOCK_SEQPACKET socket CONTROL_FD (one message per datagram):
 
@@ -60,7 +59,7 @@ MAX_WORKERS = 4
 
 @dataclass
 class Worker:
-    """A worker child: its socket, and the command it runs (report socket, start) if busy."""
+    """A worker: its socket, and the command it runs (report socket, start) if busy."""
 
     channel: socket.socket
     report: socket.socket | None = None
@@ -165,8 +164,7 @@ class Helper:
         return pid
 
     def hand_to_worker(self, message: bytes, fds: array.array[int]) -> bool:
-        """Give a read-only command to an idle worker (forked if there are fewer than
-        MAX_WORKERS); False when all are busy, and a child runs it."""
+        """Give a read-only command to an idle worker (forked, up to MAX_WORKERS); False: busy."""
         idle = [pid for pid, worker in self.workers.items() if worker.report is None]
         if not idle and len(self.workers) < MAX_WORKERS and not self.retiring:
             idle = [self.fork_worker(fds)]
@@ -209,8 +207,8 @@ class Helper:
             worker.report = None
 
     def fork_worker(self, in_flight: array.array[int]) -> int:
-        """A new worker; it must not keep ``in_flight`` (the request's descriptors, which
-        the helper holds now) open, or the daemon would not see that command's output end."""
+        """A new worker, without ``in_flight`` (the request's descriptors the helper holds
+        now): kept open, the daemon would not see the end of that command's output."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 
         def serve_commands() -> int:

@@ -27,6 +27,7 @@ import socket
 import sys
 import sysconfig
 import traceback
+import warnings
 from typing import Any
 
 if __package__:  # imported as part of the bridge (its tests)
@@ -129,10 +130,12 @@ class Baseline:
         """Put things back after a command; its exit code (1 if putting back failed)."""
         try:
             self._flush()
-            self._end_database_session()
-            self._reset_secrets_cache()
-            self._restore_logging()
-            self._forget_user_modules()
+            with warnings.catch_warnings():  # the command's stderr is not for the worker's
+                warnings.simplefilter("ignore")
+                self._end_database_session()
+                self._reset_secrets_cache()
+                self._restore_logging()
+                self._forget_user_modules()
         except BaseException:
             traceback.print_exc()
             return 1
@@ -160,7 +163,8 @@ class Baseline:
     def _reset_secrets_cache(self) -> None:
         """A new process starts with an empty cache of variables and connections."""
         for module in ("airflow.secrets.cache", "airflow.sdk.execution_time.cache"):
-            cache = getattr(sys.modules.get(module), "SecretCache", None)
+            # vars(): on Airflow 3 the old name is a deprecated alias whose lookup warns
+            cache = vars(sys.modules[module]).get("SecretCache") if module in sys.modules else None
             if cache is not None:
                 cache.reset()
 
