@@ -406,7 +406,7 @@ async def bench_one(airflow: str, samples: int, cold_samples: int) -> str:
         f"{cli_rss / 1024:.0f} MiB (/usr/bin/time -v)"
     )
     out.append(
-        "overhead = warm total minus the time inside the forked child (Server-Timing); "
+        "overhead = warm total minus the time inside the helper's child or worker (Server-Timing); "
         "CLI = the same argv run directly; REST = Airflow's own API server"
     )
     return "\n".join(out)
