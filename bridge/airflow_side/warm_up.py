@@ -7,6 +7,7 @@ Airflow only.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import os
 import pkgutil
@@ -106,6 +107,10 @@ def warm_up() -> dict[str, Any]:
         share_default_tls_context()
     except Exception as exc:
         failed["TLS context"] = f"{type(exc).__name__}: {exc}"
+    try:
+        share_cron_translations()
+    except Exception as exc:
+        failed["cron translations"] = f"{type(exc).__name__}: {exc}"
     package = os.path.dirname(str(airflow.__file__))
     watch = [
         configuration.AIRFLOW_CONFIG,
@@ -183,6 +188,33 @@ def share_default_tls_context() -> None:
     setattr(config, "create_ssl_context", create_ssl_context)  # noqa: B010 (not typed here)
     if getattr(transports, "create_ssl_context", None) is build:
         setattr(transports, "create_ssl_context", create_ssl_context)  # noqa: B010
+
+
+def share_cron_translations() -> None:
+    """Read cron-descriptor's translation file once, not for every cron expression described.
+
+    Airflow describes a DAG's cron schedule (``CronTriggerTimetable`` and friends) whenever
+    it builds or deserializes one, and cron-descriptor opens and parses its ``.mo`` file for
+    each description: 18 times in one ``tasks list`` on Airflow 3 (6 ms). The parsed file is
+    kept per locale and folder; each description gets its own copy of the translations
+    object (cron-descriptor adds a fallback to it) sharing the parsed catalogue. A file that
+    cannot be read is not kept: cron-descriptor's own fallback runs, as before.
+    """
+    try:
+        get_text = importlib.import_module("cron_descriptor.GetText").GetText
+    except ImportError:
+        return  # an Airflow without cron-descriptor
+    load = get_text.load_locale
+    loaded: dict[tuple[Any, Any], Any] = {}
+
+    def load_locale(self: Any, locale_code: Any, locale_location: Any = None) -> Any:
+        key = (locale_code, locale_location)
+        if key not in loaded:
+            loaded[key] = load(self, locale_code, locale_location)
+        return copy.copy(loaded[key])
+
+    get_text.load_locale = load_locale
+    get_text("en_US")  # the default locale, read here, before the children are forked
 
 
 def _missing_on_purpose(exc: ImportError, name: str) -> bool:
