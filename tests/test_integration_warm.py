@@ -198,7 +198,8 @@ async def test_a_child_forked_ahead_runs_the_next_command_and_goes_with_the_help
 ) -> None:
     state = await until_ready(own_client, restarts=0)
     # The warm-up steps that spare every command work (migration scripts, providers).
-    assert not {"migration scripts", "providers configuration"} & set(state["failed_imports"])
+    shared = {"migration scripts", "providers configuration", "TLS context", "cron translations"}
+    assert not shared & set(state["failed_imports"])
     spare = await until_spare(state["pid"])
     assert session_of(spare) == spare  # already a session of its own
     response = await own_client.get(API, params=slow_lines(unique_date(2022), stream="true"))
@@ -257,6 +258,26 @@ async def test_reads_run_one_after_another_in_a_worker_that_stays(
     (worker,) = children_titled(state["pid"], b"warm helper: worker")
     os.kill(state["pid"], signal.SIGKILL)
     await until_gone(worker)  # it saw the helper go, and went
+
+
+async def test_a_stuck_worker_is_stopped_with_its_command_and_replaced(
+    aiohttp_client: Any, settings: config.Settings, airflow_info: AirflowInfo
+) -> None:
+    quick = replace(settings, warm_helper=True, command_timeout=5.0, kill_grace_period=0.5)
+    client: TestClient[Any, Any] = await aiohttp_client(create_app(quick, airflow_info))
+    state = await until_ready(client, restarts=0)
+    await call_ok(client, api="variables", cmd="list")
+    (worker,) = children_titled(state["pid"], b"warm helper: worker")
+    os.kill(worker, signal.SIGSTOP)  # stuck: the next read goes to it and times out
+    status, body = await call(client, api="variables", cmd="list")
+    assert status == 504, body
+    assert "timed out" in body["warning"]
+    await until_gone(worker)  # its session was stopped: TERM, then KILL
+    response = await client.get(API, params={"api": "variables", "cmd": "list"})
+    assert response.status == 200, await response.text()
+    assert 'desc="warm"' in response.headers["Server-Timing"]
+    assert (await health(client))["restarts"] == 0
+    assert worker not in children_titled(state["pid"], b"warm helper: worker")
 
 
 async def test_a_changed_airflow_cfg_restarts_the_helper(
