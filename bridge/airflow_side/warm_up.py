@@ -11,6 +11,7 @@ import copy
 import importlib
 import os
 import pkgutil
+from collections.abc import Callable
 from typing import Any
 
 # Modules the command functions import lazily, on top of every airflow.cli.commands module.
@@ -85,32 +86,11 @@ def warm_up() -> dict[str, Any]:
                 failed[name] = f"{type(exc).__name__}: {exc}"
         except Exception as exc:
             failed[name] = f"{type(exc).__name__}: {exc}"
-    # SQLAlchemy sets up the ORM mappers at the first query; do that once here, not in every
-    # child (it costs more than a typical command's own work).
-    try:
-        importlib.import_module("sqlalchemy.orm").configure_mappers()
-    except Exception as exc:
-        failed["sqlalchemy.orm.configure_mappers()"] = f"{type(exc).__name__}: {exc}"
-    try:
-        share_migration_scripts()
-    except Exception as exc:
-        failed["migration scripts"] = f"{type(exc).__name__}: {exc}"
-    try:
-        # What @providers_configuration_loaded does before nearly every command: discover
-        # the installed providers and merge their configuration defaults (~70 ms on 2.11).
-        # Done once, here, with the environment every child of this helper runs with.
-        providers = importlib.import_module("airflow.providers_manager").ProvidersManager()
-        providers.initialize_providers_configuration()
-    except Exception as exc:
-        failed["providers configuration"] = f"{type(exc).__name__}: {exc}"
-    try:
-        share_default_tls_context()
-    except Exception as exc:
-        failed["TLS context"] = f"{type(exc).__name__}: {exc}"
-    try:
-        share_cron_translations()
-    except Exception as exc:
-        failed["cron translations"] = f"{type(exc).__name__}: {exc}"
+    for name, work in SHARED_WORK:
+        try:
+            work()
+        except Exception as exc:
+            failed[name] = f"{type(exc).__name__}: {exc}"
     package = os.path.dirname(str(airflow.__file__))
     watch = [
         configuration.AIRFLOW_CONFIG,
@@ -125,6 +105,21 @@ def warm_up() -> dict[str, Any]:
         "watch": [path for path in watch if path],
         "failed_imports": failed,
     }
+
+
+def configure_mappers() -> None:
+    """SQLAlchemy sets up the ORM mappers at the first query; do that once here, not in every
+    child (it costs more than a typical command's own work)."""
+    importlib.import_module("sqlalchemy.orm").configure_mappers()
+
+
+def load_providers_configuration() -> None:
+    """What @providers_configuration_loaded does before nearly every command: discover the
+    installed providers and merge their configuration defaults (~70 ms on 2.11). Done once,
+    here, with the environment every child of this helper runs with."""
+    importlib.import_module(
+        "airflow.providers_manager"
+    ).ProvidersManager().initialize_providers_configuration()
 
 
 def share_migration_scripts() -> None:
@@ -215,6 +210,16 @@ def share_cron_translations() -> None:
 
     get_text.load_locale = load_locale
     get_text("en_US")  # the default locale, read here, before the children are forked
+
+
+# Work the same for every command, done once by the helper: (what /health calls it, how).
+SHARED_WORK: tuple[tuple[str, Callable[[], None]], ...] = (
+    ("sqlalchemy.orm.configure_mappers()", configure_mappers),
+    ("migration scripts", share_migration_scripts),
+    ("providers configuration", load_providers_configuration),
+    ("TLS context", share_default_tls_context),
+    ("cron translations", share_cron_translations),
+)
 
 
 def _missing_on_purpose(exc: ImportError, name: str) -> bool:
