@@ -120,7 +120,7 @@ def test_workers_take_only_the_read_only_commands(words: list[str], taken: bool)
 
 
 def test_a_worker_forgets_what_a_command_left_behind(tmp_path: Path) -> None:
-    """Modules from outside the installation (DAG folders) and logging changes go; what
+    """Modules from outside the installation (DAG folders), sys.path and logging changes go; what
     the installation provides stays imported."""
     (tmp_path / "left_by_a_dag_file.py").write_text("VALUE = 1\n")
     logger = logging.getLogger("bridge.tests.worker")
@@ -133,6 +133,7 @@ def test_a_worker_forgets_what_a_command_left_behind(tmp_path: Path) -> None:
         stdlib = next(name for name in ("colorsys", "sched", "netrc") if name not in sys.modules)
         importlib.import_module(stdlib)
         console.setStream(sys.stderr)  # as Airflow 3 does for commands taking -o
+        sys.path.append(str(tmp_path / "added_by_a_dag_file"))
         extra = logging.NullHandler()
         logger.addHandler(extra)
         logger.setLevel(logging.DEBUG)
@@ -142,6 +143,7 @@ def test_a_worker_forgets_what_a_command_left_behind(tmp_path: Path) -> None:
         assert console.stream is sys.stdout
         assert logger.handlers == [console]
         assert logger.level == logging.NOTSET
+        assert str(tmp_path / "added_by_a_dag_file") not in sys.path
     finally:
         sys.path.remove(str(tmp_path))
         logger.removeHandler(console)

@@ -109,6 +109,8 @@ class Baseline:
 
     def __init__(self) -> None:
         self.modules = set(sys.modules)
+        self.path = list(sys.path)
+        self.cwd = os.getcwd()
         paths = sysconfig.get_paths()
         self.installed = tuple(
             {
@@ -136,6 +138,8 @@ class Baseline:
                 self._reset_secrets_cache()
                 self._restore_logging()
                 self._forget_user_modules()
+                sys.path[:] = self.path  # DAG files may add their folders
+                os.chdir(self.cwd)
         except BaseException:
             traceback.print_exc()
             return 1
