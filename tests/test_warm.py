@@ -120,8 +120,8 @@ def test_workers_take_only_the_read_only_commands(words: list[str], taken: bool)
 
 
 def test_a_worker_forgets_what_a_command_left_behind(tmp_path: Path) -> None:
-    """Modules from outside the installation (DAG folders), sys.path and logging changes go; what
-    the installation provides stays imported."""
+    """Modules from outside the installation (DAG folders), sys.path entries and logging
+    changes go; what the installation provides stays imported."""
     (tmp_path / "left_by_a_dag_file.py").write_text("VALUE = 1\n")
     logger = logging.getLogger("bridge.tests.worker")
     console = logging.StreamHandler(sys.stdout)
