@@ -122,10 +122,12 @@ class Baseline:
             name: _logger_state(logger)
             for name, logger in [("", logging.getLogger()), *_named_loggers()]
         }
+        # Console handlers only: a file handler may close and reopen its own stream.
         self.streams = {
             handler: handler.stream
             for handler in _handlers()
             if isinstance(handler, logging.StreamHandler)
+            and handler.stream in (sys.stdout, sys.stderr)
         }
 
     def restore(self, code: int) -> int:
