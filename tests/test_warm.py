@@ -134,6 +134,7 @@ def test_a_worker_forgets_what_a_command_left_behind(tmp_path: Path) -> None:
         importlib.import_module(stdlib)
         console.setStream(sys.stderr)  # as Airflow 3 does for commands taking -o
         sys.path.append(str(tmp_path / "added_by_a_dag_file"))
+        os.environ["BRIDGE_TEST_SET_BY_A_COMMAND"] = "1"
         extra = logging.NullHandler()
         logger.addHandler(extra)
         logger.setLevel(logging.DEBUG)
@@ -144,6 +145,7 @@ def test_a_worker_forgets_what_a_command_left_behind(tmp_path: Path) -> None:
         assert logger.handlers == [console]
         assert logger.level == logging.NOTSET
         assert str(tmp_path / "added_by_a_dag_file") not in sys.path
+        assert "BRIDGE_TEST_SET_BY_A_COMMAND" not in os.environ
     finally:
         sys.path.remove(str(tmp_path))
         logger.removeHandler(console)

@@ -58,11 +58,10 @@ FDS_PER_COMMAND = 2  # stdout, stderr (the helper keeps the report socket)
 def takes(argv: list[str]) -> bool:
     """Whether a worker runs ``argv`` (the executable, then the CLI's words)."""
     words = argv[1:3]
-    if not words or any(word.startswith("-") for word in words[:1]):
+    if not words or words[0].startswith("-"):
         return False
-    group = words[0]
     command = words[1] if len(words) > 1 and not words[1].startswith("-") else None
-    return (group, command) in READ_ONLY
+    return (words[0], command) in READ_ONLY
 
 
 def serve(channel: socket.socket) -> int:
@@ -70,7 +69,6 @@ def serve(channel: socket.socket) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     ours = (os.dup(1), os.dup(2))  # the helper's streams, between commands
-    environment = dict(os.environ)
     baseline = Baseline()
     for served in range(1, MAX_COMMANDS + 1):
         message, fds = warm_child.receive(channel)
@@ -94,8 +92,6 @@ def serve(channel: socket.socket) -> int:
             code = baseline.restore(code)
             os.dup2(ours[0], 1)  # closes the command's pipes: the daemon sees their end
             os.dup2(ours[1], 2)
-            os.environ.clear()
-            os.environ.update(environment)
             warm_child.show_command(
                 [f"airflow-rest-bridge warm helper: worker, commands run: {served}"]
             )
@@ -109,6 +105,7 @@ class Baseline:
 
     def __init__(self) -> None:
         self.modules = set(sys.modules)
+        self.environment = dict(os.environ)
         self.path = list(sys.path)
         self.cwd = os.getcwd()
         paths = sysconfig.get_paths()
@@ -140,6 +137,8 @@ class Baseline:
                 self._reset_secrets_cache()
                 self._restore_logging()
                 self._forget_user_modules()
+                os.environ.clear()  # the command ran with the request's environment
+                os.environ.update(self.environment)
                 sys.path[:] = self.path  # DAG files may add their folders
                 os.chdir(self.cwd)
         except BaseException:
