@@ -14,6 +14,8 @@ import pkgutil
 from collections.abc import Callable
 from typing import Any
 
+MAX_SCHEDULES_KEPT = 4096  # (expression, timezone) pairs: one per schedule in use, and a bound
+
 # Modules the command functions import lazily, on top of every airflow.cli.commands module.
 # Missing ones (a different Airflow major) are skipped; others that fail are reported.
 LAZY_IMPORTS = (
@@ -46,6 +48,15 @@ LAZY_IMPORTS = (
     "airflow.operators.python",
     "airflow.operators.empty",
     "airflow.sensors.external_task",
+    "airflow.operators.subdag",  # Airflow 2 serializes DAGs with it
+    "airflow.api.common.experimental.get_task_instance",  # Airflow 2's tasks state
+    # Airflow 3 reads and writes DAGs with the standard provider's operators and sensors
+    "airflow.providers.standard.operators.bash",
+    "airflow.providers.standard.operators.python",
+    "airflow.providers.standard.operators.empty",
+    "airflow.providers.standard.operators.trigger_dagrun",
+    "airflow.providers.standard.sensors.external_task",
+    "airflow.providers.common.compat.openlineage.check",
     "alembic.migration",
     "alembic.script",
     "alembic.runtime.environment",
@@ -212,6 +223,44 @@ def share_cron_translations() -> None:
     get_text("en_US")  # the default locale, read here, before the children are forked
 
 
+def share_cron_schedules() -> None:
+    """Check and describe each cron schedule once, not each time a timetable is built.
+
+    Airflow builds a cron timetable (``CronMixin.__init__``) whenever it reads a DAG's
+    schedule, also from its serialized form: 18 times in one ``tasks list`` on Airflow 3,
+    each one expanding the expression with croniter and describing it with cron-descriptor
+    (1.8 ms in all). What that builds depends on the expression and the timezone only: the
+    expression, the timezone and a description, all immutable. The first build of each
+    (expression, timezone) runs as before and what it set is kept; a later one gets the
+    same attributes. Whatever else a timetable's own ``__init__`` sets is untouched, and a
+    timezone that cannot be a key (unhashable) builds as before.
+    """
+    mixin = importlib.import_module("airflow.timetables._cron").CronMixin
+    build = mixin.__init__
+    built: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def __init__(self: Any, cron: Any, timezone: Any) -> None:
+        key = (type(cron), cron, type(timezone), timezone)
+        try:
+            known = built.get(key)
+        except TypeError:  # unhashable
+            build(self, cron, timezone)
+            return
+        if known is not None:
+            vars(self).update(known)
+            return
+        before = dict(vars(self))
+        build(self, cron, timezone)
+        if len(built) < MAX_SCHEDULES_KEPT:
+            built[key] = {
+                name: value
+                for name, value in vars(self).items()
+                if name not in before or before[name] is not value
+            }
+
+    mixin.__init__ = __init__
+
+
 # Work the same for every command, done once by the helper: (what /health calls it, how).
 SHARED_WORK: tuple[tuple[str, Callable[[], None]], ...] = (
     ("sqlalchemy.orm.configure_mappers()", configure_mappers),
@@ -219,6 +268,7 @@ SHARED_WORK: tuple[tuple[str, Callable[[], None]], ...] = (
     ("providers configuration", load_providers_configuration),
     ("TLS context", share_default_tls_context),
     ("cron translations", share_cron_translations),
+    ("cron schedules", share_cron_schedules),
 )
 
 
