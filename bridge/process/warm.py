@@ -32,6 +32,7 @@ from typing import Any
 
 from bridge.catalogue.cli_cache import configuration_of, stamp
 from bridge.catalogue.installed_cli import Stamp
+from bridge.offload import in_thread
 from bridge.process.pipes import OutputPipes
 from bridge.process.warm_process import WarmProcess, send_with_fds
 
@@ -262,7 +263,7 @@ class WarmHelper:
         # of the environment is the child's own anyway (it gets ``env`` as its os.environ).
         if configuration_of(env) != configuration_of(self.env):
             return None
-        changed = await asyncio.to_thread(live.changed)
+        changed = await in_thread(live.changed)  # the pool's threads run already
         if changed:
             self._events.put(_Event(live, f"{', '.join(changed)} changed"))
             return None
