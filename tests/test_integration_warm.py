@@ -5,6 +5,7 @@ heal, and nothing it started outlives it."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -21,9 +22,10 @@ from bridge.config import settings as config
 from bridge.http.app import create_app
 from bridge.http.keys import WARM_HELPER
 from bridge.process.pipes import OutputPipes
-from bridge.process.warm import WarmHelper
+from bridge.process.warm import HELPER_SCRIPT, WarmHelper
 from tests.helpers import (
     API,
+    airflow_env,
     app_of,
     call,
     call_ok,
@@ -36,6 +38,8 @@ from tests.helpers import (
     unique_date,
     warm_mode,
 )
+
+HELPER_FOLDER = HELPER_SCRIPT.parent  # warm_up.py beside it, run as the helper runs it
 
 pytestmark = [
     pytest.mark.airflow,
@@ -198,7 +202,13 @@ async def test_a_child_forked_ahead_runs_the_next_command_and_goes_with_the_help
 ) -> None:
     state = await until_ready(own_client, restarts=0)
     # The warm-up steps that spare every command work (migration scripts, providers).
-    shared = {"migration scripts", "providers configuration", "TLS context", "cron translations"}
+    shared = {
+        "migration scripts",
+        "providers configuration",
+        "TLS context",
+        "cron translations",
+        "cron schedules",
+    }
     assert not shared & set(state["failed_imports"])
     spare = await until_spare(state["pid"])
     assert session_of(spare) == spare  # already a session of its own
@@ -210,6 +220,54 @@ async def test_a_child_forked_ahead_runs_the_next_command_and_goes_with_the_help
     assert b'"exit_code": 0' in await response.read()
     os.kill(state["pid"], signal.SIGKILL)
     await until_gone(next_spare)  # it saw the helper go, and went
+
+
+# Timetables of every kind of cron schedule, as repr()s of their attributes.
+TIMETABLES = """
+import json, sys
+from airflow.timetables.interval import CronDataIntervalTimetable
+from airflow.timetables.trigger import CronTriggerTimetable
+import pendulum
+sys.path.insert(0, sys.argv[1])
+import warm_up
+schedules = ["0 0 * * *", "@daily", "*/5 * * * 1-5", "0 0 1 * 1", "0 0 * * * *", "not cron"]
+zones = ["UTC", "Europe/Berlin", pendulum.timezone("Asia/Tokyo")]
+def built():
+    return [
+        {name: repr(value) for name, value in sorted(vars(timetable).items())}
+        for schedule in schedules for zone in zones
+        for timetable in (
+            CronDataIntervalTimetable(schedule, zone),
+            CronTriggerTimetable(schedule, timezone=zone),
+        )
+    ]
+plain = built()
+warm_up.share_cron_schedules()
+print(json.dumps([plain, built(), built()]))
+"""
+
+
+async def test_cron_schedules_checked_once_build_the_same_timetables(
+    settings: config.Settings, airflow_info: AirflowInfo
+) -> None:
+    """The helper checks and describes each cron schedule once: every timetable built later
+    (the first time and again) has the attributes it has without that."""
+    assert airflow_info.python is not None
+    run = await asyncio.create_subprocess_exec(
+        airflow_info.python,
+        "-c",
+        TIMETABLES,
+        str(HELPER_FOLDER),
+        env=airflow_env(settings),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await run.communicate()
+    assert run.returncode == 0, err.decode()
+    plain, first, again = json.loads(out)
+    assert plain == first == again
+    assert len(plain) == 36
+    assert {"description": "'At 00:00'"}.items() <= plain[0].items()
 
 
 async def test_a_spare_child_killed_while_waiting_costs_nothing_but_a_fork(
@@ -258,6 +316,29 @@ async def test_reads_run_one_after_another_in_a_worker_that_stays(
     (worker,) = children_titled(state["pid"], b"warm helper: worker")
     os.kill(state["pid"], signal.SIGKILL)
     await until_gone(worker)  # it saw the helper go, and went
+
+
+async def test_reads_at_once_beyond_the_workers_all_get_their_whole_answer(
+    own_client: TestClient[Any, Any], settings: config.Settings
+) -> None:
+    """More reads than workers, again and again: a worker is given the next read while it
+    still puts things back after its last one; none is lost or stopped on the way."""
+    await until_ready(own_client, restarts=0)
+    await call_ok(own_client, api="variables", cmd="set", key="many_reads", value="whole")
+
+    tasks = await cli_async(settings, "tasks", "list", "bridge_demo")
+    reads = [
+        ({"api": "variables", "get": "many_reads"}, "whole\n"),
+        ({"api": "list_tasks", "dag_id": "bridge_demo"}, tasks),  # slower: they overlap
+    ]
+
+    async def read(params: dict[str, str]) -> tuple[int, str]:
+        status, body = await call(own_client, **params)
+        return status, body["output"]["stdout"]
+
+    answers = await asyncio.gather(*(read(params) for params, _ in reads * 32))
+    assert answers == [(200, stdout) for _, stdout in reads * 32]
+    assert (await health(own_client))["restarts"] == 0
 
 
 async def test_a_stuck_worker_is_stopped_with_its_command_and_replaced(

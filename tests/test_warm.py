@@ -3,10 +3,13 @@ rules its children follow (the console script's)."""
 
 from __future__ import annotations
 
+import array
+import contextlib
 import importlib
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from bridge.airflow_side import warm_child, warm_worker
+from bridge.airflow_side import warm_child, warm_helper, warm_worker
 from bridge.catalogue.installed import AirflowInfo
 from bridge.config import settings as config
 from bridge.http.app import create_app
@@ -138,7 +141,8 @@ def test_a_worker_forgets_what_a_command_left_behind(tmp_path: Path) -> None:
         extra = logging.NullHandler()
         logger.addHandler(extra)
         logger.setLevel(logging.DEBUG)
-        assert baseline.restore(3) == 3
+        assert baseline.end_command(3) == 3
+        assert baseline.restore()
         assert "left_by_a_dag_file" not in sys.modules
         assert stdlib in sys.modules
         assert console.stream is sys.stdout
@@ -149,3 +153,89 @@ def test_a_worker_forgets_what_a_command_left_behind(tmp_path: Path) -> None:
     finally:
         sys.path.remove(str(tmp_path))
         logger.removeHandler(console)
+
+
+def test_a_worker_tells_the_exit_first_and_takes_the_next_command_once_ready(
+    tmp_path: Path,
+) -> None:
+    """The protocol a worker speaks with the helper: per command its exit (the output pipes
+    already closed), then ``ready``; EOF from the helper ends it."""
+    package = tmp_path / "airflow"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(
+        "import sys\ndef main():\n    print(' '.join(sys.argv[1:]))\n    return len(sys.argv)\n"
+    )
+    helper_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    script = (
+        "import socket, sys; from bridge.airflow_side import warm_worker as w; "
+        f"sys.exit(w.serve(socket.socket(fileno={worker_end.fileno()})))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    worker = subprocess.Popen(
+        [sys.executable, "-c", script], env=env, pass_fds=[worker_end.fileno()]
+    )
+    worker_end.close()
+    try:
+        for words in (["variables", "get", "k"], ["version"]):
+            read_out, write_out = os.pipe()
+            read_err, write_err = os.pipe()
+            request = {"argv": ["airflow", *words], "env": {"BRIDGE_TEST": "1"}}
+            helper_end.sendmsg(
+                [json.dumps(request).encode()],
+                [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [write_out, write_err]))],
+            )
+            os.close(write_out)
+            os.close(write_err)
+            helper_end.settimeout(60)
+            assert json.loads(helper_end.recv(4096)) == {"exit": len(words) + 1}
+            with os.fdopen(read_out) as out, os.fdopen(read_err) as err:
+                assert out.read() == " ".join(words) + "\n"  # whole, and ended: pipes closed
+                assert err.read() == ""
+            assert json.loads(helper_end.recv(4096)) == {"ready": True}
+        helper_end.close()  # the helper is gone
+        assert worker.wait(timeout=60) == 0
+    finally:
+        helper_end.close()
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+
+def test_a_worker_given_a_read_while_it_puts_things_back_takes_no_other_meanwhile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The helper gives a read to a worker still putting things back after its last command
+    (it reads it once ready); that worker's ``ready`` for the last command must not make it
+    look idle while the read it was given runs."""
+    monkeypatch.setattr(warm_helper, "MAX_WORKERS", 1)  # no new worker: a child would run it
+    control, daemon = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    helper = warm_helper.Helper(control)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    worker = warm_worker.Worker(ours, ready=False)  # its last command's exit is told
+    helper.workers[4242] = worker
+    opened: list[int] = []
+
+    def command() -> array.array[int]:
+        out, err, (report, daemon_end) = os.pipe(), os.pipe(), socket.socketpair()
+        opened.extend([out[0], out[1], err[0], err[1], daemon_end.detach()])
+        return array.array("i", [out[1], err[1], report.detach()])
+
+    try:
+        assert helper.hand_to_worker(b"{}", command())  # better than a fork
+        assert worker.report is not None
+        helper.take_answer(4242, worker, {"ready": True})  # the last command's
+        assert not worker.ready
+        second = command()
+        assert not helper.hand_to_worker(b"{}", second)  # busy: a child gets it
+        os.close(second[2])
+        helper.take_answer(4242, worker, {"exit": 0})  # the read's
+        helper.take_answer(4242, worker, {"ready": True})
+        assert worker.ready
+        assert worker.report is None
+    finally:
+        for fd in opened:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        for sock in (control, daemon, ours, theirs):
+            sock.close()

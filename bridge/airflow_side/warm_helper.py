@@ -41,7 +41,6 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 if __package__:  # imported as part of the bridge (its tests)
@@ -55,15 +54,6 @@ STOP_GRACE = 5.0  # seconds children get after SIGTERM when the daemon is gone
 # Workers for read-only commands: as many as the daemon runs commands at once by default
 # (max_concurrent_commands); a read beyond that gets a forked child.
 MAX_WORKERS = 4
-
-
-@dataclass
-class Worker:
-    """A worker: its socket, and the command it runs (report socket, start) if busy."""
-
-    channel: socket.socket
-    report: socket.socket | None = None
-    begun: float = 0.0
 
 
 def main(control_fd: int) -> int:
@@ -94,7 +84,7 @@ class Helper:
         # fork (5-13 ms here) and the database connection are paid between requests. None
         # after a failure: the next request forks its own child, then a new spare is forked.
         self.spare: tuple[int, socket.socket] | None = None
-        self.workers: dict[int, Worker] = {}
+        self.workers: dict[int, warm_worker.Worker] = {}
         self.selector = selectors.DefaultSelector()
 
     def serve(self) -> int:
@@ -118,7 +108,7 @@ class Helper:
                     self.control.close()
                     self.drop_spare()
                     for pid, worker in list(self.workers.items()):
-                        if worker.report is None:
+                        if worker.ready:
                             self.drop_worker(pid)
         return 0
 
@@ -164,19 +154,22 @@ class Helper:
         return pid
 
     def hand_to_worker(self, message: bytes, fds: array.array[int]) -> bool:
-        """Give a read-only command to an idle worker (forked, up to MAX_WORKERS); False: busy."""
-        idle = [pid for pid, worker in self.workers.items() if worker.report is None]
-        if not idle and len(self.workers) < MAX_WORKERS and not self.retiring:
-            idle = [self.fork_worker(fds)]
-        if not idle:
+        """Give a read-only command to a worker: an idle one, else one putting things back
+        (it reads it in a moment), else a new one (up to MAX_WORKERS). False: all busy."""
+        ready = [pid for pid, worker in self.workers.items() if worker.ready]
+        soon = [pid for pid, worker in self.workers.items() if worker.report is None]
+        if not ready + soon and len(self.workers) < MAX_WORKERS and not self.retiring:
+            soon = [self.fork_worker(fds)]
+        if not ready + soon:
             return False
-        pid = idle[0]
+        pid = (ready + soon)[0]
         worker = self.workers[pid]
         try:
             worker.channel.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds[:2])])
         except OSError:
             self.drop_worker(pid)  # died, or the message is too big: a child runs it
             return False
+        worker.ready = False
         worker.report, worker.begun = socket.socket(fileno=fds[2]), time.monotonic()
         for fd in fds[:2]:
             os.close(fd)
@@ -186,22 +179,26 @@ class Helper:
         return True
 
     def worker_done(self, pid: int) -> None:
-        """A worker's answer: the command's exit (its pipes are closed by now)."""
-        worker = self.workers.get(pid)
-        if worker is None:
-            return
-        try:
-            answer = json.loads(worker.channel.recv(4096) or b"{}")
-        except (OSError, ValueError):
-            answer = {}
-        if "exit" not in answer:  # it died: reap() reports how
-            self.selector.unregister(worker.channel)
-            return
-        self.report_exit(worker, pid, int(answer["exit"]))
-        if answer.get("last") or self.retiring:
-            self.drop_worker(pid)
+        if (worker := self.workers.get(pid)) is not None:
+            self.take_answer(pid, worker, warm_worker.answer_of(worker.channel))
 
-    def report_exit(self, worker: Worker, pid: int, code: int) -> None:
+    def take_answer(
+        self, pid: int, worker: warm_worker.Worker, answer: dict[str, Any] | None
+    ) -> None:
+        """A worker's command's exit (its pipes are closed by now), or that it takes the
+        next one, or (empty) its end: reap() tells how it ended."""
+        if answer is None:
+            return
+        if "exit" in answer:
+            self.report_exit(worker, pid, int(answer["exit"]))
+        elif answer.get("ready"):
+            worker.ready = worker.report is None  # else it was given the next one already
+            if self.retiring:
+                self.drop_worker(pid)
+        else:
+            self.selector.unregister(worker.channel)
+
+    def report_exit(self, worker: warm_worker.Worker, pid: int, code: int) -> None:
         if worker.report is not None:
             _send_exit(worker.report, pid, code, worker.begun)
             worker.report = None
@@ -220,7 +217,7 @@ class Helper:
 
         pid = self.fork(serve_commands)
         theirs.close()
-        self.workers[pid] = Worker(ours)
+        self.workers[pid] = warm_worker.Worker(ours)
         self.selector.register(ours, selectors.EVENT_READ, pid)
         return pid
 
@@ -307,6 +304,9 @@ class Helper:
                 continue
             worker = self.workers.get(pid)
             if worker is not None:  # killed (a stopped command), or gone on its own
+                # The exit it sent before it went, if any, is its command's.
+                while worker.report is not None and (said := warm_worker.answer_of(worker.channel)):
+                    self.take_answer(pid, worker, said)
                 self.report_exit(worker, pid, os.waitstatus_to_exitcode(status))
                 self.drop_worker(pid)
             elif pid in self.children:

@@ -14,8 +14,10 @@ and the helper forks a new one.
 
 Protocol, on its SOCK_SEQPACKET socket to the helper: the helper sends ``{"argv": [...],
 "env": {...}}`` with the command's stdout and stderr attached; the worker answers
-``{"exit": code, "last": bool}`` once the command is over and both pipes are closed.
-``last`` means it exits now and takes no more commands. EOF (the helper is gone) ends it.
+``{"exit": code}`` once the command is over and both pipes are closed, then ``{"ready":
+true}`` once it has put things back. The helper may give it the next command before that
+(better than a fork): it reads it once it is ready. A worker that takes no more
+(MAX_COMMANDS, or putting back failed) exits instead; EOF (the helper is gone) ends it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import sys
 import sysconfig
 import traceback
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 if __package__:  # imported as part of the bridge (its tests)
@@ -55,6 +58,17 @@ MAX_COMMANDS = 500  # then it exits: whatever a DAG file leaves behind goes with
 FDS_PER_COMMAND = 2  # stdout, stderr (the helper keeps the report socket)
 
 
+@dataclass
+class Worker:
+    """The helper's record of a worker: its socket, whether it takes a command now, and
+    the command whose exit it has not told yet (report socket, start)."""
+
+    channel: socket.socket
+    ready: bool = True
+    report: socket.socket | None = None
+    begun: float = 0.0
+
+
 def takes(argv: list[str]) -> bool:
     """Whether a worker runs ``argv`` (the executable, then the CLI's words)."""
     words = argv[1:3]
@@ -65,7 +79,7 @@ def takes(argv: list[str]) -> bool:
 
 
 def serve(channel: socket.socket) -> int:
-    """The worker's life: commands until EOF or MAX_COMMANDS."""
+    """The worker's life: commands until EOF, MAX_COMMANDS, or a failure to put back."""
     sys.stdout.flush()
     sys.stderr.flush()
     ours = (os.dup(1), os.dup(2))  # the helper's streams, between commands
@@ -89,15 +103,41 @@ def serve(channel: socket.socket) -> int:
             os.environ.update(request["env"])
             code = warm_child.call_cli()
         finally:
-            code = baseline.restore(code)
+            code = baseline.end_command(code)
             os.dup2(ours[0], 1)  # closes the command's pipes: the daemon sees their end
             os.dup2(ours[1], 2)
-            warm_child.show_command(
-                [f"airflow-rest-bridge warm helper: worker, commands run: {served}"]
-            )
-        last = served == MAX_COMMANDS
-        channel.send(json.dumps({"exit": code, "last": last}).encode())
+        # The exit goes first: the rest is put back while the daemon answers.
+        if not _answer(channel, {"exit": code}) or served == MAX_COMMANDS:
+            return 0
+        if not baseline.restore():
+            # Not as it was: it runs nothing more. A command the helper gave it meanwhile
+            # ends with this exit code (EX_TEMPFAIL), and the next read gets a new worker.
+            return 75
+        warm_child.show_command(
+            [f"airflow-rest-bridge warm helper: worker, commands run: {served}"]
+        )
+        if not _answer(channel, {"ready": True}):
+            return 0
     return 0
+
+
+def answer_of(channel: socket.socket) -> dict[str, Any] | None:
+    """For the helper: a worker's next message, {} at its end, None if there is none yet."""
+    try:
+        return dict(json.loads(channel.recv(4096, socket.MSG_DONTWAIT) or b"{}"))
+    except BlockingIOError:
+        return None
+    except (OSError, ValueError):
+        return {}
+
+
+def _answer(channel: socket.socket, message: dict[str, Any]) -> bool:
+    """Tell the helper; False if it is gone."""
+    try:
+        channel.send(json.dumps(message).encode())
+    except OSError:
+        return False
+    return True
 
 
 class Baseline:
@@ -127,13 +167,24 @@ class Baseline:
             and handler.stream in (sys.stdout, sys.stderr)
         }
 
-    def restore(self, code: int) -> int:
-        """Put things back after a command; its exit code (1 if putting back failed)."""
+    def end_command(self, code: int) -> int:
+        """What a process does as it exits, before its exit is told: its output flushed, its
+        database session given back. The command's exit code (1 if that failed)."""
         try:
             self._flush()
             with warnings.catch_warnings():  # the command's stderr is not for the worker's
                 warnings.simplefilter("ignore")
                 self._end_database_session()
+        except BaseException:
+            traceback.print_exc()
+            return 1
+        return code
+
+    def restore(self) -> bool:
+        """Put back the rest of what a command may have changed; False if that failed."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
                 self._reset_secrets_cache()
                 self._restore_logging()
                 self._forget_user_modules()
@@ -143,8 +194,8 @@ class Baseline:
                 os.chdir(self.cwd)
         except BaseException:
             traceback.print_exc()
-            return 1
-        return code
+            return False
+        return True
 
     def _flush(self) -> None:
         for handler in _handlers():
@@ -191,6 +242,8 @@ class Baseline:
             path = getattr(sys.modules[name], "__file__", None)
             if path and not os.path.realpath(path).startswith(self.installed):
                 del sys.modules[name]
+            else:  # a module of the installation, imported late: kept, and not looked at again
+                self.modules.add(name)
 
 
 def _named_loggers() -> list[tuple[str, logging.Logger]]:
