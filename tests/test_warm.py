@@ -159,7 +159,8 @@ def test_a_worker_tells_the_exit_first_and_takes_the_next_command_once_ready(
     tmp_path: Path,
 ) -> None:
     """The protocol a worker speaks with the helper: per command its exit (the output pipes
-    already closed), then ``ready``; EOF from the helper ends it."""
+    already closed), then ``ready``; after its last command (MAX_COMMANDS) it says so and
+    goes."""
     package = tmp_path / "airflow"
     package.mkdir()
     (package / "__init__.py").write_text("")
@@ -169,7 +170,7 @@ def test_a_worker_tells_the_exit_first_and_takes_the_next_command_once_ready(
     helper_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     script = (
         "import socket, sys; from bridge.airflow_side import warm_worker as w; "
-        f"sys.exit(w.serve(socket.socket(fileno={worker_end.fileno()})))"
+        f"w.MAX_COMMANDS = 2; sys.exit(w.serve(socket.socket(fileno={worker_end.fileno()})))"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
     worker = subprocess.Popen(
@@ -177,7 +178,7 @@ def test_a_worker_tells_the_exit_first_and_takes_the_next_command_once_ready(
     )
     worker_end.close()
     try:
-        for words in (["variables", "get", "k"], ["version"]):
+        for words, last in ((["variables", "get", "k"], False), (["version"], True)):
             read_out, write_out = os.pipe()
             read_err, write_err = os.pipe()
             request = {"argv": ["airflow", *words], "env": {"BRIDGE_TEST": "1"}}
@@ -188,13 +189,14 @@ def test_a_worker_tells_the_exit_first_and_takes_the_next_command_once_ready(
             os.close(write_out)
             os.close(write_err)
             helper_end.settimeout(60)
-            assert json.loads(helper_end.recv(4096)) == {"exit": len(words) + 1}
+            assert json.loads(helper_end.recv(4096)) == {"exit": len(words) + 1, "last": last}
             with os.fdopen(read_out) as out, os.fdopen(read_err) as err:
                 assert out.read() == " ".join(words) + "\n"  # whole, and ended: pipes closed
                 assert err.read() == ""
-            assert json.loads(helper_end.recv(4096)) == {"ready": True}
-        helper_end.close()  # the helper is gone
-        assert worker.wait(timeout=60) == 0
+            if not last:
+                assert json.loads(helper_end.recv(4096)) == {"ready": True}
+        assert worker.wait(timeout=60) == 0  # its last command: it went on its own
+        assert helper_end.recv(4096) == b""
     finally:
         helper_end.close()
         if worker.poll() is None:
@@ -229,10 +231,13 @@ def test_a_worker_given_a_read_while_it_puts_things_back_takes_no_other_meanwhil
         second = command()
         assert not helper.hand_to_worker(b"{}", second)  # busy: a child gets it
         os.close(second[2])
-        helper.take_answer(4242, worker, {"exit": 0})  # the read's
+        helper.take_answer(4242, worker, {"exit": 0, "last": False})  # the read's
         helper.take_answer(4242, worker, {"ready": True})
         assert worker.ready
         assert worker.report is None
+        assert helper.hand_to_worker(b"{}", command())
+        helper.take_answer(4242, worker, {"exit": 0, "last": True})
+        assert 4242 not in helper.workers  # it takes no more: not even while it goes
     finally:
         for fd in opened:
             with contextlib.suppress(OSError):

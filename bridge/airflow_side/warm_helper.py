@@ -154,8 +154,8 @@ class Helper:
         return pid
 
     def hand_to_worker(self, message: bytes, fds: array.array[int]) -> bool:
-        """Give a read-only command to a worker: an idle one, else one putting things back
-        (it reads it in a moment), else a new one (up to MAX_WORKERS). False: all busy."""
+        """To an idle worker, else one putting things back (it reads it in a moment), else a
+        new one (up to MAX_WORKERS); False: all busy, a child runs it."""
         ready = [pid for pid, worker in self.workers.items() if worker.ready]
         soon = [pid for pid, worker in self.workers.items() if worker.report is None]
         if not ready + soon and len(self.workers) < MAX_WORKERS and not self.retiring:
@@ -185,12 +185,13 @@ class Helper:
     def take_answer(
         self, pid: int, worker: warm_worker.Worker, answer: dict[str, Any] | None
     ) -> None:
-        """A worker's command's exit (its pipes are closed by now), or that it takes the
-        next one, or (empty) its end: reap() tells how it ended."""
+        """A worker's command's exit (pipes closed by now), its being ready, or {}: its end."""
         if answer is None:
             return
         if "exit" in answer:
             self.report_exit(worker, pid, int(answer["exit"]))
+            if answer.get("last"):  # it takes no more: gone once it sees its socket close
+                self.drop_worker(pid)
         elif answer.get("ready"):
             worker.ready = worker.report is None  # else it was given the next one already
             if self.retiring:
@@ -223,8 +224,7 @@ class Helper:
 
     def drop_worker(self, pid: int) -> None:
         """Forget a worker; it exits when its socket closes (once its command is over)."""
-        worker = self.workers.pop(pid, None)
-        if worker is not None:
+        if (worker := self.workers.pop(pid, None)) is not None:
             with contextlib.suppress(KeyError):  # not if it died
                 self.selector.unregister(worker.channel)
             worker.channel.close()

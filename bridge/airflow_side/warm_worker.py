@@ -14,10 +14,10 @@ and the helper forks a new one.
 
 Protocol, on its SOCK_SEQPACKET socket to the helper: the helper sends ``{"argv": [...],
 "env": {...}}`` with the command's stdout and stderr attached; the worker answers
-``{"exit": code}`` once the command is over and both pipes are closed, then ``{"ready":
-true}`` once it has put things back. The helper may give it the next command before that
-(better than a fork): it reads it once it is ready. A worker that takes no more
-(MAX_COMMANDS, or putting back failed) exits instead; EOF (the helper is gone) ends it.
+``{"exit": code, "last": bool}`` once the command is over and both pipes are closed, then
+``{"ready": true}`` once it has put things back. The helper may give it the next command
+before that (better than a fork): it reads it once it is ready. ``last`` (MAX_COMMANDS): it
+exits instead, as it does when putting back failed; EOF (the helper is gone) ends it.
 """
 
 from __future__ import annotations
@@ -106,8 +106,10 @@ def serve(channel: socket.socket) -> int:
             code = baseline.end_command(code)
             os.dup2(ours[0], 1)  # closes the command's pipes: the daemon sees their end
             os.dup2(ours[1], 2)
-        # The exit goes first: the rest is put back while the daemon answers.
-        if not _answer(channel, {"exit": code}) or served == MAX_COMMANDS:
+        # The exit goes first: the rest is put back while the daemon answers. ``last``: it
+        # takes no more, so the helper gives it nothing meanwhile.
+        last = served == MAX_COMMANDS
+        if not _answer(channel, {"exit": code, "last": last}) or last:
             return 0
         if not baseline.restore():
             # Not as it was: it runs nothing more. A command the helper gave it meanwhile
