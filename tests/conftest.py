@@ -99,7 +99,7 @@ def session_warm_helper(
     assert airflow_info.python is not None
     helper = WarmHelper(airflow_info.python, airflow_bin, settings.child_environment(os.environ))
     helper.start()
-    helper.wait_settled()
+    helper.settled()
     assert helper.status().state == "ready", helper.status()
     yield helper
     helper.close()

@@ -21,6 +21,7 @@ from bridge.catalogue.installed import AirflowInfo
 from bridge.config import settings as config
 from bridge.http.app import create_app
 from bridge.http.keys import WARM_HELPER
+from bridge.offload import in_thread
 from bridge.process.pipes import OutputPipes
 from bridge.process.warm import HELPER_SCRIPT, WarmHelper
 from tests.helpers import (
@@ -387,7 +388,7 @@ async def test_closing_the_helper_stops_what_it_runs(
     helper.start()
     pipes = OutputPipes()
     try:
-        await helper.settled()
+        await in_thread(helper.settled)
         argv = [settings.airflow_executable, "tasks", "test", "bridge_demo", "slow_lines"]
         argv.append(unique_date(2022))
         process = await helper.launch(argv, env, pipes)

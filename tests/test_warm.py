@@ -9,18 +9,22 @@ import importlib
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bridge.airflow_side import warm_child, warm_helper, warm_worker
+from bridge.airflow_side import warm_protocol as protocol
 from bridge.catalogue.installed import AirflowInfo
 from bridge.config import settings as config
 from bridge.http.app import create_app
+from bridge.process import warm
 from tests.helpers import API, FAKE_AIRFLOW
 
 ROOT = Path(__file__).parents[1]
@@ -181,20 +185,22 @@ def test_a_worker_tells_the_exit_first_and_takes_the_next_command_once_ready(
         for words, last in ((["variables", "get", "k"], False), (["version"], True)):
             read_out, write_out = os.pipe()
             read_err, write_err = os.pipe()
-            request = {"argv": ["airflow", *words], "env": {"BRIDGE_TEST": "1"}}
+            request = protocol.Command(["airflow", *words], {"BRIDGE_TEST": "1"})
             helper_end.sendmsg(
-                [json.dumps(request).encode()],
+                [request.encode()],
                 [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [write_out, write_err]))],
             )
             os.close(write_out)
             os.close(write_err)
             helper_end.settimeout(60)
-            assert json.loads(helper_end.recv(4096)) == {"exit": len(words) + 1, "last": last}
+            done = protocol.decode(helper_end.recv(4096), protocol.CommandDone)
+            assert done == protocol.CommandDone(len(words) + 1, last)
             with os.fdopen(read_out) as out, os.fdopen(read_err) as err:
                 assert out.read() == " ".join(words) + "\n"  # whole, and ended: pipes closed
                 assert err.read() == ""
             if not last:
-                assert json.loads(helper_end.recv(4096)) == {"ready": True}
+                ready = protocol.decode(helper_end.recv(4096), protocol.WorkerReady)
+                assert ready == protocol.WorkerReady()
         assert worker.wait(timeout=60) == 0  # its last command: it went on its own
         assert helper_end.recv(4096) == b""
     finally:
@@ -214,29 +220,31 @@ def test_a_worker_given_a_read_while_it_puts_things_back_takes_no_other_meanwhil
     control, daemon = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     helper = warm_helper.Helper(control)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    worker = warm_worker.Worker(ours, ready=False)  # its last command's exit is told
+    # its last command's exit is told
+    worker = warm_worker.Worker(ours, state=protocol.WorkerState.RESTORING)
     helper.workers[4242] = worker
     opened: list[int] = []
+    read = protocol.Command(["airflow", "version"], {})
 
-    def command() -> array.array[int]:
+    def command() -> list[int]:
         out, err, (report, daemon_end) = os.pipe(), os.pipe(), socket.socketpair()
         opened.extend([out[0], out[1], err[0], err[1], daemon_end.detach()])
-        return array.array("i", [out[1], err[1], report.detach()])
+        return [out[1], err[1], report.detach()]
 
     try:
-        assert helper.hand_to_worker(b"{}", command())  # better than a fork
+        assert helper.hand_to_worker(read, command())  # better than a fork
         assert worker.report is not None
-        helper.take_answer(4242, worker, {"ready": True})  # the last command's
-        assert not worker.ready
+        helper.take_answer(4242, worker, protocol.WorkerReady())  # the last command's
+        assert worker.state is protocol.WorkerState.BUSY
         second = command()
-        assert not helper.hand_to_worker(b"{}", second)  # busy: a child gets it
+        assert not helper.hand_to_worker(read, second)  # busy: a child gets it
         os.close(second[2])
-        helper.take_answer(4242, worker, {"exit": 0, "last": False})  # the read's
-        helper.take_answer(4242, worker, {"ready": True})
-        assert worker.ready
+        helper.take_answer(4242, worker, protocol.CommandDone(0, last=False))  # the read's
+        helper.take_answer(4242, worker, protocol.WorkerReady())
+        assert worker.state is protocol.WorkerState.IDLE
         assert worker.report is None
-        assert helper.hand_to_worker(b"{}", command())
-        helper.take_answer(4242, worker, {"exit": 0, "last": True})
+        assert helper.hand_to_worker(read, command())
+        helper.take_answer(4242, worker, protocol.CommandDone(0, last=True))
         assert 4242 not in helper.workers  # it takes no more: not even while it goes
     finally:
         for fd in opened:
@@ -244,3 +252,188 @@ def test_a_worker_given_a_read_while_it_puts_things_back_takes_no_other_meanwhil
                 os.close(fd)
         for sock in (control, daemon, ours, theirs):
             sock.close()
+
+
+def test_a_retiring_helper_keeps_a_worker_until_the_read_it_was_given_is_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A retiring helper lets its workers go once they are idle; a worker given a read while
+    it put things back is busy when that ``ready`` arrives, and must not be dropped then (the
+    read's report would close without its exit, and the daemon stop the read)."""
+    control, daemon = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    helper = warm_helper.Helper(control)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    worker = warm_worker.Worker(ours, state=protocol.WorkerState.RESTORING)
+    helper.workers[4242] = worker
+    out, err, (report, daemon_end) = os.pipe(), os.pipe(), socket.socketpair()
+    try:
+        read = protocol.Command(["airflow", "version"], {})
+        assert helper.hand_to_worker(read, [out[1], err[1], report.detach()])
+        helper.retiring = True
+        helper.take_answer(4242, worker, protocol.WorkerReady())  # the command before's
+        assert helper.workers == {4242: worker}
+        helper.take_answer(4242, worker, protocol.CommandDone(0, last=False))  # the read's
+        helper.take_answer(4242, worker, protocol.WorkerReady())
+        assert 4242 not in helper.workers  # idle now: it goes
+        daemon_end.settimeout(10)
+        lines = daemon_end.makefile("rb").read().splitlines()
+        assert protocol.decode(lines[0], protocol.CommandStarted).outlives_command
+        assert protocol.decode(lines[1], protocol.CommandExited).code == 0
+    finally:
+        for fd in (*out, *err):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        for sock in (control, daemon, ours, theirs, daemon_end):
+            sock.close()
+
+
+# A stand-in Airflow for a worker: main() shows the working directory and the secrets cache it
+# found, then leaves both changed, as a command may (a DAG file that calls chdir, a variable
+# read through the cache).
+FAKE_AIRFLOW_FILES = {
+    "__init__.py": "",
+    "secrets/__init__.py": "",
+    "secrets/cache.py": (
+        "class SecretCache:\n"
+        "    cached = {}\n"
+        "    @classmethod\n"
+        "    def reset(cls):\n"
+        "        cls.cached = {}\n"
+    ),
+    "__main__.py": (
+        "import json, os, sys\n"
+        "from airflow.secrets.cache import SecretCache\n"
+        "def main():\n"
+        "    print(json.dumps({'cwd': os.getcwd(), 'cached': sorted(SecretCache.cached)}))\n"
+        "    SecretCache.cached['a_variable'] = 'its value'\n"
+        "    os.chdir(sys.argv[-1])\n"
+    ),
+}
+
+
+@contextlib.contextmanager
+def worker_in_a_process(tmp_path: Path) -> Iterator[tuple[socket.socket, subprocess.Popen[bytes]]]:
+    """A worker serving the stand-in Airflow from ``tmp_path / "start"``, the secrets cache
+    imported beforehand (as the helper's warm-up does); its socket's helper end."""
+    for name, text in FAKE_AIRFLOW_FILES.items():
+        (tmp_path / "airflow" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "airflow" / name).write_text(text)
+    (tmp_path / "start").mkdir()
+    helper_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    script = (
+        "import socket, sys, airflow.secrets.cache; from bridge.airflow_side import warm_worker; "
+        f"sys.exit(warm_worker.serve(socket.socket(fileno={worker_end.fileno()})))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    worker = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=tmp_path / "start",
+        env=env,
+        pass_fds=[worker_end.fileno()],
+        stderr=subprocess.PIPE,
+    )
+    worker_end.close()
+    helper_end.settimeout(60)
+    try:
+        yield helper_end, worker
+    finally:
+        helper_end.close()
+        if worker.poll() is None:
+            worker.kill()
+        worker.communicate()
+
+
+def hand_over(helper_end: socket.socket, message: bytes) -> tuple[int, int]:
+    """Give the worker ``message`` with a command's stdout and stderr; their read ends."""
+    read_out, write_out = os.pipe()
+    read_err, write_err = os.pipe()
+    fds = array.array("i", [write_out, write_err])
+    helper_end.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+    os.close(write_out)
+    os.close(write_err)
+    return read_out, read_err
+
+
+def what_two_commands_found(tmp_path: Path) -> list[dict[str, Any]]:
+    """What the stand-in's main() found in a worker, at its first command and its second."""
+    (tmp_path / "elsewhere").mkdir()
+    found = []
+    with worker_in_a_process(tmp_path) as (helper_end, _):
+        for _ in range(2):
+            argv = ["airflow", "variables", "get", str(tmp_path / "elsewhere")]
+            out, err = hand_over(helper_end, protocol.Command(argv, {}).encode())
+            assert protocol.decode(helper_end.recv(4096), protocol.CommandDone).code == 0
+            with os.fdopen(out) as stdout, os.fdopen(err) as stderr:
+                found.append(json.loads(stdout.read()))
+                assert stderr.read() == ""
+            assert protocol.decode(helper_end.recv(4096), protocol.WorkerReady)
+    return found
+
+
+def test_a_worker_puts_its_working_directory_back_after_a_command(tmp_path: Path) -> None:
+    first, second = what_two_commands_found(tmp_path)
+    assert first["cwd"] == second["cwd"] == str(tmp_path / "start")
+
+
+def test_a_worker_empties_airflows_secrets_cache_after_a_command(tmp_path: Path) -> None:
+    """A new process starts with an empty cache: a variable changed since is read afresh."""
+    first, second = what_two_commands_found(tmp_path)
+    assert first["cached"] == second["cached"] == []
+
+
+def test_a_worker_refuses_a_command_of_another_protocol_version(tmp_path: Path) -> None:
+    """It runs nothing, says why (on the helper's stderr, the daemon's log) and exits: the
+    helper tells that exit as the command's."""
+    argv = ["airflow", "variables", "get", str(tmp_path)]
+    fields = json.loads(protocol.Command(argv, {}).encode())
+    with worker_in_a_process(tmp_path) as (helper_end, worker):
+        out, err = hand_over(helper_end, json.dumps({**fields, "protocol": 0}).encode())
+        assert worker.wait(timeout=60) == protocol.EXIT_NOT_RUN
+        assert helper_end.recv(4096) == b""  # no CommandDone
+        with os.fdopen(out) as stdout, os.fdopen(err) as stderr:
+            assert stdout.read() == stderr.read() == ""  # nothing ran, the pipes are closed
+        assert worker.stderr is not None
+        said = worker.stderr.read().decode()
+    assert "a worker refused a message: a message of version 0, where this side speaks" in said
+
+
+def test_a_helper_of_another_protocol_version_is_refused_at_the_hand_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A helper script from another version of the bridge (one upgraded under a running
+    daemon) is never handed a command: /health says why."""
+    older = tmp_path / "warm_helper.py"  # as the helper spoke before protocol versions
+    older.write_text(
+        "import json, socket, sys\n"
+        "control = socket.socket(fileno=int(sys.argv[1]))\n"
+        "control.send(json.dumps({'ready': True, 'version': '3.3.2', 'watch': []}).encode())\n"
+    )
+    monkeypatch.setattr(warm, "HELPER_SCRIPT", older)
+    helper = warm.WarmHelper(sys.executable, "airflow", dict(os.environ))
+    helper.start()
+    try:
+        helper.settled()
+        status = helper.status()
+        assert status.state == "failed"
+        assert status.reason is not None
+        assert "a message without a protocol version, where this side speaks" in status.reason
+    finally:
+        helper.close()
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"kind": "retire"}, "a 'retire' message where 'command' was expected"),
+        ({"kind": "command", "argv": ["airflow"]}, "a malformed 'command' message"),
+        ({"kind": "command", "argv": "airflow", "env": {}}, "argv is not list[str]"),
+        ({"kind": "command", "argv": ["airflow"], "env": {"N": 1}}, "env is not dict[str, str]"),
+        ({"kind": "command", "argv": [], "env": {}, "protocol": 2}, "a message of version 2"),
+    ],
+)
+def test_a_message_that_is_not_what_comes_next_is_refused(
+    fields: dict[str, Any], error: str
+) -> None:
+    data = json.dumps({"protocol": protocol.PROTOCOL_VERSION, **fields}).encode()
+    with pytest.raises(protocol.ProtocolError, match=re.escape(error)):
+        protocol.decode(data, protocol.Command)

@@ -1,48 +1,40 @@
 """A warm helper's child (warm_helper.py forks it): take one command's pipes and run the CLI
-in them, as a cold ``airflow`` would (the protocol: warm_helper.py). Standard library and
+in them, as a cold ``airflow`` would (the protocol: warm_protocol.py). Standard library and
 Airflow only.
 """
 
 from __future__ import annotations
 
-import array
 import atexit
 import importlib
-import json
 import os
 import socket
 import sys
 import threading
 import traceback
-from typing import Any
 
-MAX_MESSAGE = 4 * 1024 * 1024
-FDS_PER_COMMAND = 3  # the child's stdout, its stderr, the report socket
-
-
-def receive(sock: socket.socket) -> tuple[bytes, array.array[int]]:
-    """One message and the descriptors that came with it (b"" at EOF)."""
-    fds = array.array("i")
-    message, ancillary, _, _ = sock.recvmsg(
-        MAX_MESSAGE, socket.CMSG_LEN(FDS_PER_COMMAND * fds.itemsize)
-    )
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
-    return message, fds
+if __package__:  # imported as part of the bridge (its tests)
+    from bridge.airflow_side import warm_protocol as protocol
+else:  # run by path, as the daemon runs it: this folder is sys.path[0]
+    import warm_protocol as protocol  # type: ignore[import-not-found, no-redef]
 
 
 def wait_for_command(handoff: socket.socket) -> int:
     """The spare's life: wait for one command, run it, exit with its code. EOF (the helper
     retired, dropped it or died) ends it with 0 before it ran anything."""
-    message, fds = receive(handoff)
-    handoff.close()
-    if not message or len(fds) != FDS_PER_COMMAND:
+    try:
+        command, fds = protocol.receive(handoff, protocol.HANDOVER_FDS, protocol.Command)
+    except protocol.ProtocolError as exc:
+        protocol.refused("a spare child", exc)
+        return protocol.EXIT_NOT_RUN
+    finally:
+        handoff.close()
+    if command is None:
         return 0
-    return run_command(json.loads(message), *fds)
+    return run_command(command, *fds)
 
 
-def run_command(request: dict[str, Any], stdout_fd: int, stderr_fd: int, report_fd: int) -> int:
+def run_command(command: protocol.Command, stdout_fd: int, stderr_fd: int, report_fd: int) -> int:
     """In the child: take the command's pipes, tell the daemon who runs it, run the CLI."""
     try:
         os.dup2(stdout_fd, 1)
@@ -50,11 +42,11 @@ def run_command(request: dict[str, Any], stdout_fd: int, stderr_fd: int, report_
         os.close(stdout_fd)
         os.close(stderr_fd)
         with socket.socket(fileno=report_fd) as report:
-            report.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
-        sys.argv = list(request["argv"])
+            report.sendall(protocol.CommandStarted(os.getpid()).line())
+        sys.argv = list(command.argv)
         show_command(sys.argv)  # before the environment changes: setproctitle needs it
         os.environ.clear()
-        os.environ.update(request["env"])
+        os.environ.update(command.env)
         return run_cli()
     except BaseException:
         traceback.print_exc()

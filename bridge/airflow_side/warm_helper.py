@@ -12,27 +12,15 @@ request's argv and environment, in a session of its own, writing to the pipes th
 reads, exactly as a cold ``airflow`` would. One child is forked ahead of need and waits.
 Commands that only read go to a worker (warm_worker.py), a child that stays, instead.
 
-Protocol, on the SOCK_SEQPACKET socket CONTROL_FD (one message per datagram):
-
-- helper -> daemon, once warm: ``{"ready": true, "version": ..., "watch": [paths], ...}``
-- daemon -> helper, per command: ``{"argv": [...], "env": {...}}`` with three
-  file descriptors attached: the child's stdout, its stderr and a report socket.
-- on the report socket, lines of JSON: the child writes ``{"pid": N}`` once it leads its own
-  session (so the daemon can always stop it); the helper writes ``{"pid": N, "exit": code,
-  "seconds": s}`` when it has reaped it. ``exit`` is negative for a signal, as in asyncio.
-  For a worker's command the helper writes both, the first as ``{"pid": N, "worker": true}``
-  (the process outlives the command: once ``exit`` came, its session is not the command's).
-
-A ``{"retire": true}`` message (a newer helper took over) makes it exit once its children are
+The protocol, on the control socket CONTROL_FD and the sockets to its children and workers,
+is warm_protocol.py. A Retire (a newer helper took over) makes it exit once its children are
 done. When the daemon goes away (EOF on the control socket) it stops its children and exits.
 """
 
 from __future__ import annotations
 
-import array
 import contextlib
 import gc
-import json
 import os
 import selectors
 import signal
@@ -41,14 +29,17 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
 
 if __package__:  # imported as part of the bridge (its tests)
     from bridge.airflow_side import warm_child, warm_up, warm_worker
+    from bridge.airflow_side import warm_protocol as protocol
 else:  # run by path, as the daemon runs it: this folder is sys.path[0]
     import warm_child  # type: ignore[import-not-found, no-redef]
+    import warm_protocol as protocol  # type: ignore[import-not-found, no-redef]
     import warm_up  # type: ignore[import-not-found, no-redef]
     import warm_worker  # type: ignore[import-not-found, no-redef]
+
+State = protocol.WorkerState
 
 STOP_GRACE = 5.0  # seconds children get after SIGTERM when the daemon is gone
 # Workers for read-only commands: as many as the daemon runs commands at once by default
@@ -62,14 +53,20 @@ def main(control_fd: int) -> int:
     try:
         facts = warm_up.warm_up()
     except BaseException:
-        control.send(json.dumps({"ready": False, "error": traceback.format_exc()}).encode())
+        protocol.send(control, protocol.HelperFailed(traceback.format_exc()))
         return 1
     # The imported objects live as long as the helper: keep the collector off them, so that
     # children do not copy pages the collector would touch.
     gc.freeze()
     warm_child.show_command([f"airflow-rest-bridge warm helper (Airflow {facts['version']})"])
-    facts.update(ready=True, pid=os.getpid(), warmup_seconds=time.monotonic() - started)
-    control.send(json.dumps(facts).encode())
+    ready = protocol.HelperReady(
+        pid=os.getpid(),
+        airflow_version=facts["version"],
+        watch=facts["watch"],
+        failed_imports=facts["failed_imports"],
+        warmup_seconds=time.monotonic() - started,
+    )
+    protocol.send(control, ready)
     return Helper(control).serve()
 
 
@@ -99,7 +96,7 @@ class Helper:
                     os.read(self.wakeup_read, 4096)
                     self.reap()
                 elif isinstance(key.data, int):
-                    self.worker_done(key.data)
+                    self.worker_said(key.data)
                 elif not self.take_request():
                     self.stop_children()
                     return 0
@@ -108,27 +105,28 @@ class Helper:
                     self.control.close()
                     self.drop_spare()
                     for pid, worker in list(self.workers.items()):
-                        if worker.ready:
+                        if worker.state is State.IDLE:
                             self.drop_worker(pid)
         return 0
 
     def take_request(self) -> bool:
         """Read one request and start its child; False when the daemon has gone."""
-        message, fds = warm_child.receive(self.control)
-        if not message:
+        try:
+            request, fds = protocol.receive(
+                self.control, protocol.HANDOVER_FDS, protocol.Command, protocol.Retire
+            )
+        except protocol.ProtocolError as exc:
+            protocol.refused("the helper", exc)  # the daemon sees the report socket close
+            return True
+        if request is None:
             return False
-        request = json.loads(message)
-        if request.get("retire"):
+        if isinstance(request, protocol.Retire):
             self.retiring = True
             return True
-        if len(fds) != warm_child.FDS_PER_COMMAND:
-            for fd in fds:
-                os.close(fd)
-            return True
         begun = time.monotonic()
-        if warm_worker.takes(request.get("argv") or []) and self.hand_to_worker(message, fds):
+        if warm_worker.takes(request.argv) and self.hand_to_worker(request, fds):
             return True
-        pid = self.hand_to_spare(message, fds)
+        pid = self.hand_to_spare(request, fds)
         if pid is None:
             pid = self.fork_child(request, fds)
         for fd in fds[:2]:
@@ -139,72 +137,83 @@ class Helper:
         self.fork_spare()
         return True
 
-    def hand_to_spare(self, message: bytes, fds: array.array[int]) -> int | None:
-        """Give the request and its descriptors to the spare child; its pid, or None."""
+    def hand_to_spare(self, command: protocol.Command, fds: list[int]) -> int | None:
+        """Give the command and its descriptors to the spare child; its pid, or None."""
         if self.spare is None:
             return None
         pid, handoff = self.spare
         self.spare = None
         try:
-            handoff.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+            protocol.send(handoff, command, fds)
         except OSError:
             handoff.close()  # too big for the socket, or the spare died: it exits on EOF
             return None
         handoff.close()
         return pid
 
-    def hand_to_worker(self, message: bytes, fds: array.array[int]) -> bool:
+    def hand_to_worker(self, command: protocol.Command, fds: list[int]) -> bool:
         """To an idle worker, else one putting things back (it reads it in a moment), else a
         new one (up to MAX_WORKERS); False: all busy, a child runs it."""
-        ready = [pid for pid, worker in self.workers.items() if worker.ready]
-        soon = [pid for pid, worker in self.workers.items() if worker.report is None]
-        if not ready + soon and len(self.workers) < MAX_WORKERS and not self.retiring:
-            soon = [self.fork_worker(fds)]
-        if not ready + soon:
+        idle = [pid for pid, worker in self.workers.items() if worker.state is State.IDLE]
+        soon = [pid for pid, worker in self.workers.items() if worker.state is State.RESTORING]
+        if not idle + soon and len(self.workers) < MAX_WORKERS and not self.retiring:
+            idle = [self.fork_worker(fds)]
+        if not idle + soon:
             return False
-        pid = (ready + soon)[0]
+        pid = (idle + soon)[0]
         worker = self.workers[pid]
         try:
-            worker.channel.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds[:2])])
+            protocol.send(worker.channel, command, fds[: protocol.WORKER_FDS])
         except OSError:
             self.drop_worker(pid)  # died, or the message is too big: a child runs it
             return False
-        worker.ready = False
-        worker.report, worker.begun = socket.socket(fileno=fds[2]), time.monotonic()
-        for fd in fds[:2]:
+        report = socket.socket(fileno=fds[2])
+        worker.give(report)
+        for fd in fds[: protocol.WORKER_FDS]:
             os.close(fd)
         with contextlib.suppress(OSError):  # else the daemon gave up on it already
-            worker.report.sendall(json.dumps({"pid": pid, "worker": True}).encode() + b"\n")
-        worker.report.setblocking(False)
+            report.sendall(protocol.CommandStarted(pid, outlives_command=True).line())
+        report.setblocking(False)
         return True
 
-    def worker_done(self, pid: int) -> None:
-        if (worker := self.workers.get(pid)) is not None:
-            self.take_answer(pid, worker, warm_worker.answer_of(worker.channel))
+    def worker_said(self, pid: int) -> bool:
+        """Take a worker's next answer; False if there is none (yet, or any more)."""
+        if (worker := self.workers.get(pid)) is None:
+            return False
+        try:
+            answer = protocol.answer_of(worker.channel)
+        except (EOFError, protocol.ProtocolError) as exc:
+            if isinstance(exc, protocol.ProtocolError):  # it cannot be trusted to go on
+                protocol.refused("the helper", exc)
+                _signal_group(pid, signal.SIGKILL)
+            with contextlib.suppress(KeyError):  # it is reaped soon
+                self.selector.unregister(worker.channel)
+            return False
+        if answer is not None:
+            self.take_answer(pid, worker, answer)
+        return answer is not None
 
     def take_answer(
-        self, pid: int, worker: warm_worker.Worker, answer: dict[str, Any] | None
+        self,
+        pid: int,
+        worker: warm_worker.Worker,
+        answer: protocol.CommandDone | protocol.WorkerReady,
     ) -> None:
-        """A worker's command's exit (pipes closed by now), its being ready, or {}: its end."""
-        if answer is None:
-            return
-        if "exit" in answer:
-            self.report_exit(worker, pid, int(answer["exit"]))
-            if answer.get("last"):  # it takes no more: gone once it sees its socket close
+        """A worker's command's exit (pipes closed by now), or its being ready."""
+        worker.state = worker.state.after(answer)
+        if isinstance(answer, protocol.CommandDone):
+            self.report_exit(worker, pid, answer.code)
+            if answer.last:  # it takes no more: gone once it sees its socket close
                 self.drop_worker(pid)
-        elif answer.get("ready"):
-            worker.ready = worker.report is None  # else it was given the next one already
-            if self.retiring:
-                self.drop_worker(pid)
-        else:
-            self.selector.unregister(worker.channel)
+        elif self.retiring and worker.state is State.IDLE:
+            self.drop_worker(pid)
 
     def report_exit(self, worker: warm_worker.Worker, pid: int, code: int) -> None:
         if worker.report is not None:
-            _send_exit(worker.report, pid, code, worker.begun)
+            protocol.send_exit(worker.report, pid, code, worker.begun)
             worker.report = None
 
-    def fork_worker(self, in_flight: array.array[int]) -> int:
+    def fork_worker(self, in_flight: list[int]) -> int:
         """A new worker, without ``in_flight`` (the request's descriptors the helper holds
         now): kept open, the daemon would not see the end of that command's output."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -231,8 +240,8 @@ class Helper:
             if worker.report is not None:
                 worker.report.close()
 
-    def fork_child(self, request: dict[str, Any], fds: array.array[int]) -> int:
-        return self.fork(lambda: warm_child.run_command(request, *fds))
+    def fork_child(self, command: protocol.Command, fds: list[int]) -> int:
+        return self.fork(lambda: warm_child.run_command(command, *fds))
 
     def fork_spare(self) -> None:
         if self.spare is not None or self.retiring:
@@ -305,20 +314,20 @@ class Helper:
             worker = self.workers.get(pid)
             if worker is not None:  # killed (a stopped command), or gone on its own
                 # The exit it sent before it went, if any, is its command's.
-                while worker.report is not None and (said := warm_worker.answer_of(worker.channel)):
-                    self.take_answer(pid, worker, said)
+                while worker.state is State.BUSY and self.worker_said(pid):
+                    pass
                 self.report_exit(worker, pid, os.waitstatus_to_exitcode(status))
                 self.drop_worker(pid)
             elif pid in self.children:
                 report, begun = self.children.pop(pid)
-                _send_exit(report, pid, os.waitstatus_to_exitcode(status), begun)
+                protocol.send_exit(report, pid, os.waitstatus_to_exitcode(status), begun)
 
     def stop_children(self) -> None:
         """The daemon is gone: nobody reads these commands any more."""
         self.drop_spare()
         for pid, worker in list(self.workers.items()):
-            if worker.report is None:
-                self.drop_worker(pid)  # idle: it exits on EOF
+            if worker.state is not State.BUSY:
+                self.drop_worker(pid)  # it exits on EOF
         for pid in [*self.children, *self.workers]:
             _signal_group(pid, signal.SIGTERM)
         give_up = time.monotonic() + STOP_GRACE
@@ -327,16 +336,6 @@ class Helper:
             self.reap()
         for pid in [*self.children, *self.workers]:
             _signal_group(pid, signal.SIGKILL)
-
-
-def _send_exit(report: socket.socket, pid: int, code: int, begun: float) -> None:
-    """The last line on a command's report socket, then close it."""
-    line = {"pid": pid, "exit": code, "seconds": time.monotonic() - begun}
-    try:
-        report.send(json.dumps(line).encode() + b"\n")
-    except OSError:
-        pass  # the daemon stopped listening; it stopped the command itself
-    report.close()
 
 
 def _signal_group(pgid: int, signum: int) -> None:

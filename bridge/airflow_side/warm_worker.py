@@ -12,22 +12,21 @@ database session, the secrets cache and the modules imported from DAG and plugin
 (so an edited module is read again, as a new process would). After MAX_COMMANDS it exits
 and the helper forks a new one.
 
-Protocol, on its SOCK_SEQPACKET socket to the helper: the helper sends ``{"argv": [...],
-"env": {...}}`` with the command's stdout and stderr attached; the worker answers
-``{"exit": code, "last": bool}`` once the command is over and both pipes are closed, then
-``{"ready": true}`` once it has put things back. The helper may give it the next command
-before that (better than a fork): it reads it once it is ready. ``last`` (MAX_COMMANDS): it
-exits instead, as it does when putting back failed; EOF (the helper is gone) ends it.
+Its part of the protocol (warm_protocol.py): a Command with WORKER_FDS descriptors in;
+CommandDone out once the command is over and both pipes are closed, then WorkerReady once it
+has put things back. The helper may give it the next command before that (better than a
+fork): it reads it once it is ready. CommandDone's ``last`` (MAX_COMMANDS): it exits instead,
+as it does when putting back failed; EOF (the helper is gone) ends it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
 import sys
 import sysconfig
+import time
 import traceback
 import warnings
 from dataclasses import dataclass
@@ -35,8 +34,10 @@ from typing import Any
 
 if __package__:  # imported as part of the bridge (its tests)
     from bridge.airflow_side import warm_child
+    from bridge.airflow_side import warm_protocol as protocol
 else:  # run by path, as the daemon runs it: this folder is sys.path[0]
     import warm_child  # type: ignore[import-not-found, no-redef]
+    import warm_protocol as protocol  # type: ignore[import-not-found, no-redef]
 
 # (group, command) of the commands a worker runs: they read the metadata database or DAG
 # files and print. Anything else (and any argv a worker is unsure of) goes to a forked child.
@@ -55,18 +56,21 @@ READ_ONLY = frozenset(
     }
 )
 MAX_COMMANDS = 500  # then it exits: whatever a DAG file leaves behind goes with it
-FDS_PER_COMMAND = 2  # stdout, stderr (the helper keeps the report socket)
 
 
 @dataclass
 class Worker:
-    """The helper's record of a worker: its socket, whether it takes a command now, and
-    the command whose exit it has not told yet (report socket, start)."""
+    """The helper's record of a worker: its socket, its state, and while it is BUSY, where
+    its command's exit goes (the report socket) and when that command began."""
 
     channel: socket.socket
-    ready: bool = True
+    state: protocol.WorkerState = protocol.WorkerState.IDLE
     report: socket.socket | None = None
     begun: float = 0.0
+
+    def give(self, report: socket.socket) -> None:
+        """It was handed a command; its exit goes to ``report``."""
+        self.state, self.report, self.begun = protocol.WorkerState.BUSY, report, time.monotonic()
 
 
 def takes(argv: list[str]) -> bool:
@@ -85,22 +89,23 @@ def serve(channel: socket.socket) -> int:
     ours = (os.dup(1), os.dup(2))  # the helper's streams, between commands
     baseline = Baseline()
     for served in range(1, MAX_COMMANDS + 1):
-        message, fds = warm_child.receive(channel)
-        if not message or len(fds) != FDS_PER_COMMAND:
-            for fd in fds:
-                os.close(fd)
+        try:
+            command, fds = protocol.receive(channel, protocol.WORKER_FDS, protocol.Command)
+        except protocol.ProtocolError as exc:
+            protocol.refused("a worker", exc)
+            return protocol.EXIT_NOT_RUN  # the helper tells it as the command's exit
+        if command is None:
             return 0
-        request = json.loads(message)
-        warm_child.show_command(list(request["argv"]))
+        warm_child.show_command(command.argv)
         code = 1
         try:
             os.dup2(fds[0], 1)
             os.dup2(fds[1], 2)
             os.close(fds[0])
             os.close(fds[1])
-            sys.argv = list(request["argv"])
+            sys.argv = list(command.argv)
             os.environ.clear()
-            os.environ.update(request["env"])
+            os.environ.update(command.env)
             code = warm_child.call_cli()
         finally:
             code = baseline.end_command(code)
@@ -109,34 +114,24 @@ def serve(channel: socket.socket) -> int:
         # The exit goes first: the rest is put back while the daemon answers. ``last``: it
         # takes no more, so the helper gives it nothing meanwhile.
         last = served == MAX_COMMANDS
-        if not _answer(channel, {"exit": code, "last": last}) or last:
+        if not _answer(channel, protocol.CommandDone(code, last)) or last:
             return 0
         if not baseline.restore():
             # Not as it was: it runs nothing more. A command the helper gave it meanwhile
-            # ends with this exit code (EX_TEMPFAIL), and the next read gets a new worker.
-            return 75
+            # ends with this exit code, and the next read gets a new worker.
+            return protocol.EXIT_NOT_RUN
         warm_child.show_command(
             [f"airflow-rest-bridge warm helper: worker, commands run: {served}"]
         )
-        if not _answer(channel, {"ready": True}):
+        if not _answer(channel, protocol.WorkerReady()):
             return 0
     return 0
 
 
-def answer_of(channel: socket.socket) -> dict[str, Any] | None:
-    """For the helper: a worker's next message, {} at its end, None if there is none yet."""
-    try:
-        return dict(json.loads(channel.recv(4096, socket.MSG_DONTWAIT) or b"{}"))
-    except BlockingIOError:
-        return None
-    except (OSError, ValueError):
-        return {}
-
-
-def _answer(channel: socket.socket, message: dict[str, Any]) -> bool:
+def _answer(channel: socket.socket, message: protocol.Message) -> bool:
     """Tell the helper; False if it is gone."""
     try:
-        channel.send(json.dumps(message).encode())
+        protocol.send(channel, message)
     except OSError:
         return False
     return True

@@ -14,9 +14,7 @@ test suite shares one).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import logging
 import os
 import queue
@@ -30,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bridge.airflow_side import warm_protocol as protocol
 from bridge.catalogue.cli_cache import configuration_of, stamp
 from bridge.catalogue.installed_cli import Stamp
 from bridge.offload import in_thread
@@ -118,11 +117,9 @@ class WarmHelper:
         self._supervisor = threading.Thread(target=self._supervise, name="warm-helper", daemon=True)
         self._supervisor.start()
 
-    async def settled(self) -> None:
-        """Wait until the first start attempt is over (ready, or failed and retrying)."""
-        await asyncio.to_thread(self._settled.wait)
-
-    def wait_settled(self) -> None:
+    def settled(self) -> None:
+        """Wait until the first start attempt is over (ready, or failed and retrying).
+        Blocking."""
         self._settled.wait()
 
     def close(self) -> None:
@@ -139,7 +136,7 @@ class WarmHelper:
         failures = 0
         while True:
             try:
-                live, facts = self._spawn()
+                live, ready = self._spawn()
             except HelperUnavailable as exc:
                 failures += 1
                 self._status = replace(self._status, state="failed", pid=None, reason=str(exc))
@@ -159,7 +156,7 @@ class WarmHelper:
                 pid=live.process.pid,
                 started=time.time(),
                 reason=None,
-                failed_imports=facts.get("failed_imports") or {},
+                failed_imports=ready.failed_imports,
             )
             self._settled.set()
             threading.Thread(target=self._report_exit, args=(live,), daemon=True).start()
@@ -206,7 +203,7 @@ class WarmHelper:
         code = live.process.wait()
         self._events.put(_Event(live, f"the helper exited (code {code})"))
 
-    def _spawn(self) -> tuple[_Live, dict[str, Any]]:
+    def _spawn(self) -> tuple[_Live, protocol.HelperReady]:
         """Start a helper and wait until it is warm. Raises HelperUnavailable."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
@@ -226,27 +223,25 @@ class WarmHelper:
         ours.settimeout(START_TIMEOUT)
         self._starting = process
         try:
-            facts = json.loads(ours.recv(1024 * 1024) or b"{}")
-        except (OSError, ValueError) as exc:
-            facts = {"error": f"no answer within {START_TIMEOUT:g} s ({exc})"}
+            hello = _hello(ours)
         finally:
             self._starting = None
-        if not facts.get("ready"):
+        if not isinstance(hello, protocol.HelperReady):
             ours.close()
             _end(process)
-            error = str(facts.get("error") or f"it exited with code {process.returncode}")
+            error = hello or f"it exited with code {process.returncode}"
             raise HelperUnavailable(f"the warm helper did not start: {error.strip()[-2000:]}")
         ours.setblocking(False)  # from now on only the event loop sends on it
-        watch = tuple((path, stamp(path)) for path in facts.get("watch", []))
-        failed = facts.get("failed_imports") or {}
+        watch = tuple((path, stamp(path)) for path in hello.watch)
+        failed = hello.failed_imports
         log.info(
             "warm helper ready (pid %s, Airflow %s, warmed up in %.1f s%s)",
             process.pid,
-            facts.get("version"),
-            float(facts.get("warmup_seconds", 0.0)),
+            hello.airflow_version,
+            hello.warmup_seconds,
             f"; {len(failed)} module(s) did not import: {', '.join(failed)}" if failed else "",
         )
-        return _Live(process, ours, watch), facts
+        return _Live(process, ours, watch), hello
 
     # -- launching (on the caller's event loop) --------------------------------------------
 
@@ -269,8 +264,8 @@ class WarmHelper:
             return None
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            request = json.dumps({"argv": list(argv), "env": dict(env)}).encode()
-            fds = (*pipes.child_ends, theirs.fileno())
+            request = protocol.Command(list(argv), dict(env)).encode()
+            fds = (*pipes.child_ends, theirs.fileno())  # protocol.HANDOVER_FDS
             await send_with_fds(live.control, request, fds, SEND_TIMEOUT)
         except (OSError, TimeoutError) as exc:
             mine.close()
@@ -292,11 +287,26 @@ class WarmHelper:
         return replace(self._status, launched=self._launched)
 
 
+def _hello(control: socket.socket) -> protocol.HelperReady | str | None:
+    """The helper's first message: ready, or why not (None: it exited without a word)."""
+    try:
+        data = control.recv(protocol.MAX_MESSAGE)
+    except OSError as exc:
+        return f"no answer within {START_TIMEOUT:g} s ({exc})"
+    if not data:
+        return None
+    try:
+        hello = protocol.decode(data, protocol.HelperReady, protocol.HelperFailed)
+    except protocol.ProtocolError as exc:  # a helper of another bridge version, above all
+        return str(exc)
+    return hello if isinstance(hello, protocol.HelperReady) else hello.error
+
+
 def _retire(live: _Live) -> None:
     """Let a helper that is being replaced finish its running commands, then exit; its
     control socket is closed once it has (closing it earlier would stop those commands)."""
     try:
-        live.control.send(json.dumps({"retire": True}).encode())
+        live.control.send(protocol.Retire().encode())
     except OSError:  # gone already, or not listening: closing makes it stop and exit
         live.control.close()
 

@@ -1,20 +1,19 @@
 """One command forked by the warm helper, as the daemon sees it; and handing the helper a
-command (its argv, environment and three file descriptors) without blocking the loop.
+command (its argv, environment and file descriptors) without blocking the loop.
 
-The protocol is described in bridge/airflow_side/warm_helper.py.
+The protocol is bridge/airflow_side/warm_protocol.py.
 """
 
 from __future__ import annotations
 
 import array
 import asyncio
-import json
 import logging
 import signal
 import socket
 from collections.abc import Sequence
-from typing import Any
 
+from bridge.airflow_side import warm_protocol as protocol
 from bridge.offload import in_thread
 from bridge.process.sessions import signal_session
 
@@ -68,12 +67,14 @@ class WarmProcess:
         """Wait until the child leads its own session (it reports its pid then)."""
         # Keep the writer: a collected StreamWriter closes the connection.
         lines, self._report_writer = await asyncio.open_unix_connection(sock=self._report)
-        first = json.loads(await asyncio.wait_for(lines.readline(), timeout) or b"null")
-        if not isinstance(first, dict) or not isinstance(first.get("pid"), int):
-            raise ValueError(f"unexpected first report {first!r}")
-        self.pid = first["pid"]
-        self.outlives_command = bool(first.get("worker"))
-        self._record(first)
+        line = await asyncio.wait_for(lines.readline(), timeout)
+        # Exited first: the child died before it could tell (the helper tells its exit).
+        first = protocol.decode(line, protocol.CommandStarted, protocol.CommandExited)
+        self.pid = first.pid
+        if isinstance(first, protocol.CommandStarted):
+            self.outlives_command = first.outlives_command
+        else:
+            self._record(first)
         self._watcher = asyncio.create_task(self._watch(lines))
 
     async def wait(self) -> int:
@@ -81,16 +82,21 @@ class WarmProcess:
         assert self.returncode is not None
         return self.returncode
 
-    def _record(self, report: dict[str, Any]) -> None:
-        if "exit" in report and self.returncode is None:
-            self.command_seconds = float(report.get("seconds", 0.0))
-            self.returncode = int(report["exit"])
+    def _record(self, exited: protocol.CommandExited) -> None:
+        if self.returncode is None:
+            self.command_seconds = float(exited.seconds)
+            self.returncode = exited.code
             self._exited.set()
 
     async def _watch(self, lines: asyncio.StreamReader) -> None:
         while self.returncode is None:
             line = await lines.readline()
-            if not line:
+            try:
+                exited = protocol.decode(line, protocol.CommandExited) if line else None
+            except protocol.ProtocolError as exc:
+                log.error("warm helper: command pid %s: %s", self.pid, exc)
+                exited = None
+            if exited is None:
                 # The helper died and took the exit status with it: nothing could tell this
                 # command's result any more, so it is stopped rather than left behind.
                 log.warning("warm helper lost command pid %s; stopping it", self.pid)
@@ -98,7 +104,7 @@ class WarmProcess:
                 self.returncode = -signal.SIGKILL
                 self._exited.set()
                 return
-            self._record(json.loads(line))
+            self._record(exited)
 
     async def abandon(self) -> None:
         """The launch failed half-way: stop what may have started and close everything."""
