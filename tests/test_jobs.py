@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from bridge.jobs.board import Job, Jobs
-from bridge.jobs.spool import OUTPUT, RECORD, Piece, existing
+from bridge.jobs.spool import OUTPUT, RECORD, STREAMS, Piece, existing
+from bridge.offload import in_thread
 
 RECORD_FIELDS = {"api": "test", "arguments": {"api": "test"}}
 
@@ -54,6 +57,89 @@ async def test_output_is_replayed_from_any_offset_with_its_streams(tmp_path: Pat
     assert job.files.read(17) == [Piece("stdout", 17, b"wo\n")]
     assert job.files.read(99) == []
     assert job.size == 20 and job.describe()["output_size"] == 20
+
+
+def replace_index(files_folder: Path, text: str) -> None:
+    """Put a wrong index of stream switches where the job's is (a new file: a running job
+    goes on writing to the one it has open)."""
+    wrong = files_folder / "wrong"
+    wrong.write_text(text)
+    os.replace(wrong, files_folder / STREAMS)
+
+
+async def test_a_running_job_reads_its_stream_switches_from_memory(tmp_path: Path) -> None:
+    """The index file is written for the next daemon; a running job's followers read the
+    switches it keeps in memory, so what the file says no longer matters to them."""
+    _, job = await new_job(tmp_path)
+    await job.set_state("running")
+    await job.write("stdout", "one\n")
+    await job.write("stderr", "two\n")
+    assert (job.files.folder / STREAMS).read_text() == "0 stdout\n4 stderr\n"
+    replace_index(job.files.folder, "0 stderr\n")  # read from the file, all would be stderr
+    await job.write("stdout", "three\n")
+    await job.write("stdout", "four\n")  # the same stream: no switch
+    assert await in_thread(job.files.read, 0, job.size) == [  # as a follower reads
+        Piece("stdout", 0, b"one\n"),
+        Piece("stderr", 4, b"two\n"),
+        Piece("stdout", 8, b"three\nfour\n"),
+    ]
+    assert job.files.read(5, limit=5) == [Piece("stderr", 5, b"wo\n"), Piece("stdout", 8, b"th")]
+    (job.files.folder / STREAMS).unlink()
+    assert job.files.read(7, limit=2) == [Piece("stderr", 7, b"\n"), Piece("stdout", 8, b"t")]
+
+
+async def test_a_reloaded_job_reads_its_index_file_once(tmp_path: Path) -> None:
+    _, job = await new_job(tmp_path)
+    for number, stream in enumerate(["stdout", "stderr", "stderr", "stdout"]):
+        await job.write(stream, f"{stream} {number}\n")
+    await job.finish("failed", {"status": "ERROR"})
+    assert (job.files.folder / STREAMS).read_text() == "0 stdout\n9 stderr\n27 stdout\n"
+    after = Jobs(tmp_path / "jobs")
+    await after.load(keep=10, max_age=3600)
+    loaded = after.get(job.job_id)
+    assert loaded is not None and loaded.size == 36
+    replay = [
+        Piece("stdout", 0, b"stdout 0\n"),
+        Piece("stderr", 9, b"stderr 1\nstderr 2\n"),
+        Piece("stdout", 27, b"stdout 3\n"),
+    ]
+    assert await in_thread(loaded.files.read, 0) == replay
+    replace_index(job.files.folder, "0 stderr\n")  # read once: this is not read again
+    assert loaded.files.read(0) == replay
+    assert loaded.files.read(20, limit=10) == [
+        Piece("stderr", 20, b"derr 2\n"),
+        Piece("stdout", 27, b"std"),
+    ]
+
+
+async def test_a_follower_reading_as_the_job_writes_gets_each_byte_with_its_stream(
+    tmp_path: Path,
+) -> None:
+    """A follower's thread reads (to the end of the file, past what the job has counted)
+    while the job's thread adds output: every byte it gets is told with its own stream."""
+    _, job = await new_job(tmp_path, limit=1 << 20)
+    done = threading.Event()
+    wrong: list[Piece] = []
+    reads = 0
+
+    def follower() -> None:
+        nonlocal reads
+        while not done.is_set():
+            for piece in job.files.read(0):
+                if piece.data.strip(b"oe") or (b"o" in piece.data) != (piece.stream == "stdout"):
+                    wrong.append(piece)
+            reads += 1
+
+    reader = threading.Thread(target=follower)
+    reader.start()
+    try:
+        for number in range(300):
+            await job.write("stdout" if number % 2 else "stderr", ("o" if number % 2 else "e") * 7)
+    finally:
+        done.set()
+        await in_thread(reader.join)
+    assert reads and not wrong
+    assert len(job.files.read(0)) == 300
 
 
 async def test_followers_wake_at_every_change(tmp_path: Path) -> None:

@@ -8,7 +8,13 @@ as ``OFFSET STREAM`` lines, where the text switches between stdout and stderr, w
 replay needs. The record is replaced whole (a temporary file renamed over it), so a reader
 never sees half of one.
 
-Everything here blocks on files: the job calls it from a worker thread, one call at a time.
+The switches are also kept in memory (:class:`Switches`), so that a follower's read does not
+parse the whole ``streams`` file again for every block: a job this daemon runs adds each switch
+there as it writes it to the file; a job a previous daemon left reads its file once, at its
+first read (or open), and keeps what it read.
+
+Everything here blocks on files and runs in worker threads: the job writes from one, one call
+at a time, while its followers read from others; the switches in memory are shared under a lock.
 """
 
 from __future__ import annotations
@@ -18,7 +24,11 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
+from array import array
+from bisect import bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -28,6 +38,7 @@ OUTPUT = "output"
 STREAMS = "streams"
 JOB_ID = re.compile(r"^[0-9a-f]{20}$")  # time_ns in hex (15-16 digits), then random hex
 READ_BLOCK = 64 * 1024
+STREAM_NAMES = ("stdout", "stderr")
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,38 @@ class Piece:
     data: bytes
 
 
+class Switches:
+    """Where one job's output switches streams, in memory: byte offsets in the order they were
+    written (never decreasing, as the output only grows), each with the stream that starts
+    there. Added to by the job's writer thread, read by its followers' threads at once."""
+
+    def __init__(self, lines: Iterable[str] = ()) -> None:
+        # 9 bytes a switch, not a tuple's ~90: a job may switch at every line of 64 MiB.
+        self._offsets = array("q")
+        self._streams = bytearray()  # index into STREAM_NAMES
+        self._lock = threading.Lock()
+        for line in lines:  # the file's lines; ones that do not parse are skipped
+            at, _, name = line.partition(" ")
+            if at.isdigit():
+                self.add(int(at), name)
+
+    def add(self, offset: int, stream: str) -> None:
+        if stream not in STREAM_NAMES:
+            return  # as the file's reader skips its line: the bytes stay the last stream's
+        with self._lock:
+            self._offsets.append(offset)
+            self._streams.append(STREAM_NAMES.index(stream))
+
+    def stream_at(self, offset: int) -> tuple[str, int | None]:
+        """The stream of the byte at ``offset`` (the last switch at or before it; stdout
+        before any), and the offset of the next switch after it (None: none yet)."""
+        with self._lock:
+            index = bisect_right(self._offsets, offset)
+            stream = STREAM_NAMES[self._streams[index - 1]] if index else "stdout"
+            after = self._offsets[index] if index < len(self._offsets) else None
+        return stream, after
+
+
 class JobFiles:
     """The files of one job. Writes go through one open output file, in order."""
 
@@ -47,6 +90,8 @@ class JobFiles:
         self._output: IO[bytes] | None = None
         self._streams: IO[str] | None = None
         self._last_stream: str | None = None
+        self._switches: Switches | None = None  # None: not read from the file yet
+        self._loading = threading.Lock()
 
     @property
     def job_id(self) -> str:
@@ -55,10 +100,12 @@ class JobFiles:
     def create(self, record: dict[str, Any]) -> None:
         self.folder.mkdir(mode=0o700, parents=True)
         self.write_record(record)
+        self._switches = Switches()  # a new job: no switch yet, none to read
         self.open()
 
     def open(self) -> None:
         """Open the output for appending, for as long as the job runs (until close())."""
+        self._known_switches()  # what is there already, before anything is added
         self._output = open(self.folder / OUTPUT, "ab")
         self._streams = open(self.folder / STREAMS, "a", encoding="ascii")
 
@@ -66,8 +113,10 @@ class JobFiles:
         """Add ``data`` (of ``stream``) at ``offset``; OSError (a full disk) goes to the caller."""
         assert self._output is not None and self._streams is not None  # created
         if stream != self._last_stream:
-            self._streams.write(f"{offset} {stream}\n")
+            self._streams.write(f"{offset} {stream}\n")  # for the next daemon
             self._streams.flush()
+            # Before the data: a follower that reads a byte finds the switch to its stream.
+            self._known_switches().add(offset, stream)
             self._last_stream = stream
         self._output.write(data)
         self._output.flush()
@@ -97,40 +146,34 @@ class JobFiles:
 
     def read(self, offset: int, limit: int = READ_BLOCK) -> list[Piece]:
         """Output from byte ``offset``, at most ``limit`` bytes, split where the stream changes."""
-        switches = self._switches()
         try:
             with open(self.folder / OUTPUT, "rb") as output:
                 output.seek(offset)
                 data = output.read(limit)
         except FileNotFoundError:
             return []
+        # Looked at after the data: each byte read was written after its switch was added.
+        switches = self._known_switches()
         pieces: list[Piece] = []
         start = 0
         while start < len(data):
             at = offset + start
-            stream = "stdout"
-            end = len(data)
-            for switch_at, name in switches:  # in offset order
-                if switch_at <= at:
-                    stream = name
-                    continue
-                end = min(end, switch_at - offset)
-                break
+            stream, switch_at = switches.stream_at(at)
+            end = len(data) if switch_at is None else min(len(data), switch_at - offset)
             pieces.append(Piece(stream, at, data[start:end]))
             start = end
         return pieces
 
-    def _switches(self) -> list[tuple[int, str]]:
-        try:
-            lines = (self.folder / STREAMS).read_text("ascii").splitlines()
-        except FileNotFoundError:
-            return []
-        switches = []
-        for line in lines:
-            at, _, name = line.partition(" ")
-            if at.isdigit() and name in ("stdout", "stderr"):
-                switches.append((int(at), name))
-        return switches
+    def _known_switches(self) -> Switches:
+        """The switches in memory; a job a previous daemon left reads its file the first time."""
+        with self._loading:
+            if self._switches is None:
+                try:
+                    lines = (self.folder / STREAMS).read_text("ascii").splitlines()
+                except FileNotFoundError:
+                    lines = []
+                self._switches = Switches(lines)
+            return self._switches
 
 
 def new_job_id() -> str:
