@@ -16,11 +16,11 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11",  # datetime.UTC
-    # templates/ and static/ sit at the top of the repository and are installed inside the
-    # package, so that a non-editable install serves the test page too.
-    packages=[*find_packages(include=["bridge", "bridge.*"]), "bridge.templates", "bridge.static"],
-    package_dir={"bridge": "bridge", "bridge.templates": "templates", "bridge.static": "static"},
-    package_data={"bridge.templates": ["*.html"], "bridge.static": ["*.css", "*.js", "*.svg"]},
+    # templates/ and static/ sit at the top of the repository; bridge/templates and
+    # bridge/static link to them, so that they are the package's data in a checkout and in
+    # an install alike (bridge.http.app finds them with importlib.resources).
+    packages=find_packages(include=["bridge", "bridge.*"]),
+    package_data={"bridge": ["templates/*.html", "static/*.css", "static/*.js", "static/*.svg"]},
     # Ranges, so that an install into Airflow's own environment keeps Airflow's versions
     # where they fit: the lower bounds are what the unit suite passed with (aiohttp 3.14.5
     # brings web.RequestKey and the request parser's fixes; Airflow 2.11.2 pins it too). The

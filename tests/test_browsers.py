@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bridge.http.browsers import cross_site, host_allowed
+from bridge.http.guards.browsers import cross_site, host_allowed
 from tests.helpers import API, ClientFactory, fault, new_marker
 
 TOKEN = "drive-by-token"

@@ -1,7 +1,7 @@
 """The installed CLI's parser kept between starts (bridge.catalogue.cli_cache): it holds while
 the installation is as the reader saw it, and not a moment after; the configuration's secrets
 never reach the file. And a running daemon that sees a change but cannot detect Airflow again
-keeps its answer (bridge.http.installation). The integration suite reads, caches and refreshes
+keeps its answer (bridge.calls.installation). The integration suite reads, caches and refreshes
 the real parser."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from bridge.calls.installation import Installation
 from bridge.catalogue import cli_cache
 from bridge.catalogue.cli_cache import Reading, cache_for, load, stamp, store
 from bridge.catalogue.installed import AirflowInfo
 from bridge.config.settings import CurrentSettings
-from bridge.http.installation import Installation
 from bridge.process.ledger import Ledger
 from bridge.process.path import CommandPath
 from tests.helpers import cli_argument, settings_for

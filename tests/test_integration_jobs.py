@@ -14,7 +14,7 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient
 
 from bridge.config.settings import Settings
-from bridge.http.envelope import TEXT_RESULT_PREFIX
+from bridge.http.answers import TEXT_RESULT_PREFIX
 from tests.helpers import (
     API,
     ClientFactory,

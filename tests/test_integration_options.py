@@ -13,7 +13,7 @@ from bridge.catalogue.installed import AirflowInfo
 from bridge.catalogue.model import Cli, Kind
 from bridge.catalogue.table import APIS
 from bridge.config.settings import Settings
-from bridge.http.envelope import TEXT_RESULT_PREFIX
+from bridge.http.answers import TEXT_RESULT_PREFIX
 from tests.helpers import API, ClientFactory, call, call_ok, new_marker, unique_date, warm_mode
 
 pytestmark = [

@@ -6,7 +6,7 @@ import pytest
 
 from bridge.catalogue.table import NAMES
 from bridge.config.settings import Settings
-from bridge.http.envelope import FORBIDDEN_OUTPUT
+from bridge.http.answers import FORBIDDEN_OUTPUT
 from tests.helpers import API, ClientFactory, call, call_ok, cli_async, warm_mode
 
 pytestmark = pytest.mark.airflow

@@ -27,6 +27,7 @@ LAYERS = (
     ("catalogue",),
     ("process",),
     ("deploy", "jobs", "task_logs"),
+    ("calls",),
     ("http",),
     ("service",),
     ("cli", "token_commands", "docs", "__main__"),
@@ -75,6 +76,15 @@ def test_no_module_reaches_up(path: Path) -> None:
             assert layer_of(imported) <= own, f"{name} imports {imported} from a layer above"
 
 
+@pytest.mark.parametrize(
+    "path", sorted((PACKAGE / "calls").glob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE))
+)
+def test_the_use_cases_know_no_http_framework(path: Path) -> None:
+    """bridge/calls/ is what a call does, whatever carries it: no aiohttp, no multidict."""
+    for imported in imports_of(path):
+        assert imported.split(".")[0] not in ("aiohttp", "multidict", "yarl"), imported
+
+
 @pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_modules_stay_readable(path: Path) -> None:
     if str(path.relative_to(PACKAGE)) in DECLARATIVE_TABLES:
@@ -96,7 +106,8 @@ def test_airflow_side_scripts_use_only_the_standard_library_and_airflow(path: Pa
 
 def test_every_subpackage_has_its_init() -> None:
     for folder in PACKAGE.iterdir():
-        if folder.is_dir() and folder.name != "__pycache__":
+        # templates/ and static/ are links to the top-level folders: the package's data
+        if folder.is_dir() and not folder.is_symlink() and folder.name != "__pycache__":
             assert (folder / "__init__.py").is_file(), folder
 
 

@@ -21,8 +21,8 @@ from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
 from bridge.catalogue.installed import AirflowInfo
 from bridge.config import settings as config
+from bridge.http.answers import TEXT_RESULT_PREFIX
 from bridge.http.app import create_app
-from bridge.http.envelope import TEXT_RESULT_PREFIX
 from tests.helpers import API, FAKE_AIRFLOW, Daemon, fault, free_port, new_marker, start_daemon
 
 MIB = 1024 * 1024

@@ -9,7 +9,7 @@ import logging
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from bridge.http.proxies import seen
+from bridge.http.guards.proxies import seen
 from tests.helpers import API, ClientFactory, fault, new_marker
 
 PROXY = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("10.0.0.0/8"))

@@ -71,11 +71,6 @@ class Handler(enum.Enum):
     TASK_LOG = "task_log"  # a task try's log file (bridge.task_logs), followed live
 
     @property
-    def runs_commands(self) -> bool:
-        """It starts Airflow processes, so it needs a concurrency slot."""
-        return self not in (Handler.AIRFLOW_VERSION, Handler.BRIDGE_VERSION)
-
-    @property
     def streams(self) -> bool:
         """It can answer as a stream (stream=true|ndjson), not only with one envelope."""
         return self in (Handler.CLI, Handler.TASK_LOG)
@@ -102,10 +97,6 @@ class Arg:
     def takes_file_part(self) -> bool:
         """A multipart file part is accepted for it (an upload, or a document read as text)."""
         return self.kind in (Kind.FILE, Kind.DOCUMENT)
-
-    @property
-    def names_server_path(self) -> bool:
-        return self.kind in (Kind.DAGS_PATH, Kind.SERVER_PATH)
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ from urllib.parse import parse_qsl, urlencode
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from bridge.http.auth import CALLER
 from bridge.http.forms import shown_arguments
+from bridge.http.guards.auth import CALLER
+from bridge.http.guards.proxies import seen
 from bridge.http.keys import known_cli_commands, settings_of
-from bridge.http.proxies import seen
 
 
 class AccessLogger(AbstractAccessLogger):

@@ -4,6 +4,7 @@ helper, detecting Airflow) runs in the cleanup context before the port opens."""
 
 from __future__ import annotations
 
+import importlib.resources
 from pathlib import Path
 
 import aiohttp_jinja2
@@ -13,10 +14,12 @@ from aiohttp import web
 import bridge
 from bridge.catalogue.installed import AirflowInfo
 from bridge.config.settings import CurrentSettings, Settings
-from bridge.http import auth, browsers, jobs, lifecycle, metrics, openapi, page, proxies, views
+from bridge.http import job_views, lifecycle, metrics, openapi, page, views
 from bridge.http.forms import MAX_QUERY_STRING
+from bridge.http.guards import auth, browsers, proxies
+from bridge.http.guards.errors import error_middleware
+from bridge.http.job_views import JOBS_PATH
 from bridge.http.keys import COMMANDS, JOBS, SETTINGS, UPLOAD_LOCKS
-from bridge.http.middleware import error_middleware
 from bridge.jobs.board import Jobs
 from bridge.process.ledger import Ledger, folder_in
 from bridge.process.path import CommandPath
@@ -27,10 +30,9 @@ API_PATH = f"{PREFIX}/api"
 
 
 def resource_dir(name: str) -> Path:
-    """templates/ and static/: inside the installed package, or beside it in a checkout."""
-    package = Path(bridge.__file__).parent
-    installed = package / name
-    return installed if installed.is_dir() else package.parent / name
+    """templates/ or static/: the package's data (setup.py), on disk in a checkout (linked to
+    the top-level folder) and in an install alike."""
+    return Path(str(importlib.resources.files(bridge) / name))
 
 
 def create_app(
@@ -78,10 +80,10 @@ def create_app(
             web.get(PREFIX, views.index_redirect, name="index_redirect"),
             web.route("*", API_PATH, views.api, name="api"),
             web.get(f"{PREFIX}/openapi.json", openapi.openapi_json, name="openapi"),
-            web.get(jobs.JOBS_PATH, jobs.job_list, name="jobs"),
-            web.get(f"{jobs.JOBS_PATH}/{{job_id}}", jobs.job_status, name="job"),
-            web.delete(f"{jobs.JOBS_PATH}/{{job_id}}", jobs.job_cancel, name="job_cancel"),
-            web.get(f"{jobs.JOBS_PATH}/{{job_id}}/output", jobs.job_output, name="job_output"),
+            web.get(JOBS_PATH, job_views.job_list, name="jobs"),
+            web.get(f"{JOBS_PATH}/{{job_id}}", job_views.job_status, name="job"),
+            web.delete(f"{JOBS_PATH}/{{job_id}}", job_views.job_cancel, name="job_cancel"),
+            web.get(f"{JOBS_PATH}/{{job_id}}/output", job_views.job_output, name="job_output"),
             web.static(f"{PREFIX}/static", resource_dir("static"), name="static"),
         ]
     )

@@ -9,10 +9,11 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from bridge.calls.call import Daemon
+from bridge.calls.installation import Installation
 from bridge.catalogue.cli_commands import CliCommands
 from bridge.catalogue.installed import AirflowInfo
 from bridge.config.settings import CurrentSettings, Settings
-from bridge.http.installation import Installation
 from bridge.jobs.board import Jobs
 from bridge.process.path import CommandPath
 from bridge.process.warm import WarmHelper
@@ -47,3 +48,8 @@ def known_cli_commands(app: web.Application | None) -> CliCommands | None:
     """cli_commands_of(), or None before startup found them (an error or log line early)."""
     installation = app.get(INSTALLATION) if app is not None else None
     return installation.commands if installation is not None else None
+
+
+def daemon_of(app: web.Application) -> Daemon:
+    """The daemon's parts a call may use."""
+    return Daemon(app[COMMANDS], app[JOBS], app[UPLOAD_LOCKS])

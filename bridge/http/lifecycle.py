@@ -4,7 +4,7 @@ the last request.
 Startup (a cleanup context): start the worker threads that take blocking work off the loop,
 stop what a killed daemon left running, remove its half-staged uploads, load the page's
 template, start the warm helper and, at the same time, detect Airflow through the command
-path (bridge.http.installation, which then watches for a changed installation); both are in
+path (bridge.calls.installation, which then watches for a changed installation); both are in
 place, under their keys, before the first request. Shutdown: running
 commands get the grace period, then their sessions are stopped (``on_shutdown``, while
 their requests can still answer); at cleanup the helper this app started is stopped.
@@ -21,10 +21,10 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp_jinja2
 from aiohttp import web
 
+from bridge.calls.installation import Installation
 from bridge.catalogue.installed import AirflowInfo, interpreter
 from bridge.config.settings import Settings
 from bridge.deploy.staging import clean_stale_uploads
-from bridge.http.installation import Installation
 from bridge.http.keys import COMMANDS, INSTALLATION, JOBS, SETTINGS, WARM_HELPER, settings_of
 from bridge.http.page import PAGE_TEMPLATE
 from bridge.offload import in_thread, start_workers
@@ -64,7 +64,7 @@ def startup(airflow: AirflowInfo | None, warm: WarmHelper | None) -> CleanupCont
             if settings.log_loading:
                 log.info("settings: %s", settings)  # the token is excluded from the repr
             if helper is not None:
-                await helper.settled()
+                await in_thread(helper.settled)
                 app[WARM_HELPER] = helper
                 commands.launcher = helper
             yield

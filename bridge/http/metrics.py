@@ -36,9 +36,9 @@ from prometheus_client.registry import Collector
 
 from bridge.config.tokens import Scope
 from bridge.errors import RequestError
-from bridge.http import envelope
-from bridge.http.auth import identify, presented_token, token_matches
-from bridge.http.browsers import cross_site
+from bridge.http.answers import forbidden
+from bridge.http.guards.auth import identify, presented_token, token_matches
+from bridge.http.guards.browsers import cross_site
 from bridge.http.keys import COMMANDS, JOBS, WARM_HELPER, settings_of
 from bridge.jobs.board import ENDED_STATES, RUNNING_STATES
 from bridge.process.warm import HELPER_STATES
@@ -151,7 +151,7 @@ async def metrics(request: web.Request) -> web.Response:
         or not (settings.metrics_token or settings.auth_enabled)
     )
     if not allowed:
-        return envelope.forbidden()
+        return forbidden()
     # On the loop: the collector reads the loop's own state (jobs, slots), and a few dozen
     # series render in well under a millisecond.
     body = generate_latest(request.app[METRICS].registry)

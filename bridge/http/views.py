@@ -1,7 +1,7 @@
-"""The request handlers. A call of the API reads as one straight line:
+"""The API view and the small ones beside it. A call of the API reads as one straight line:
 
 auth (middleware) -> read the arguments -> the catalogue finds and validates the API
--> its handler: argv -> command path -> envelope or stream
+-> the call captured -> its use case (bridge.calls) -> the answer in the chosen format
 """
 
 from __future__ import annotations
@@ -12,29 +12,31 @@ from typing import Any
 from aiohttp import web
 
 import bridge
+from bridge.calls import envelope
+from bridge.calls.apis import USE_CASES
+from bridge.calls.call import Call
 from bridge.catalogue.installed import availability
 from bridge.catalogue.model import Api, Context, Handler
 from bridge.catalogue.planning import collect
 from bridge.catalogue.table import BY_NAME, NAMES
-from bridge.config.parsers import is_false_word, parse_bool
+from bridge.config.parsers import parse_bool
 from bridge.errors import RequestError
-from bridge.http import envelope, forms
-from bridge.http.auth import caller_of
-from bridge.http.calls import Asked, StreamMode
-from bridge.http.handlers import HANDLERS
+from bridge.http import answers, forms
+from bridge.http.answers import Format
+from bridge.http.guards.auth import caller_of
 from bridge.http.keys import (
     COMMANDS,
+    INSTALLATION,
     STARTED_ENVELOPE,
     WARM_HELPER,
     airflow_of,
-    cli_commands_of,
+    daemon_of,
     settings_of,
 )
 from bridge.http.metrics import CALLED_API
 from bridge.text.redact import mask_arguments
 
 log = logging.getLogger(__name__)
-STREAM_MODES: dict[str, StreamMode] = {"true": "text", "text": "text", "ndjson": "ndjson"}
 METHODS = ("GET", "POST")
 
 
@@ -53,7 +55,8 @@ async def api(request: web.Request) -> web.StreamResponse:
         name = (raw.get("api") or [""])[0].strip().lower()
         # A seed API, or a command of the installed CLI by its dotted name; its arguments
         # are masked by its traits even when the operator does not allow it here.
-        installed = cli_commands_of(request.app)
+        installation = request.app[INSTALLATION]  # as it is now: the call keeps it
+        installed = installation.commands
         known = BY_NAME.get(name) or installed.apis.get(name)
         not_here = None
         if known is not None and name not in BY_NAME:
@@ -90,7 +93,7 @@ async def api(request: web.Request) -> web.StreamResponse:
                 f"{', '.join(sorted(scope.value for scope in caller.scopes)) or 'none'}",
                 403,
             )
-        airflow = airflow_of(request.app)
+        airflow = installation.airflow
         why_not = availability(chosen, airflow, settings.disabled_apis)
         if why_not:
             raise RequestError(why_not)
@@ -99,21 +102,28 @@ async def api(request: web.Request) -> web.StreamResponse:
         want_json = _wants_json(raw)
         if want_json:
             values["output"] = "json"
-        mode = _stream_mode(request, raw)
-        asked = Asked(
-            request,
+        fmt = answers.chosen_format(
+            (raw.get("stream") or [""])[0], request.headers.get("Accept", ""), None
+        )
+        call = Call(
             chosen,
             values,
             context,
             settings,
+            airflow,
+            installed,
+            daemon_of(request.app),
+            caller,
+            request.remote or "?",
             base,
-            mode,
+            fmt.name if fmt is not None else None,
             want_json,
             received.upload,
             notes=_unknown_arguments(chosen, raw),
-            detach=_detach(chosen, raw, mode),
+            detach=_detach(chosen, raw, fmt),
         )
-        return await HANDLERS[chosen.handler](asked)
+        answer = await USE_CASES[chosen.handler](call)
+        return await answers.respond(request, answer, fmt)
     finally:
         await received.discard()
 
@@ -131,18 +141,7 @@ def _unknown_arguments(api: Api, raw: dict[str, list[str]]) -> list[str]:
     return [f"unknown argument(s) {unknown} were ignored; {api.name} takes {sorted(known)}"]
 
 
-def _stream_mode(request: web.Request, raw: dict[str, list[str]]) -> StreamMode | None:
-    requested = (raw.get("stream") or [""])[0].strip().lower()
-    if not requested or is_false_word(requested):
-        if "application/x-ndjson" in request.headers.get("Accept", ""):
-            return "ndjson"
-        return None
-    if requested not in STREAM_MODES:
-        raise RequestError("stream must be true, text or ndjson (or false)")
-    return STREAM_MODES[requested]
-
-
-def _detach(api: Api, raw: dict[str, list[str]], mode: StreamMode | None) -> bool:
+def _detach(api: Api, raw: dict[str, list[str]], fmt: Format | None) -> bool:
     """detach=true: a CLI-backed API answers 202 and runs on as a job."""
     requested = (raw.get("detach") or [""])[0]
     if not requested.strip():
@@ -153,7 +152,7 @@ def _detach(api: Api, raw: dict[str, list[str]], mode: StreamMode | None) -> boo
         raise RequestError(f"detach: {exc}") from None
     if detach and api.handler is not Handler.CLI:
         raise RequestError(f"detach=true is for APIs that run a CLI command; {api.name} does not")
-    if detach and mode is not None:
+    if detach and fmt is not None:
         raise RequestError(
             "give detach=true or stream, not both: a detached job's output streams from "
             "its Location + /output"

@@ -10,36 +10,20 @@ from __future__ import annotations
 
 import hmac
 import logging
-from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from bridge.calls.call import NOBODY, Caller
 from bridge.config.settings import Settings
-from bridge.config.tokens import ALL_SCOPES, OPEN_NAME, SEED_NAME, Scope
-from bridge.http import envelope
+from bridge.config.tokens import ALL_SCOPES, SEED_NAME
+from bridge.http.answers import forbidden
 from bridge.http.keys import settings_of
 
 log = logging.getLogger(__name__)
 # Route names (bridge.http.app's table): the API and the jobs it starts.
 PROTECTED_ROUTES = frozenset({"api", "jobs", "job", "job_cancel", "job_output"})
-
-
-@dataclass(frozen=True)
-class Caller:
-    """The token a request came with: its name (never its value) and its scopes."""
-
-    name: str
-    scopes: frozenset[Scope]
-
-    @property
-    def sees_every_job(self) -> bool:
-        """admin sees (and may cancel) every job; others their own."""
-        return Scope.ADMIN in self.scopes
-
-
 CALLER: web.RequestKey[Caller] = web.RequestKey("caller", Caller)
-NOBODY = Caller(OPEN_NAME, ALL_SCOPES)  # no token asked for: whoever reaches the port
 
 
 def token_matches(presented: str | None, expected: str) -> bool:
@@ -71,7 +55,7 @@ async def token_middleware(request: web.Request, handler: Handler) -> web.Stream
         caller = identify(settings, presented_token(request, settings))
         if caller is None:
             log.warning("token authentication failed for %s", request.remote)
-            return envelope.forbidden()
+            return forbidden()
         request[CALLER] = caller
     return await handler(request)
 

@@ -23,7 +23,7 @@ from aiohttp.typedefs import Handler
 from yarl import URL
 
 from bridge.errors import RequestError
-from bridge.http.auth import PROTECTED_ROUTES, identify, presented_token
+from bridge.http.guards.auth import PROTECTED_ROUTES, identify, presented_token
 from bridge.http.keys import settings_of
 
 log = logging.getLogger(__name__)

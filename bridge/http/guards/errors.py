@@ -8,8 +8,10 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from bridge.calls import envelope
 from bridge.errors import RequestError
-from bridge.http import envelope, forms
+from bridge.http import forms
+from bridge.http.answers import error
 from bridge.http.keys import STARTED_ENVELOPE, known_cli_commands, settings_of
 
 log = logging.getLogger(__name__)
@@ -22,17 +24,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except RequestError as exc:
-        return envelope.error(_bare_envelope(request), exc.status, str(exc), exc.headers)
+        return error(_bare_envelope(request), exc.status, str(exc), exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        return envelope.error(_bare_envelope(request), exc.status, exc.reason, allow)
+        return error(_bare_envelope(request), exc.status, exc.reason, allow)
     except ConnectionResetError:
         raise
     except Exception:
         log.exception("unexpected error for %s %s", request.method, request.path)
-        return envelope.error(_bare_envelope(request), 500, "internal error; see the daemon log")
+        return error(_bare_envelope(request), 500, "internal error; see the daemon log")
 
 
 def _bare_envelope(request: web.Request) -> dict[str, Any]:

@@ -1,50 +1,20 @@
-"""The OpenAPI 3.1 document at ``/admin/rest_api/openapi.json``, generated from the catalogue.
-
-How the one endpoint is modelled. Every call goes to one URL, ``/admin/rest_api/api``, and
-the API is chosen by a value (``api=NAME``), not by the path. OpenAPI keys an operation by
-path and method alone, and a path key may carry neither a query string nor a fragment, so
-"one operation per API at that URL" cannot be written down; a path per API
-(``/admin/rest_api/api/{name}``) would describe URLs the daemon does not serve. The document
-therefore has exactly the operations the server has, GET and POST on that URL, and models
-the choice of API the way JSON Schema models a tagged union: a call is one object, ``oneOf``
-a schema per API (``components/schemas/<name>``) that fixes ``api`` with ``const`` and lists
-that API's arguments, their types and which are required, with ``api`` as the discriminator.
-For GET that object is a query parameter with ``style: form, explode: true``, OpenAPI's own
-serialization of an object as ``api=NAME&ARG=VALUE&...``, which is the seed's query string;
-for POST the same schemas describe the urlencoded and multipart bodies. Code generators get
-one model per API, and a fuzzer generates well-formed calls of every API.
-
-The document is a pure function of the catalogue, the detected Airflow (major version and
-command groups, which decide what answers 400 here; its CLI's parser, whose commands the
-operator allows by cli_commands are listed beside the seed's APIs) and the settings.
-"""
+"""The calls in the OpenAPI document: a schema per API (its arguments, their types, which are
+required, what this Airflow does with them), the tagged union of the calls a method can
+make, and the operation (GET and POST on the one URL) with its control parameters."""
 
 from __future__ import annotations
 
-import json
-from functools import lru_cache
+from collections.abc import Sequence
 
-from aiohttp import web
-
-import bridge
-from bridge.catalogue.cli_commands import CliCommands
 from bridge.catalogue.installed import AirflowInfo, availability
 from bridge.catalogue.model import KIND_HELP, MAX_INT_DIGITS, MAX_VALUE_LENGTH, Api, Arg, Cli, Kind
-from bridge.catalogue.table import APIS
 from bridge.catalogue.values import ID_PATTERN, RUN_ID_PATTERN
 from bridge.config.settings import Settings
-from bridge.http import openapi_jobs
-from bridge.http.keys import airflow_of, settings_of
-from bridge.http.openapi_responses import (
-    Schema,
-    health,
-    ref,
-    responses,
-    schemas,
-    shared_responses,
-)
+from bridge.http.answers import Format, stream_words
+from bridge.http.openapi import jobs
+from bridge.http.openapi.answers import responses
+from bridge.http.openapi.schema import Schema, ref
 
-OPENAPI_VERSION = "3.1.0"
 MAX_INT = 10**MAX_INT_DIGITS - 1
 
 _DATE: list[Schema] = [
@@ -98,7 +68,8 @@ def _arg_note(arg: Arg, mapping: object, major: int) -> str | None:
     return f"No equivalent on Airflow {major}.x, answers 400: {why}"
 
 
-def _api_schema(api: Api, info: AirflowInfo, settings: Settings) -> Schema:
+def api_schema(api: Api, info: AirflowInfo, settings: Settings) -> Schema:
+    """components/schemas/NAME: one API's call, as this Airflow and these settings take it."""
     mapping = api.by_major.get(info.major)
     why_not = availability(api, info, settings.disabled_apis)
     description = api.description + f". Scope: {api.scope.value}"
@@ -133,14 +104,29 @@ def _calls(method: str, files: bool, apis: list[Api]) -> Schema:
     }
 
 
-def _operation(method: str, settings: Settings, apis: list[Api]) -> Schema:
+def _stream_choices(formats: Sequence[Format]) -> str:
+    """``true (or text) or ndjson``: each format by its first word, its others in brackets."""
+    named = [
+        fmt.words[0] + (f" (or {', '.join(fmt.words[1:])})" if fmt.words[1:] else "")
+        for fmt in formats
+        if fmt.words
+    ]
+    *others, last = named
+    return f"{', '.join(others)} or {last}" if others else last
+
+
+def operation(
+    method: str, settings: Settings, apis: list[Api], formats: Sequence[Format]
+) -> Schema:
+    """GET or POST on the API's URL: a call of any of ``apis``, answered as an envelope or a
+    stream in one of ``formats``."""
     parameters: list[Schema] = [
-        openapi_jobs.detach_parameter(),
+        jobs.detach_parameter(),
         {
             "name": "stream",
             "in": "query",
-            "description": "Stream the output: true (or text) or ndjson; false buffers",
-            "schema": {"enum": ["false", "true", "text", "ndjson"]},
+            "description": f"Stream the output: {_stream_choices(formats)}; false buffers",
+            "schema": {"enum": ["false", *stream_words(formats)]},
         },
         {
             "name": "output",
@@ -153,7 +139,7 @@ def _operation(method: str, settings: Settings, apis: list[Api]) -> Schema:
         "operationId": f"call_{method}",
         "summary": f"Call an API ({method.upper()})",
         "parameters": parameters,
-        "responses": {**responses(settings), "202": openapi_jobs.detached_response()},
+        "responses": {**responses(settings, formats), "202": jobs.detached_response()},
     }
     if method == "get":
         call = {
@@ -179,56 +165,3 @@ def _operation(method: str, settings: Settings, apis: list[Api]) -> Schema:
     if settings.auth_enabled:
         operation["security"] = [{"token": []}]
     return operation
-
-
-def document(info: AirflowInfo, settings: Settings, api_path: str, health_path: str) -> Schema:
-    """The OpenAPI document for this Airflow and these settings, the API served at
-    ``api_path`` and the liveness check at ``health_path``."""
-    installed = CliCommands.of(info.cli, info.major).answering(settings.cli_commands)
-    apis = [*APIS, *installed]
-    calls = {api.name: _api_schema(api, info, settings) for api in apis}
-    components: Schema = {
-        "schemas": {**calls, **schemas(), **openapi_jobs.schemas()},
-        "responses": shared_responses(),
-    }
-    if settings.auth_enabled:
-        header = settings.rest_api_plugin_http_token_header_name
-        components["securitySchemes"] = {
-            "token": {"type": "apiKey", "in": "header", "name": header},
-        }
-    return {
-        "openapi": OPENAPI_VERSION,
-        "info": {
-            "title": "airflow-rest-bridge",
-            "version": bridge.__version__,
-            "description": f"The Airflow CLI over HTTP, here mapped onto Airflow {info.version} "
-            "(the airflow-rest-api-plugin API). Every call goes to " + api_path + " with "
-            "api=NAME; each API's arguments are in components/schemas/NAME.",
-        },
-        "paths": {
-            api_path: {
-                "get": _operation("get", settings, apis),
-                "post": _operation("post", settings, apis),
-            },
-            health_path: {"get": health()},
-            **openapi_jobs.paths(responses(settings)["403"], settings.auth_enabled),
-        },
-        "components": components,
-    }
-
-
-@lru_cache(maxsize=8)
-def _rendered(info: AirflowInfo, settings: Settings, api_path: str, health_path: str) -> str:
-    return json.dumps(document(info, settings, api_path, health_path), indent=1)
-
-
-async def openapi_json(request: web.Request) -> web.Response:
-    """The document, without the token (like the test page it describes the calls)."""
-    router = request.app.router
-    text = _rendered(
-        airflow_of(request.app),
-        settings_of(request.app),
-        str(router["api"].url_for()),
-        str(router["health"].url_for()),
-    )
-    return web.Response(text=text, content_type="application/json")

@@ -1,10 +1,13 @@
-"""The jobs side of the OpenAPI document: ``detach=true``'s 202, and the jobs endpoints
-(list, status, output from an offset, cancel)."""
+"""The jobs in the OpenAPI document: ``detach=true``'s 202, and the jobs endpoints (list,
+status, output from an offset in any stream format, cancel)."""
 
 from __future__ import annotations
 
-from bridge.http.envelope import TEXT_RESULT_PREFIX
-from bridge.http.openapi_responses import Schema, json_content, ref
+from collections.abc import Sequence
+
+from bridge.http.answers import JOB_OUTPUT_FORMAT, Format, stream_words
+from bridge.http.openapi.answers import records, stream_content
+from bridge.http.openapi.schema import Schema, json_content, ref
 from bridge.jobs.board import ENDED_STATES, RUNNING_STATES
 
 _JOB_ID = {
@@ -70,8 +73,21 @@ def schemas() -> dict[str, Schema]:
     }
 
 
-def paths(forbidden_response: Schema, auth_enabled: bool) -> dict[str, Schema]:
-    """The jobs endpoints under ``/admin/rest_api/jobs``; their 403 is the API's."""
+def _output_formats(formats: Sequence[Format]) -> str:
+    """Each format's words and what it writes, for the output's ``stream`` parameter."""
+    return "; ".join(
+        " or ".join(fmt.words)
+        + (" (the default)" if fmt.name == JOB_OUTPUT_FORMAT else "")
+        + f": {records(fmt, of_a_job=True)}"
+        for fmt in formats
+    )
+
+
+def paths(
+    forbidden_response: Schema, auth_enabled: bool, formats: Sequence[Format]
+) -> dict[str, Schema]:
+    """The jobs endpoints under ``/admin/rest_api/jobs``; their 403 is the API's; their
+    output streams in ``formats``."""
     rejected = ref("responses", "Rejected")
     forbidden = {"403": forbidden_response}
     job = json_content(ref("schemas", "Job"))
@@ -81,9 +97,8 @@ def paths(forbidden_response: Schema, auth_enabled: bool) -> dict[str, Schema]:
         {
             "name": "stream",
             "in": "query",
-            "description": "true or text (the default): the output, then a last line "
-            f"'{TEXT_RESULT_PREFIX}' + the job; ndjson: StreamEvent lines",
-            "schema": {"enum": ["true", "text", "ndjson"]},
+            "description": _output_formats(formats),
+            "schema": {"enum": stream_words(formats)},
         },
         {
             "name": "offset",
@@ -150,10 +165,7 @@ def paths(forbidden_response: Schema, auth_enabled: bool) -> dict[str, Schema]:
                     "200": {
                         "description": "A stream, as a streamed call answers",
                         "headers": {"X-Job-Id": {"schema": {"type": "string"}}},
-                        "content": {
-                            "text/plain": {"schema": {"type": "string"}},
-                            "application/x-ndjson": {"schema": {"type": "string"}},
-                        },
+                        "content": stream_content(formats),
                     },
                     "400": {**rejected, "description": "stream or offset is not one it takes"},
                     "404": {**rejected, "description": "No such job"},

@@ -1,29 +1,60 @@
-"""The response side of the OpenAPI document: the seed's envelope (buffered), the two stream
-encodings, the 403 body, the error envelopes, and the status codes of a call.
+"""The answers in the OpenAPI document: the seed's envelope (buffered) and its variants, the
+stream formats and their records, the 403 body, the error envelopes, and the status codes of
+a call.
 
-Buffered answers are the envelope (bridge/envelope.py) whose ``status`` follows the HTTP code;
-streams are text/plain or application/x-ndjson, whose records are described here too, since
-OpenAPI 3.1 has no schema for the lines of a stream.
+Buffered answers are the envelope (bridge/calls/envelope.py) whose ``status`` follows the HTTP
+code. Streams are every format of bridge.http.answers.FORMATS: their words, ``Accept`` types
+and media types come from there; their records are described here too, since OpenAPI 3.1 has
+no schema for the lines of a stream.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 from bridge.config.settings import Settings
-from bridge.http.envelope import FORBIDDEN_OUTPUT, TEXT_RESULT_PREFIX
+from bridge.http.answers import (
+    FORBIDDEN_OUTPUT,
+    TEXT_RESULT_PREFIX,
+    Format,
+    NdjsonStream,
+    OutputStream,
+    TextStream,
+)
+from bridge.http.openapi.schema import Schema, json_content, ref
 
-Schema = dict[str, Any]
+# What each response class writes, in words: in a call's answer, and in a job's output. A
+# format whose class is not described here is named by its media type: its registry entry is
+# all that a new format needs.
+_RECORDS: dict[type[OutputStream], tuple[str, str]] = {
+    TextStream: (
+        f"the output as it comes, then a last line '{TEXT_RESULT_PREFIX}' + StreamResult",
+        f"the output, then a last line '{TEXT_RESULT_PREFIX}' + the job",
+    ),
+    NdjsonStream: ("one StreamEvent a line", "StreamEvent lines"),
+}
+_NDJSON = NdjsonStream.content_type.partition(";")[0]  # StreamEvent's records
 
 
-def ref(kind: str, name: str) -> Schema:
-    """A reference to components/KIND/NAME."""
-    return {"$ref": f"#/components/{kind}/{name}"}
+def stream_content(formats: Sequence[Format]) -> Schema:
+    """A stream's content map: one entry per format's media type."""
+    return {fmt.media_type: {"schema": {"type": "string"}} for fmt in formats}
 
 
-def json_content(schema: Schema) -> Schema:
-    """A content map with one application/json entry."""
-    return {"application/json": {"schema": schema}}
+def records(fmt: Format, *, of_a_job: bool = False) -> str:
+    """What ``fmt``'s records are, in a call's answer or in a job's output."""
+    call, job = _RECORDS.get(fmt.response, (f"a {fmt.media_type} stream",) * 2)
+    return job if of_a_job else call
+
+
+def _streams(formats: Sequence[Format]) -> str:
+    """How each format is chosen and what it writes, for a call's 200."""
+    described = []
+    for fmt in formats:
+        chosen = [f"stream={' or '.join(fmt.words)}"] if fmt.words else []
+        chosen += [f"Accept: {fmt.accept}"] if fmt.accept else []
+        described.append(f"{' or '.join(chosen)}: {records(fmt)}")
+    return "; ".join(described)
 
 
 def schemas() -> dict[str, Schema]:
@@ -118,7 +149,7 @@ def schemas() -> dict[str, Schema]:
             "additionalProperties": False,
         },
         "StreamEvent": {
-            "description": "One line of an application/x-ndjson stream",
+            "description": f"One line of an {_NDJSON} stream",
             "oneOf": [
                 ref("schemas", "StreamJob"),
                 ref("schemas", "StreamOutput"),
@@ -149,15 +180,13 @@ def _status(status: str) -> Schema:
     return {"status": {"const": status}}
 
 
-def responses(settings: Settings) -> dict[str, Schema]:
-    """Every status a call can answer with, for these settings."""
+def responses(settings: Settings, formats: Sequence[Format]) -> dict[str, Schema]:
+    """Every status a call can answer with, for these settings and stream formats."""
     rejected = ref("responses", "Rejected")
     answers: dict[str, Schema] = {
         "200": {
-            "description": "Done: the envelope, or a stream (stream=true or text: the output "
-            f"as it comes, then a last line '{TEXT_RESULT_PREFIX}' + StreamResult; stream=ndjson "
-            "or Accept: application/x-ndjson: one StreamEvent a line). Once a stream has "
-            "started, a failure is in its result, not in the status.",
+            "description": f"Done: the envelope, or a stream ({_streams(formats)}). Once a "
+            "stream has started, a failure is in its result, not in the status.",
             "headers": {
                 "Server-Timing": {
                     "description": 'CLI-backed calls: cli;dur=<ms>;desc="warm"|"cold"',
@@ -166,8 +195,7 @@ def responses(settings: Settings) -> dict[str, Schema]:
             },
             "content": {
                 **json_content(ref("schemas", "Success")),
-                "text/plain": {"schema": {"type": "string"}},
-                "application/x-ndjson": {"schema": {"type": "string"}},
+                **stream_content(formats),
             },
         },
         "400": {
@@ -233,23 +261,4 @@ def shared_responses() -> dict[str, Schema]:
             "description": "Refused before anything ran",
             "content": json_content(ref("schemas", "Rejected")),
         }
-    }
-
-
-def health() -> Schema:
-    """GET /health (its other fields describe the warm helper and may grow)."""
-    body = {
-        "type": "object",
-        "required": ["status", "bridge_version", "airflow_version", "commands_running"],
-        "properties": {
-            "status": {"const": "OK"},
-            "bridge_version": {"type": "string"},
-            "airflow_version": {"type": ["string", "null"]},
-            "commands_running": {"type": "integer", "minimum": 0},
-        },
-    }
-    return {
-        "operationId": "health",
-        "summary": "Liveness, without the token",
-        "responses": {"200": {"description": "Serving", "content": json_content(body)}},
     }

@@ -1,0 +1,79 @@
+"""Who answers each API, by the catalogue's :class:`~bridge.catalogue.model.Handler`: the CLI
+through the command path, a task's log, or the bridge itself (versions, DAG files)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import bridge
+from bridge.calls import envelope
+from bridge.calls.call import Call
+from bridge.calls.cli import cli
+from bridge.calls.events import Answer, Finished
+from bridge.calls.result import command_envelope
+from bridge.calls.task_log import task_log
+from bridge.catalogue.model import Handler
+from bridge.deploy.dags import Deployer
+from bridge.errors import RequestError
+
+
+async def airflow_version(call: Call) -> Answer:
+    """Answered from the version detected at startup."""
+    return _said(call, call.airflow.version)
+
+
+async def bridge_version(call: Call) -> Answer:
+    return _said(call, bridge.__version__)
+
+
+def _said(call: Call, output: str) -> Finished:
+    return Finished(envelope.finish(call.base, http_code=200, output=output, warnings=call.notes))
+
+
+def _deployer(call: Call) -> Deployer:
+    return Deployer(call.commands, call.settings, call.airflow, call.peer)
+
+
+async def deploy_dag(call: Call) -> Answer:
+    """Check, install and serialize the uploaded DAG file."""
+    staged = call.upload
+    if staged is None:
+        raise RequestError("dag_file should be provided (POST multipart/form-data)")
+    values = call.values
+    if values.get("pause") and values.get("unpause"):
+        raise RequestError("give pause or unpause, not both")
+    pause = True if values.get("pause") else False if values.get("unpause") else None
+    async with call.commands.slot():
+        deployed = await _deployer(call).deploy(
+            staged, call.daemon.upload_locks, bool(values.get("force")), pause
+        )
+    return Finished(
+        envelope.finish(
+            call.base,
+            http_code=200,
+            output=deployed.output(),
+            warnings=[*call.notes, *deployed.warnings],
+        )
+    )
+
+
+async def refresh_dag(call: Call) -> Answer:
+    """Re-serialize so that a known DAG's changes show up in Airflow."""
+    dag_id = call.values["dag_id"]
+    async with call.commands.slot():
+        result = await _deployer(call).refresh(dag_id)
+    fresh = result.exit_code == 0
+    output = f"DAG [{dag_id}] is now fresh as a daisy" if fresh else result.stderr[-2000:]
+    return Finished(
+        command_envelope(call.base, result.exit_code, output=output, warnings=call.notes)
+    )
+
+
+USE_CASES: dict[Handler, Callable[[Call], Awaitable[Answer]]] = {
+    Handler.CLI: cli,
+    Handler.AIRFLOW_VERSION: airflow_version,
+    Handler.BRIDGE_VERSION: bridge_version,
+    Handler.DEPLOY_DAG: deploy_dag,
+    Handler.REFRESH_DAG: refresh_dag,
+    Handler.TASK_LOG: task_log,
+}

@@ -1,0 +1,73 @@
+"""A call as it arrived, captured whole: who asked, which API with its checked values, the
+settings and installation in force then, and the daemon's parts it may use. It holds no
+request object, so a job that outlives its connection keeps exactly what it started with."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.catalogue.cli_commands import CliCommands
+from bridge.catalogue.installed import AirflowInfo
+from bridge.catalogue.model import Api, Context, Values
+from bridge.config.settings import Settings
+from bridge.config.tokens import ALL_SCOPES, OPEN_NAME, Scope
+from bridge.deploy.staging import StagedUpload
+from bridge.jobs.board import Jobs
+from bridge.process.path import CommandPath
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The token a request came with: its name (never its value) and its scopes."""
+
+    name: str
+    scopes: frozenset[Scope]
+
+    @property
+    def sees_every_job(self) -> bool:
+        """admin sees (and may cancel) every job; others their own."""
+        return Scope.ADMIN in self.scopes
+
+
+NOBODY = Caller(OPEN_NAME, ALL_SCOPES)  # no token asked for: whoever reaches the port
+
+
+@dataclass(frozen=True)
+class Daemon:
+    """The daemon's parts a call may use, made once by the application."""
+
+    commands: CommandPath
+    jobs: Jobs
+    upload_locks: dict[str, asyncio.Lock]
+
+
+@dataclass
+class Call:
+    """A request that passed validation: which API, its checked values, how to answer."""
+
+    api: Api
+    values: Values
+    context: Context
+    settings: Settings  # as in force when the call arrived
+    airflow: AirflowInfo  # the installation as detected when the call arrived
+    cli_commands: CliCommands
+    daemon: Daemon
+    caller: Caller
+    remote: str  # the client's address, as the access log shows it
+    base: dict[str, Any]  # the envelope started for it
+    stream: str | None  # the stream format's name; None: one envelope (buffered)
+    want_json: bool  # output=json
+    upload: StagedUpload | None = None  # an uploaded file, staged while the body arrived
+    notes: list[str] = field(default_factory=list)  # warnings about the request itself
+    detach: bool = False  # answer 202 and run the command as a job
+
+    @property
+    def peer(self) -> str:
+        """Who asked, for the audit line: the client's address and its token's name."""
+        return f"{self.remote} token={self.caller.name}"
+
+    @property
+    def commands(self) -> CommandPath:
+        return self.daemon.commands

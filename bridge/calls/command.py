@@ -1,0 +1,80 @@
+"""A prepared command run to its end as a sequence of events: its output as it comes, the
+bridge's own notes (a run followed after a trigger), then one :class:`Result`, assembled by
+:func:`bridge.calls.result.assemble` whoever consumes the events: one envelope, a stream's
+job, a detached job.
+
+The events come from an async generator: consume it inside ``contextlib.aclosing`` so that
+a consumer that stops early stops the command (the command path's ``finally``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+
+from bridge.calls.events import Event, Note, Output, Result
+from bridge.calls.result import CappedOutput, Prepared, Ran, assemble, ended, output_texts
+from bridge.process.command import Command
+
+# What follows a command that succeeded (a triggered run followed, a service confirmed):
+# it may change the result (``Ran``) and says its lines as it goes.
+FollowUp = Callable[[Prepared, Ran], AsyncIterator[str]]
+
+
+class Watch:
+    """What the consumer wants to know while the command runs (a job: its pid, how it was
+    stopped). The default watches nothing."""
+
+    async def started(self, command: Command) -> None:
+        """The command runs (its pid is known)."""
+
+    def stop_warnings(self) -> list[str]:
+        """Why the consumer stopped the command, if it did (for the result's warning)."""
+        return []
+
+
+async def run(
+    prepared: Prepared,
+    *,
+    with_output: bool,
+    follow_up: FollowUp | None = None,
+    watch: Watch | None = None,
+) -> AsyncGenerator[Event, None]:
+    """Run the command; ``with_output``: the result envelope holds the output (capped),
+    else only what its JSON needs is kept."""
+    settings = prepared.call.settings
+    watch = watch or Watch()
+    texts = output_texts(prepared.api, settings)
+    keep = texts if with_output else ("stdout",) if prepared.plan.json_output else ()
+    kept = {name: CappedOutput(settings.max_output_size) for name in keep}
+    async with prepared.call.commands.run(prepared.spec) as command:
+        await watch.started(command)
+        async for chunk in command:
+            text = texts[chunk.stream].feed(chunk.data)
+            if chunk.stream in kept:
+                kept[chunk.stream].add(text)
+            if text:
+                yield Output(chunk.stream, text)
+        for name, stream_text in texts.items():
+            text = stream_text.finish()
+            if name in kept:
+                kept[name].add(text)
+            if text:
+                yield Output(name, text)
+    outcome = command.outcome
+    assert outcome is not None  # the output ended: the command has an outcome
+    ran = await ended(prepared, outcome, kept, report_cuts=with_output)
+    ran.warnings.extend(watch.stop_warnings())
+    if outcome.exit_code == 0 and follow_up is not None:
+        async for line in follow_up(prepared, ran):
+            yield Note(line)
+    yield Result(assemble(prepared, ran, with_output), outcome)
+
+
+async def result_of(events: AsyncGenerator[Event, None]) -> Result:
+    """Consume ``events`` to their end (the output is in the result): the result."""
+    async with contextlib.aclosing(events):
+        async for event in events:
+            if isinstance(event, Result):
+                return event
+    raise AssertionError("a run always ends with its result")

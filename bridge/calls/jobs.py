@@ -1,0 +1,247 @@
+"""A call run as a job, and following one.
+
+``detach=true`` starts a job and answers at once; a streamed call is a job followed from its
+first byte. The job's command goes through the command path like any call's: it holds its
+slot (taken before the answer, so a full daemon still answers 429) until it ends, and the
+daemon's stop stops it (the job then reads ``lost``). Followers read the spooled output from
+any offset, then the live pieces past the spool, then the job's record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import logging
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from bridge.calls import envelope
+from bridge.calls.call import Call, Caller, Daemon
+from bridge.calls.command import FollowUp, Watch, run
+from bridge.calls.events import Event, JobNamed, Note, Output, Result
+from bridge.calls.result import Prepared, display
+from bridge.errors import RequestError
+from bridge.jobs.board import Job, Jobs
+from bridge.jobs.spool import READ_BLOCK
+from bridge.offload import in_thread
+from bridge.process.command import Command, Outcome
+
+log = logging.getLogger(__name__)
+
+JOBS_PATH = "/admin/rest_api/jobs"  # where the jobs are listed (the HTTP routes' prefix)
+
+
+async def start(
+    prepared: Prepared, held: contextlib.AsyncExitStack, follow_up: FollowUp | None
+) -> Job:
+    """Make the job and start its command in a task that owns ``held`` (its slot)."""
+    call = prepared.call
+    record = {
+        "api": call.api.name,
+        "arguments": call.base["arguments"],
+        "post_arguments": call.base["post_arguments"],
+        "call_time": call.base["call_time"],
+        "airflow_cmd": display(call.commands, prepared.spec),
+        "token": call.caller.name,  # whose it is: only it (and admin) sees it
+    }
+    jobs = call.daemon.jobs
+    try:
+        job = await jobs.create(record, call.settings.job_output_limit)
+    except BaseException:
+        await held.aclose()
+        raise
+    jobs.start(_run(job, prepared, held, follow_up), f"job {job.job_id}")
+    return job
+
+
+def detached_envelope(call: Call, job: Job) -> dict[str, Any]:
+    """What ``detach=true`` answers at once: the envelope so far, and the job."""
+    return envelope.finish(
+        envelope.unstarted(call.base),
+        http_code=202,
+        airflow_cmd=str(job.record["airflow_cmd"]),
+        warnings=call.notes,
+        extra={"job_id": job.job_id, "state": job.state, "location": location(job.job_id)},
+    )
+
+
+def location(job_id: str) -> str:
+    return f"{JOBS_PATH}/{job_id}"
+
+
+class _JobWatch(Watch):
+    """The job learns its command (to stop it, and its pid) and says how it was stopped."""
+
+    def __init__(self, job: Job, reattach_wait: float) -> None:
+        self.job = job
+        self.reattach_wait = reattach_wait
+
+    async def started(self, command: Command) -> None:
+        self.job.command = command
+        self.job.record["pid"] = command.pid  # its session id too: ps -s PID
+        await self.job.set_state("running")
+        if self.job.cancelled:  # while it was starting
+            await self.job.stop("cancelled: stopped")
+
+    def stop_warnings(self) -> list[str]:
+        if not self.job.abandoned:
+            return []
+        return [
+            f"its client left and none came back within {self.reattach_wait:g} s "
+            "(reattach_wait): the command was stopped"
+        ]
+
+
+async def _run(
+    job: Job, prepared: Prepared, held: contextlib.AsyncExitStack, follow_up: FollowUp | None
+) -> None:
+    """The job's command to its end, its output spooled, then its result recorded; finished
+    jobs past what is kept are removed."""
+    call = prepared.call
+    settings = call.settings
+    async with held:
+        try:
+            if job.cancelled:  # cancelled before it started
+                said = "cancelled before its command started"
+                result = envelope.finish(call.base, http_code=500, output=said)
+                await job.finish("cancelled", result)
+                return
+            watch = _JobWatch(job, settings.reattach_wait)
+            events = run(prepared, with_output=False, follow_up=follow_up, watch=watch)
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    if isinstance(event, Output):
+                        await job.write(event.stream, event.text)
+                    elif isinstance(event, Result):
+                        assert event.outcome is not None
+                        state = _ended_state(job, event.outcome, call.commands.stopping, event)
+                        await job.finish(state, event.envelope)
+                    elif isinstance(event, Note):  # the bridge's own line, in the output
+                        await job.write("stdout", event.text)
+        except Exception as exc:  # the command could not start: the job says why
+            log.exception("job %s failed", job.job_id)
+            result = envelope.finish(call.base, http_code=500, output=str(exc))
+            await job.finish("failed", result)
+    await call.daemon.jobs.prune(settings.jobs_to_keep, settings.job_max_age)
+
+
+def _ended_state(job: Job, outcome: Outcome, stopping: bool, result: Result) -> str:
+    http_code = int(result.envelope["http_response_code"])
+    if job.cancelled:
+        return "cancelled"
+    if stopping:
+        return "lost"
+    if outcome.timed_out or http_code == 504:
+        return "timed_out"
+    return "succeeded" if http_code < 400 else "failed"
+
+
+def visible(job: Job, caller: Caller) -> bool:
+    """A token sees (and cancels) the jobs it started; admin sees every job. Another token's
+    job is a 404, as one that does not exist: its id says nothing."""
+    return caller.sees_every_job or job.record.get("token") == caller.name
+
+
+def find(jobs: Jobs, job_id: str, caller: Caller) -> Job:
+    """The caller's job by its id; a 404 for one it may not see."""
+    job = jobs.get(job_id)
+    if job is None or not visible(job, caller):
+        raise RequestError(f"no job '{job_id}' here (GET {JOBS_PATH} lists them)", 404)
+    return job
+
+
+async def cancel(job: Job) -> None:
+    """Stop its command (TERM, grace, KILL) and wait until it recorded its end."""
+    if job.ended:
+        raise RequestError(f"job {job.job_id} already ended ({job.state})", 409)
+    job.cancelled = True
+    await job.stop("cancelled: stopped")
+    while not job.ended:
+        await job.changed()
+
+
+async def follow(daemon: Daemon, job: Job, offset: int) -> AsyncGenerator[Event, None]:
+    """The job named, its output from byte ``offset``, live until it ends, then its record.
+    Consume it inside ``contextlib.aclosing``: a follower that leaves is counted out."""
+    yield JobNamed(job.job_id)
+    async for event in _output(daemon.jobs, job, offset):
+        yield event
+    yield Result(job.describe())
+
+
+async def _output(jobs: Jobs, job: Job, offset: int) -> AsyncGenerator[Output, None]:
+    """The spooled output from ``offset``; more as it comes until the job ends."""
+    decoders: dict[str, codecs.IncrementalDecoder] = {}
+    position = offset
+    live_taken = 0  # past the spool: the number of the live piece this follower sent last
+    beyond = False  # asked for bytes past what is kept: it waits, live pieces are not for it
+    job.followers += 1
+    job.notify()  # one waiting for a follower to come back
+    try:
+        while True:
+            ended = job.ended  # read before the files: what it wrote by then is all there is
+            more = job.pulse
+            size = job.size
+            if (position > size) != beyond:
+                beyond = position > size
+                job.followers_beyond += 1 if beyond else -1
+                job.notify()
+            if beyond:
+                if ended:
+                    return
+                await more.wait()
+                continue
+            if position >= size or live_taken:  # live, the spool is behind it for good
+                if job.live is not None and job.live_number > live_taken:
+                    live_taken = job.live_number
+                    yield Output(*job.live)
+                    job.took_live()
+                    continue
+                if ended:
+                    return
+                await more.wait()
+                continue
+            block = min(READ_BLOCK, size - position)
+            for piece in await in_thread(job.files.read, position, block):
+                decoder = decoders.setdefault(piece.stream, _utf8_decoder())
+                yield Output(piece.stream, decoder.decode(piece.data))
+                position = piece.offset + len(piece.data)
+    finally:
+        job.followers -= 1
+        if beyond:
+            job.followers_beyond -= 1
+        job.notify()
+        if not job.followers and not job.ended:
+            _abandoned(jobs, job)
+
+
+def _abandoned(jobs: Jobs, job: Job) -> None:
+    """The last follower of a stream's job left: it runs on, or waits for one to come back."""
+    if not job.streamed:
+        return  # a detached job runs on anyway
+    if job.reattach_wait is None:
+        if job.command is not None:
+            job.command.ending = "ran on after its client left"
+        return
+    jobs.start(_stop_unless_reattached(job, job.reattach_wait), f"job {job.job_id} waits")
+
+
+async def _stop_unless_reattached(job: Job, wait: float) -> None:
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + wait
+    while not job.followers and not job.ended:
+        left = give_up - loop.time()
+        if left <= 0:
+            log.info("job %s: its client left and none came back; stopping it", job.job_id)
+            job.cancelled = job.abandoned = True
+            await job.stop("client left: stopped")
+            return
+        pulse = job.pulse
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(pulse.wait(), timeout=left)
+
+
+def _utf8_decoder() -> codecs.IncrementalDecoder:
+    """A character split between two reads (or an offset inside one) is not lost text."""
+    return codecs.getincrementaldecoder("utf-8")("replace")

@@ -1,0 +1,185 @@
+"""What a command's end means for its envelope, worked out in one place for every way a call
+is answered (one envelope, a stream, a job): the HTTP code, the warnings, what its JSON says,
+and :func:`assemble`, the only place a result envelope is made from an exit code."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bridge.calls import envelope
+from bridge.calls.call import Call
+from bridge.catalogue.model import Api, Plan
+from bridge.config.settings import Settings
+from bridge.offload import in_thread
+from bridge.process.command import Outcome
+from bridge.process.path import CommandPath, CommandSpec
+from bridge.text.noise import StreamText, parse_json_output
+from bridge.text.redact import mask_uri
+
+
+@dataclass
+class Prepared:
+    """One CLI command ready to run for a :class:`Call`."""
+
+    call: Call
+    spec: CommandSpec
+    plan: Plan
+    export_path: Path | None = None  # an export's file: its JSON becomes ``data``
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def api(self) -> Api:
+        return self.call.api
+
+
+class CappedOutput:
+    """One stream's text, cut at a size: the head is kept whole and contiguous, the rest is
+    counted but dropped (the command keeps being read, so that it never blocks on a pipe)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[str] = []
+        self.size = 0
+        self.dropped = 0
+
+    def add(self, text: str) -> None:
+        room = self.limit - self.size
+        if room <= 0:
+            self.dropped += len(text)
+            return
+        kept = text[:room]
+        self.parts.append(kept)
+        self.size += len(kept)
+        self.dropped += len(text) - len(kept)
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+@dataclass
+class Ran:
+    """A command that ended, before its envelope is made; what follows the command (a run
+    followed, a service confirmed) may still change the code, the warnings and the extras."""
+
+    outcome: Outcome
+    kept: dict[str, CappedOutput]  # the output kept for the envelope (or for its JSON)
+    warnings: list[str]
+    extra: dict[str, Any] = field(default_factory=dict)
+    http_code: int = 200
+
+
+def output_texts(api: Api, settings: Settings) -> dict[str, StreamText]:
+    """Per stream: bytes in, text out, noise filtered and (where the API echoes secrets)
+    URI passwords masked."""
+    mask = mask_uri if api.mask_output else None
+    return {
+        name: StreamText(settings.filter_loading_messages_in_cli_response, mask=mask)
+        for name in ("stdout", "stderr")
+    }
+
+
+def http_code_for(exit_code: int | None, timed_out: bool = False) -> int:
+    if timed_out:
+        return 504
+    return 200 if exit_code == 0 else 500
+
+
+def outcome_warnings(outcome: Outcome, settings: Settings, stopping: bool) -> list[str]:
+    if stopping:
+        return ["the daemon is stopping (SIGTERM): the command was stopped"]
+    if outcome.timed_out:
+        return [f"the command timed out after {settings.command_timeout:g} s and was stopped"]
+    if outcome.exit_code != 0:
+        return [f"the command exited with code {outcome.exit_code}"]
+    return []
+
+
+async def ended(
+    prepared: Prepared, outcome: Outcome, kept: dict[str, CappedOutput], report_cuts: bool
+) -> Ran:
+    """What the command's end says: its code and warnings, where the output the envelope
+    holds was cut (``report_cuts``), and (when it succeeded) what its JSON says."""
+    settings = prepared.call.settings
+    commands = prepared.call.commands
+    warnings = prepared.warnings + outcome_warnings(outcome, settings, commands.stopping)
+    for name, output in kept.items():
+        if report_cuts and output.dropped:
+            warnings.append(
+                f"{name} was cut at max_output_size ({settings.max_output_size} characters): "
+                f"the first {output.size} are kept, {output.dropped} more were dropped"
+            )
+    ran = Ran(
+        outcome, kept, warnings, http_code=http_code_for(outcome.exit_code, outcome.timed_out)
+    )
+    if outcome.exit_code == 0:
+        stdout = kept["stdout"].text() if "stdout" in kept else ""
+        ran.extra = {**prepared.api.leaves, **await _json_extras(prepared, stdout, warnings)}
+    return ran
+
+
+def assemble(prepared: Prepared, ran: Ran, with_output: bool) -> dict[str, Any]:
+    """The call's result envelope; ``with_output``: the kept output in it (one envelope),
+    else without (a stream or a job sent the output already)."""
+    output = {name: kept.text() for name, kept in ran.kept.items()} if with_output else None
+    return command_envelope(
+        prepared.call.base,
+        ran.outcome.exit_code,
+        http_code=ran.http_code,
+        output=output,
+        airflow_cmd=display(prepared.call.commands, prepared.spec),
+        warnings=ran.warnings,
+        extra=ran.extra,
+    )
+
+
+def command_envelope(
+    base: dict[str, Any],
+    exit_code: int | None,
+    *,
+    http_code: int | None = None,
+    output: Any = None,
+    airflow_cmd: str | None = None,
+    warnings: list[str] | tuple[str, ...] = (),
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The envelope of a command that ended with ``exit_code``: the one place that turns an
+    exit code into an envelope (``http_code``: what followed the command decided instead)."""
+    return envelope.finish(
+        base,
+        http_code=http_code if http_code is not None else http_code_for(exit_code),
+        output=output,
+        airflow_cmd=airflow_cmd,
+        warnings=warnings,
+        exit_code=exit_code,
+        extra=extra,
+    )
+
+
+def display(commands: CommandPath, spec: CommandSpec) -> str:
+    """The command as the envelope shows it (secrets masked)."""
+    return commands.display(spec.argv)
+
+
+async def _json_extras(prepared: Prepared, stdout: str, warnings: list[str]) -> dict[str, Any]:
+    if prepared.export_path is not None:
+        try:
+            text = await in_thread(prepared.export_path.read_text, encoding="utf-8")
+            return {"data": json.loads(text)}
+        except (OSError, ValueError) as exc:
+            warnings.append(f"the exported file could not be read as JSON: {exc}")
+            return {}
+    if not prepared.plan.json_output:
+        return {}
+    data = parse_json_output(stdout)
+    if data is None:
+        warnings.append("the CLI's JSON output could not be parsed")
+        return {}
+    extra: dict[str, Any] = {}
+    if prepared.call.want_json:
+        extra["data"] = data
+    if prepared.api.summarize is not None:
+        extra.update(prepared.api.summarize(data))
+    return extra

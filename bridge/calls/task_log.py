@@ -1,0 +1,231 @@
+"""``api=task_log``: a task try's log from the installation's local logs folder, whole
+(one envelope, or streamed once), or followed live (``follow=true`` with a stream) until the
+try ends.
+
+The run is found with ``dags list-runs`` and the try's state with ``tasks state``, through the
+command path like every Airflow process, each with a slot of its own for as long as it runs:
+a follower waiting on a task holds none. Everything is checked, and the file found, before
+the stream starts; a log that is not there yet is waited for only when following.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bridge.calls import envelope
+from bridge.calls.call import Call
+from bridge.calls.events import Answer, Event, Finished, Output, Result, Streamed
+from bridge.calls.runs import cli_capture, list_runs
+from bridge.catalogue.installed import availability
+from bridge.catalogue.installed_cli import TaskLogSettings
+from bridge.errors import RequestError
+from bridge.offload import in_thread
+from bridge.task_logs.files import ENDED_STATES, LogReader, TaskTry, latest_try, log_path
+from bridge.text.redact import mask_uri
+
+FILE_POLL_SECONDS = 0.5  # how late a written line may reach a follower
+STATE_POLL_SECONDS = 2.0  # how often Airflow is asked whether the try has ended
+
+
+async def task_log(call: Call) -> Answer:
+    settings = _log_settings(call)
+    values = call.values
+    follow = bool(values.get("follow"))
+    if follow and call.stream is None:
+        raise RequestError("follow=true needs a stream (stream=true or stream=ndjson)")
+    if values.get("try_number") == 0:
+        raise RequestError("try_number starts at 1")
+    async with call.commands.slot():
+        task = await _task_try(call)
+    if follow:  # a task the run does not have would otherwise be waited for
+        await _check_task(call, task)
+    found = await _find(settings, task, values.get("try_number"))
+    if found is None and not follow:
+        raise RequestError(_missing(settings, task, values.get("try_number")), status=404)
+    if call.stream is None:
+        assert found is not None
+        return await _whole(call, settings, task, *found)
+    return Streamed(_streamed(call, settings, task, found, follow))
+
+
+def _log_settings(call: Call) -> TaskLogSettings:
+    cli = call.airflow.cli
+    if cli is None or cli.task_logs is None:  # read again meanwhile, and now unknown
+        raise RequestError(str(availability(call.api, call.airflow, frozenset())))
+    return cli.task_logs
+
+
+async def _task_try(call: Call) -> TaskTry:
+    """The run named by execution_date (a logical date or a run_id) and its logical date."""
+    values = call.values
+    dag_id, wanted = values["dag_id"], str(values["execution_date"])
+    runs = await list_runs(call, dag_id, "find the run")
+    for run in runs:
+        if not isinstance(run, dict):
+            continue
+        date = str(run.get("logical_date") or run.get("execution_date") or "")
+        if run.get("run_id") == wanted or (date and _same_moment(date, wanted)):
+            map_index = values.get("map_index")
+            return TaskTry(
+                dag_id,
+                values["task_id"],
+                str(run["run_id"]),
+                date,
+                map_index if map_index is not None else -1,
+            )
+    raise RequestError(f"DAG '{dag_id}' has no run '{wanted}' (a logical date or run_id)", 404)
+
+
+def _same_moment(listed: str, wanted: str) -> bool:
+    def moment(text: str) -> datetime | None:
+        try:
+            parsed = datetime.fromisoformat(text.replace(" ", "T", 1).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+    first, second = moment(listed), moment(wanted)
+    return first is not None and first == second
+
+
+async def _find(
+    settings: TaskLogSettings, task: TaskTry, try_number: int | None
+) -> tuple[int, Path] | None:
+    if try_number is None:
+        return await in_thread(latest_try, settings, task)
+    path = await in_thread(log_path, settings, task, try_number)
+    return (try_number, path) if await in_thread(path.is_file) else None
+
+
+def _missing(settings: TaskLogSettings, task: TaskTry, try_number: int | None) -> str:
+    which = f"try {try_number}" if try_number else "any try"
+    where = f"of task '{task.task_id}' in run '{task.run_id}' of DAG '{task.dag_id}'"
+    if settings.remote:
+        return (
+            f"no local log of {which} {where}: remote logging is on, so the log may only be at "
+            f"{settings.remote_folder or 'the remote log store'}; read it with Airflow's UI or "
+            "REST API"
+        )
+    return f"no log of {which} {where} in the logs folder (yet: follow=true waits for it)"
+
+
+def _describe(
+    settings: TaskLogSettings, task: TaskTry, try_number: int | None, path: Path | None
+) -> dict[str, Any]:
+    """Which file was read, relative to the logs folder (resolved: the disk, so in a thread)."""
+    return {
+        "dag_id": task.dag_id,
+        "task_id": task.task_id,
+        "run_id": task.run_id,
+        "map_index": task.map_index,
+        "try_number": try_number,
+        "log_file": str(path.relative_to(Path(settings.base_folder).resolve())) if path else None,
+    }
+
+
+async def _whole(
+    call: Call, settings: TaskLogSettings, task: TaskTry, try_number: int, path: Path
+) -> Finished:
+    """One envelope: the log as it is now; its last max_output_size bytes when longer."""
+    limit = call.settings.max_output_size
+    reader = LogReader(path, raw=bool(call.values.get("raw")))
+    size = await in_thread(reader.size)
+    warnings = list(call.notes)
+    reader.offset = max(0, size - limit)
+    text = await in_thread(reader.read, True, limit)
+    if size > limit:
+        text = text.partition("\n")[2]  # from the first whole line
+        warnings.append(f"the log is {size} bytes: only its end is shown (max_output_size)")
+    extra = {"task_log": await in_thread(_describe, settings, task, try_number, path)}
+    return Finished(
+        envelope.finish(call.base, http_code=200, output=text, warnings=warnings, extra=extra)
+    )
+
+
+async def _streamed(
+    call: Call,
+    settings: TaskLogSettings,
+    task: TaskTry,
+    found: tuple[int, Path] | None,
+    follow: bool,
+) -> AsyncGenerator[Event, None]:
+    """The log so far, then (following) what is written until the try ends."""
+    wanted = call.values.get("try_number")
+    raw = bool(call.values.get("raw"))
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + call.settings.command_timeout
+    reader = LogReader(found[1], raw=raw) if found else None
+    try_number = found[0] if found else wanted
+    state: str | None = None
+    warnings = list(call.notes)
+    while follow:
+        if reader is None:
+            found = await _find(settings, task, wanted)
+            if found is not None:
+                try_number = found[0]
+                reader = LogReader(found[1], raw=raw)
+        if reader is not None and (text := await in_thread(reader.read)):
+            yield Output("stdout", text)
+        state = await _state(call, task)
+        if state in ENDED_STATES:
+            break
+        if loop.time() >= give_up:
+            warnings.append(
+                f"the task was still {state} after command_timeout "
+                f"({call.settings.command_timeout:g} s); following stopped, the task goes on"
+            )
+            break
+        next_state = loop.time() + STATE_POLL_SECONDS
+        while loop.time() < next_state:
+            await asyncio.sleep(FILE_POLL_SECONDS)  # a poll interval: files send no events
+            if reader is not None and (text := await in_thread(reader.read)):
+                yield Output("stdout", text)
+    if reader is not None:
+        if text := await in_thread(reader.read, True):
+            yield Output("stdout", text)
+    else:
+        warnings.append(_missing(settings, task, wanted))
+    extra: dict[str, Any] = {
+        "task_log": await in_thread(
+            _describe, settings, task, try_number, reader.path if reader else None
+        )
+    }
+    if state is not None:
+        extra["task_state"] = state
+    yield Result(envelope.finish(call.base, http_code=200, warnings=warnings, extra=extra))
+
+
+async def _check_task(call: Call, task: TaskTry) -> None:
+    """A 404 when ``tasks state`` cannot find the task instance (its words say why)."""
+    async with call.commands.slot():
+        found = await cli_capture(call, _state_argv(task), "find the task")
+    if found.exit_code != 0:
+        said = [line for line in found.stderr.splitlines() if line.strip()][-1:]
+        raise RequestError(
+            f"task '{task.task_id}' of run '{task.run_id}' of DAG '{task.dag_id}' was not "
+            f"found: {mask_uri(said[0].strip()) if said else 'tasks state failed'}",
+            404,
+        )
+
+
+def _state_argv(task: TaskTry) -> list[str]:
+    argv = ["tasks", "state"]
+    if task.map_index >= 0:
+        argv.append(f"--map-index={task.map_index}")
+    return [*argv, "--", task.dag_id, task.task_id, task.run_id]
+
+
+async def _state(call: Call, task: TaskTry) -> str | None:
+    """The task instance's state as ``tasks state`` prints it; None when it could not be
+    asked now (every slot busy, or the command failed): asked again at the next poll."""
+    try:
+        async with call.commands.slot():
+            found = await cli_capture(call, _state_argv(task), "follow the task")
+    except RequestError:
+        return None
+    lines = [line.strip() for line in found.stdout.splitlines() if line.strip()]
+    return lines[-1].lower() if found.exit_code == 0 and lines else None
