@@ -40,7 +40,7 @@ from tests.helpers import (
     warm_mode,
 )
 
-HELPER_FOLDER = HELPER_SCRIPT.parent  # warm_up.py beside it, run as the helper runs it
+HELPER_FOLDER = HELPER_SCRIPT.parent  # warm_patches.py beside it, run as the helper runs it
 
 pytestmark = [
     pytest.mark.airflow,
@@ -211,6 +211,7 @@ async def test_a_child_forked_ahead_runs_the_next_command_and_goes_with_the_help
         "cron schedules",
     }
     assert not shared & set(state["failed_imports"])
+    assert state["skipped_patches"] == {}  # each internal it replaces is as it expects
     spare = await until_spare(state["pid"])
     assert session_of(spare) == spare  # already a session of its own
     response = await own_client.get(API, params=slow_lines(unique_date(2022), stream="true"))
@@ -230,7 +231,7 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 from airflow.timetables.trigger import CronTriggerTimetable
 import pendulum
 sys.path.insert(0, sys.argv[1])
-import warm_up
+import warm_patches
 schedules = ["0 0 * * *", "@daily", "*/5 * * * 1-5", "0 0 1 * 1", "0 0 * * * *", "not cron"]
 zones = ["UTC", "Europe/Berlin", pendulum.timezone("Asia/Tokyo")]
 def built():
@@ -243,7 +244,7 @@ def built():
         )
     ]
 plain = built()
-warm_up.share_cron_schedules()
+warm_patches.share_cron_schedules()
 print(json.dumps([plain, built(), built()]))
 """
 
@@ -409,3 +410,63 @@ async def test_warm_helper_off_runs_cold(
     assert (await health(client))["state"] == "off"
     body = await call_ok(client, api="list_tasks", dag_id="bridge_demo")
     assert "hello" in body["output"]["stdout"]
+
+
+# Top-level code of a DAG file that changes the interpreter parsing it (as DAG files that
+# patch things for their own tests do), none of which a worker puts back.
+DAG_FILE_CHANGES = {
+    "a patched Variable.get": (
+        "from airflow.models.variable import Variable\n"
+        "Variable.get = classmethod(lambda cls, *args, **kwargs: 'the value of a DAG file')\n"
+    ),
+    "a configuration value": (
+        "from airflow.configuration import conf\nconf.set('core', 'default_task_retries', '7')\n"
+    ),
+    # (logging.disable and warnings filters alone: `tasks list` resets them itself.)
+    "logging": (
+        "import logging\n"
+        "logging.getLogger().addFilter(lambda record: False)\n"
+        "logging.disable(logging.CRITICAL)\n"
+    ),
+}
+CHANGING_DAG = """
+import datetime
+try:
+    from airflow.sdk import DAG
+except ImportError:  # Airflow 2
+    from airflow import DAG
+{change}
+with DAG({dag_id!r}, schedule=None, start_date=datetime.datetime(2024, 1, 1)):
+    pass
+"""
+
+
+@pytest.mark.parametrize("change", DAG_FILE_CHANGES)
+async def test_a_dag_file_that_changes_the_interpreter_leaves_later_reads_as_the_cli(
+    own_client: TestClient[Any, Any], settings: config.Settings, change: str
+) -> None:
+    """The worker that parsed such a file answers that command and runs nothing more: every
+    later read answers as the plain CLI does."""
+    state = await until_ready(own_client, restarts=0)
+    key = "warm_fingerprint_var"
+    await call_ok(own_client, api="variables", cmd="set", key=key, value="its value")
+    cli = await cli_async(settings, "variables", "get", key)
+    assert cli.strip() == "its value"
+    await call_ok(own_client, api="variables", get=key)  # a worker for it
+    (worker,) = children_titled(state["pid"], b"warm helper: worker")
+    dag_id = f"bridge_warm_changes_{list(DAG_FILE_CHANGES).index(change)}_{os.getpid()}"
+    dag_file = settings.dags_folder / f"{dag_id}.py"
+    try:
+        dag_file.write_text(CHANGING_DAG.format(change=DAG_FILE_CHANGES[change], dag_id=dag_id))
+        body = await call_ok(own_client, api="list_tasks", dag_id=dag_id)  # it parses it
+        assert body["exit_code"] == 0
+        for _ in range(3):
+            response = await own_client.get(API, params={"api": "variables", "get": key})
+            body = await response.json()
+            assert response.status == 200, body
+            assert 'desc="warm"' in response.headers["Server-Timing"]
+            assert body["output"]["stdout"] == cli
+        await until_gone(worker)  # it ran nothing more
+    finally:
+        dag_file.unlink(missing_ok=True)
+        await cli_async(settings, "dags", "delete", "--yes", dag_id, check=False)

@@ -68,44 +68,125 @@ async def test_a_helper_that_cannot_start_leaves_the_cold_cli_working(
     assert 'desc="cold"' in response.headers["Server-Timing"]
 
 
-def test_the_helper_reports_the_modules_that_did_not_import(tmp_path: Path) -> None:
-    """Warming up imports every CLI command module; one that fails is named (in /health),
-    one of another Airflow major that simply does not exist is not."""
-    package = tmp_path / "airflow"
-    commands = package / "cli" / "commands"
-    commands.mkdir(parents=True)
-    files = {
-        package / "__init__.py": "__version__ = '9.9.9'\n",
-        package / "__main__.py": "def main():\n    return 0\n",
-        package / "configuration.py": (
-            "AIRFLOW_CONFIG = ''\n"
-            "class _Conf:\n"
-            "    def get(self, *args, **kwargs):\n"
-            "        return ''\n"
-            "conf = _Conf()\n"
-        ),
-        package / "cli" / "__init__.py": "",
-        package / "cli" / "cli_parser.py": "def get_parser():\n    return None\n",
-        commands / "__init__.py": "",
-        commands / "fine_command.py": "",
-        commands / "broken_command.py": "raise RuntimeError('broken on purpose')\n",
-    }
-    for path, text in files.items():
-        path.write_text(text)
+# A stand-in Airflow that warm_up() can warm up: a parser, a configuration, command modules.
+WARMING_AIRFLOW_FILES = {
+    "__init__.py": "__version__ = '9.9.9'\n",
+    "__main__.py": "def main():\n    return 0\n",
+    "configuration.py": (
+        "AIRFLOW_CONFIG = ''\n"
+        "class _Conf:\n"
+        "    def get(self, *args, **kwargs):\n"
+        "        return ''\n"
+        "conf = _Conf()\n"
+    ),
+    "cli/__init__.py": "",
+    "cli/cli_parser.py": "def get_parser():\n    return None\n",
+    "cli/commands/__init__.py": "",
+    "cli/commands/fine_command.py": "",
+    "cli/commands/broken_command.py": "raise RuntimeError('broken on purpose')\n",
+}
+
+
+def write_airflow(tmp_path: Path, files: dict[str, str]) -> dict[str, str]:
+    """Write a stand-in Airflow into ``tmp_path``; the environment that imports it."""
+    for name, text in files.items():
+        (tmp_path / "airflow" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "airflow" / name).write_text(text)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+
+
+def warmed_up(tmp_path: Path, files: dict[str, str]) -> dict[str, Any]:
+    """What warm_up() reports for a stand-in Airflow, and (``patched_init``) the name of
+    the cron timetables' __init__ once it is done, if the stand-in has one."""
     script = (
-        "import json; from bridge.airflow_side import warm_up as w; print(json.dumps(w.warm_up()))"
+        "import json, sys; from bridge.airflow_side import warm_up as w; facts = w.warm_up(); "
+        "cron = sys.modules.get('airflow.timetables._cron'); "
+        "facts['patched_init'] = cron and cron.CronMixin.__init__.__qualname__; "
+        "print(json.dumps(facts))"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    env = write_airflow(tmp_path, files)
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    facts = json.loads(result.stdout)
+    facts: dict[str, Any] = json.loads(result.stdout)
+    return facts
+
+
+def test_the_helper_reports_the_modules_that_did_not_import(tmp_path: Path) -> None:
+    """Warming up imports every CLI command module; one that fails is named (in /health),
+    one of another Airflow major that simply does not exist is not."""
+    facts = warmed_up(tmp_path, WARMING_AIRFLOW_FILES)
     assert facts["version"] == "9.9.9"
     failed = facts["failed_imports"]
     assert failed["airflow.cli.commands.broken_command"] == "RuntimeError: broken on purpose"
     assert "airflow.cli.commands.fine_command" not in failed
     assert "airflow.models" not in failed  # not in this Airflow at all: nothing to report
+
+
+# Airflow's cron timetables, as the helper's patch expects them, with another signature, and
+# with one that builds something else each time (what it shares would differ).
+CRON_MIXINS = {
+    "as expected": "class CronMixin:\n    def __init__(self, cron, timezone):\n"
+    "        self.expression = cron\n",
+    "another signature": "class CronMixin:\n    def __init__(self, expression, timezone):\n"
+    "        self.expression = expression\n",
+    "another behaviour": "import itertools\nbuilt = itertools.count()\n"
+    "class CronMixin:\n    def __init__(self, cron, timezone):\n"
+    "        self.number = next(built)\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("cron", "skipped"),
+    [
+        ("as expected", None),
+        (
+            "another signature",
+            "airflow.timetables._cron.CronMixin.__init__ takes (self, expression, timezone), "
+            "not (self, cron, timezone)",
+        ),
+        (
+            "another behaviour",
+            "airflow.timetables._cron.CronMixin.__init__: self-test failed "
+            "(patched and unpatched results differ)",
+        ),
+    ],
+    ids=list(CRON_MIXINS),
+)
+def test_an_internal_the_helper_replaces_is_checked_first(
+    tmp_path: Path, cron: str, skipped: str | None
+) -> None:
+    """The helper replaces an internal only if it takes the parameters the replacement was
+    written for and, replaced, gives what it gave before; else it stays and is named."""
+    files = {
+        **WARMING_AIRFLOW_FILES,
+        "timetables/__init__.py": "",
+        "timetables/_cron.py": CRON_MIXINS[cron],
+    }
+    facts = warmed_up(tmp_path, files)
+    assert facts["skipped_patches"].get("cron schedules") == skipped
+    assert "cron schedules" not in facts["failed_imports"]
+    original = "CronMixin.__init__"
+    assert (facts["patched_init"] == original) is (skipped is not None)
+
+
+def test_health_names_a_replacement_the_helper_skipped(tmp_path: Path) -> None:
+    """What /health shows of the helper (its status) names the internal it left alone."""
+    files = {
+        **WARMING_AIRFLOW_FILES,
+        "timetables/__init__.py": "",
+        "timetables/_cron.py": CRON_MIXINS["another signature"],
+    }
+    helper = warm.WarmHelper(sys.executable, "airflow", write_airflow(tmp_path, files))
+    helper.start()
+    try:
+        helper.settled()
+        status = helper.status().describe()
+    finally:
+        helper.close()
+    assert status["state"] == "ready", status
+    assert "takes (self, expression, timezone)" in status["skipped_patches"]["cron schedules"]
 
 
 @pytest.mark.parametrize(
@@ -312,16 +393,23 @@ FAKE_AIRFLOW_FILES = {
 
 
 @contextlib.contextmanager
-def worker_in_a_process(tmp_path: Path) -> Iterator[tuple[socket.socket, subprocess.Popen[bytes]]]:
-    """A worker serving the stand-in Airflow from ``tmp_path / "start"``, the secrets cache
-    imported beforehand (as the helper's warm-up does); its socket's helper end."""
-    for name, text in FAKE_AIRFLOW_FILES.items():
+def worker_in_a_process(
+    tmp_path: Path, files: dict[str, str] = FAKE_AIRFLOW_FILES
+) -> Iterator[tuple[socket.socket, subprocess.Popen[bytes]]]:
+    """A worker serving a stand-in Airflow (``files``) from ``tmp_path / "start"``, its
+    modules imported beforehand (as the helper's warm-up does); its socket's helper end."""
+    for name, text in files.items():
         (tmp_path / "airflow" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "airflow" / name).write_text(text)
     (tmp_path / "start").mkdir()
     helper_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    modules = [
+        "airflow." + name.removesuffix(".py").replace("/", ".").removesuffix(".__init__")
+        for name in files
+        if name != "__init__.py"
+    ]
     script = (
-        "import socket, sys, airflow.secrets.cache; from bridge.airflow_side import warm_worker; "
+        f"import socket, sys, {', '.join(modules)}; from bridge.airflow_side import warm_worker; "
         f"sys.exit(warm_worker.serve(socket.socket(fileno={worker_end.fileno()})))"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
@@ -428,7 +516,7 @@ def test_a_helper_of_another_protocol_version_is_refused_at_the_hand_over(
         ({"kind": "command", "argv": ["airflow"]}, "a malformed 'command' message"),
         ({"kind": "command", "argv": "airflow", "env": {}}, "argv is not list[str]"),
         ({"kind": "command", "argv": ["airflow"], "env": {"N": 1}}, "env is not dict[str, str]"),
-        ({"kind": "command", "argv": [], "env": {}, "protocol": 2}, "a message of version 2"),
+        ({"kind": "command", "argv": [], "env": {}, "protocol": 99}, "a message of version 99"),
     ],
 )
 def test_a_message_that_is_not_what_comes_next_is_refused(
@@ -437,3 +525,84 @@ def test_a_message_that_is_not_what_comes_next_is_refused(
     data = json.dumps({"protocol": protocol.PROTOCOL_VERSION, **fields}).encode()
     with pytest.raises(protocol.ProtocolError, match=re.escape(error)):
         protocol.decode(data, protocol.Command)
+
+
+# A stand-in Airflow whose main() changes one thing a DAG file's top-level code could change
+# (its last word says which), none of which a worker puts back; and what the worker says.
+CHANGES = {
+    "warnings": ("warnings.simplefilter('error')", "warnings"),
+    "umask": ("os.umask(0o000)", "the umask"),
+    "function": (
+        "Variable.get = classmethod(lambda cls, key: 'the value of a DAG file')",
+        "airflow.models.variable.Variable.get",
+    ),
+    "configuration": ("conf.set('core', 'dags_folder', '/elsewhere')", "Airflow's configuration"),
+    "logging.disable": ("logging.disable(logging.CRITICAL)", "logging"),
+    "signal": ("signal.signal(signal.SIGUSR1, lambda *args: None)", "signal handlers"),
+    "thread": (
+        "threading.Thread(target=threading.Event().wait, daemon=True).start()",
+        "threads",
+    ),
+    "masker": ("_secrets_masker().patterns.add('a secret')", "the secrets masker"),
+}
+CHANGING_AIRFLOW_FILES = {
+    "__init__.py": "",
+    "configuration.py": (
+        "import configparser\n"
+        "conf = configparser.ConfigParser()\n"
+        "conf.read_dict({'core': {'dags_folder': '/dags'}})\n"
+    ),
+    "models/__init__.py": "",
+    "models/variable.py": (
+        "class Variable:\n    @classmethod\n    def get(cls, key):\n        return 'its value'\n"
+    ),
+    "utils/__init__.py": "",
+    "utils/log/__init__.py": "",
+    "utils/log/secrets_masker.py": (
+        "import functools\n"
+        "class SecretsMasker:\n"
+        "    def __init__(self):\n"
+        "        self.patterns = set()\n"
+        "@functools.cache\n"
+        "def _secrets_masker():\n"
+        "    return SecretsMasker()\n"
+    ),
+    "__main__.py": (
+        "import logging, os, signal, sys, threading, warnings\n"
+        "from airflow.configuration import conf\n"
+        "from airflow.models.variable import Variable\n"
+        "from airflow.utils.log.secrets_masker import _secrets_masker\n"
+        "def main():\n"
+        "    print(Variable.get('k'))\n"
+        + "".join(
+            f"    if sys.argv[-1] == {name!r}:\n        {change}\n"
+            for name, (change, _) in CHANGES.items()
+        )
+    ),
+}
+
+
+@pytest.mark.parametrize("change", [*CHANGES, "nothing"])
+def test_a_worker_exits_after_a_command_that_changed_what_it_does_not_put_back(
+    tmp_path: Path, change: str
+) -> None:
+    """A DAG file's top-level code can change anything in the worker's interpreter: the
+    command still gets its answer, but the worker runs nothing more, and says why."""
+    with worker_in_a_process(tmp_path, CHANGING_AIRFLOW_FILES) as (helper_end, worker):
+        argv = ["airflow", "variables", "get", change]
+        out, err = hand_over(helper_end, protocol.Command(argv, {}).encode())
+        done = protocol.decode(helper_end.recv(4096), protocol.CommandDone)
+        with os.fdopen(out) as stdout, os.fdopen(err) as stderr:
+            assert stdout.read() == "its value\n"
+            assert stderr.read() == ""
+        if change == "nothing":
+            assert done == protocol.CommandDone(0, last=False)
+            assert protocol.decode(helper_end.recv(4096), protocol.WorkerReady)
+            return
+        assert done == protocol.CommandDone(0, last=True)
+        assert worker.wait(timeout=60) == 0
+        assert helper_end.recv(4096) == b""
+        assert worker.stderr is not None
+        said = worker.stderr.read().decode()
+    _, named = CHANGES[change]
+    assert f"a worker exits after its command 1, which changed {named}" in said

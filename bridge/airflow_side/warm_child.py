@@ -74,6 +74,14 @@ def connect_ahead() -> None:
         pass  # the command meets the same error itself, and reports it
 
 
+def signal_group(pgid: int, signum: int) -> None:
+    """Signal a process group that may be gone already."""
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def show_command(argv: list[str]) -> None:
     """Let ps (and an operator looking for a stuck command) see the command, not the helper.
     setproctitle comes with Airflow, which uses it for its own processes."""

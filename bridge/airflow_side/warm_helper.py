@@ -64,6 +64,7 @@ def main(control_fd: int) -> int:
         airflow_version=facts["version"],
         watch=facts["watch"],
         failed_imports=facts["failed_imports"],
+        skipped_patches=facts["skipped_patches"],
         warmup_seconds=time.monotonic() - started,
     )
     protocol.send(control, ready)
@@ -152,7 +153,7 @@ class Helper:
         return pid
 
     def hand_to_worker(self, command: protocol.Command, fds: list[int]) -> bool:
-        """To an idle worker, else one putting things back (it reads it in a moment), else a
+        """To an idle worker, else one about to be ready (it reads it in a moment), else a
         new one (up to MAX_WORKERS); False: all busy, a child runs it."""
         idle = [pid for pid, worker in self.workers.items() if worker.state is State.IDLE]
         soon = [pid for pid, worker in self.workers.items() if worker.state is State.RESTORING]
@@ -185,7 +186,7 @@ class Helper:
         except (EOFError, protocol.ProtocolError) as exc:
             if isinstance(exc, protocol.ProtocolError):  # it cannot be trusted to go on
                 protocol.refused("the helper", exc)
-                _signal_group(pid, signal.SIGKILL)
+                warm_child.signal_group(pid, signal.SIGKILL)
             with contextlib.suppress(KeyError):  # it is reaped soon
                 self.selector.unregister(worker.channel)
             return False
@@ -329,20 +330,13 @@ class Helper:
             if worker.state is not State.BUSY:
                 self.drop_worker(pid)  # it exits on EOF
         for pid in [*self.children, *self.workers]:
-            _signal_group(pid, signal.SIGTERM)
+            warm_child.signal_group(pid, signal.SIGTERM)
         give_up = time.monotonic() + STOP_GRACE
         while (self.children or self.workers) and time.monotonic() < give_up:
             time.sleep(0.05)
             self.reap()
         for pid in [*self.children, *self.workers]:
-            _signal_group(pid, signal.SIGKILL)
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    try:
-        os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
+            warm_child.signal_group(pid, signal.SIGKILL)
 
 
 if __name__ == "__main__":

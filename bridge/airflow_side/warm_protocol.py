@@ -20,7 +20,8 @@ Every message is one JSON object, ``{"protocol": PROTOCOL_VERSION, "kind": ..., 
   descriptors. EOF before one (retired, dropped, the helper died): it exits.
 - a worker's socket: the helper sends a :class:`Command` with WORKER_FDS descriptors (it
   keeps the report socket itself); the worker answers :class:`CommandDone` once the command
-  is over and both pipes are closed, then :class:`WorkerReady` once it has put things back.
+  is over, both pipes are closed and it has put things back and compared the interpreter
+  with its fingerprint (``last``: it takes no more), then :class:`WorkerReady`.
   EOF: it exits.
 - a command's report socket (SOCK_STREAM, one message per line), what the daemon learns:
   :class:`CommandStarted` (from the child once it leads its own session; from the helper for
@@ -55,7 +56,7 @@ import sys
 import time
 from typing import ClassVar, TypeVar, overload
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: HelperReady's skipped_patches
 # A Command as the daemon hands it over (and the helper to a child): the command's stdout,
 # its stderr, and the report socket the daemon reads its start and exit from.
 HANDOVER_FDS = 3
@@ -64,7 +65,7 @@ HANDOVER_FDS = 3
 WORKER_FDS = 2
 MAX_MESSAGE = 4 * 1024 * 1024  # bytes in one datagram: a command's argv and environment
 # The exit code of a command a spare or worker was handed and did not run (it refused the
-# message, or the worker could not put things back after the command before): EX_TEMPFAIL.
+# message): EX_TEMPFAIL.
 EXIT_NOT_RUN = 75
 
 
@@ -113,6 +114,7 @@ class HelperReady(Message):
     airflow_version: str
     watch: list[str]  # paths whose change makes the daemon restart it
     failed_imports: dict[str, str]  # module -> error
+    skipped_patches: dict[str, str]  # shared work not done (warm_patches.py) -> why
     warmup_seconds: float
 
 
@@ -185,7 +187,7 @@ class WorkerState(enum.Enum):
     # A command whose exit it has not told: running it, or given it while putting things back
     # after the one before (it reads it once ready).
     BUSY = "busy"
-    RESTORING = "restoring"  # told its command's exit, puts things back
+    RESTORING = "restoring"  # told its command's exit, ready in a moment
 
     def after(self, answer: CommandDone | WorkerReady) -> WorkerState:
         if isinstance(answer, CommandDone):

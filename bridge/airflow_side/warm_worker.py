@@ -12,17 +12,23 @@ database session, the secrets cache and the modules imported from DAG and plugin
 (so an edited module is read again, as a new process would). After MAX_COMMANDS it exits
 and the helper forks a new one.
 
+A DAG or plugin file's top-level code can change anything else too (replace an Airflow
+function, set a configuration value, add a warnings filter). So, having put things back, it
+compares the interpreter with the fingerprint it took before its first command
+(warm_fingerprint.py); on any difference it runs nothing more, and says so on stderr.
+
 Its part of the protocol (warm_protocol.py): a Command with WORKER_FDS descriptors in;
-CommandDone out once the command is over and both pipes are closed, then WorkerReady once it
-has put things back. The helper may give it the next command before that (better than a
-fork): it reads it once it is ready. CommandDone's ``last`` (MAX_COMMANDS): it exits instead,
-as it does when putting back failed; EOF (the helper is gone) ends it.
+CommandDone out once the command is over, both pipes are closed and it has put things back
+and compared, then WorkerReady. The helper may give it the next command before that: it
+reads it once it is ready. CommandDone's ``last`` (MAX_COMMANDS, or the interpreter is not
+as it was): it exits instead; EOF (the helper is gone) ends it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
 import sysconfig
@@ -33,10 +39,11 @@ from dataclasses import dataclass
 from typing import Any
 
 if __package__:  # imported as part of the bridge (its tests)
-    from bridge.airflow_side import warm_child
+    from bridge.airflow_side import warm_child, warm_fingerprint
     from bridge.airflow_side import warm_protocol as protocol
 else:  # run by path, as the daemon runs it: this folder is sys.path[0]
     import warm_child  # type: ignore[import-not-found, no-redef]
+    import warm_fingerprint  # type: ignore[import-not-found, no-redef]
     import warm_protocol as protocol  # type: ignore[import-not-found, no-redef]
 
 # (group, command) of the commands a worker runs: they read the metadata database or DAG
@@ -56,6 +63,9 @@ READ_ONLY = frozenset(
     }
 )
 MAX_COMMANDS = 500  # then it exits: whatever a DAG file leaves behind goes with it
+# Signals whose handlers Airflow's own DAG import sets and leaves set (its import timeout's
+# SIGALRM; Airflow 3's SIGSEGV report): put back after each command, like logging's handlers.
+LEFT_BY_DAG_IMPORTS = (signal.SIGALRM, signal.SIGSEGV)
 
 
 @dataclass
@@ -83,7 +93,8 @@ def takes(argv: list[str]) -> bool:
 
 
 def serve(channel: socket.socket) -> int:
-    """The worker's life: commands until EOF, MAX_COMMANDS, or a failure to put back."""
+    """The worker's life: commands until EOF, MAX_COMMANDS, or a command after which the
+    interpreter is not as it was."""
     sys.stdout.flush()
     sys.stderr.flush()
     ours = (os.dup(1), os.dup(2))  # the helper's streams, between commands
@@ -111,15 +122,19 @@ def serve(channel: socket.socket) -> int:
             code = baseline.end_command(code)
             os.dup2(ours[0], 1)  # closes the command's pipes: the daemon sees their end
             os.dup2(ours[1], 2)
-        # The exit goes first: the rest is put back while the daemon answers. ``last``: it
-        # takes no more, so the helper gives it nothing meanwhile.
-        last = served == MAX_COMMANDS
+        # Put back and compared before the exit is told, so that ``last`` can say whether it
+        # takes another command; the helper gives it nothing more if not.
+        changed = baseline.put_back()
+        if changed:
+            print(
+                f"airflow-rest-bridge warm helper: a worker exits after its command {served}, "
+                f"which changed {', '.join(changed)}",
+                file=sys.stderr,
+                flush=True,
+            )
+        last = served == MAX_COMMANDS or bool(changed)
         if not _answer(channel, protocol.CommandDone(code, last)) or last:
             return 0
-        if not baseline.restore():
-            # Not as it was: it runs nothing more. A command the helper gave it meanwhile
-            # ends with this exit code, and the next read gets a new worker.
-            return protocol.EXIT_NOT_RUN
         warm_child.show_command(
             [f"airflow-rest-bridge warm helper: worker, commands run: {served}"]
         )
@@ -138,7 +153,8 @@ def _answer(channel: socket.socket, message: protocol.Message) -> bool:
 
 
 class Baseline:
-    """What a command may change and the next command must not see, as it was before."""
+    """What a command may change and the next command must not see, as it was before: what
+    is put back after each command, and a fingerprint of the rest (taken last)."""
 
     def __init__(self) -> None:
         self.modules = set(sys.modules)
@@ -163,6 +179,15 @@ class Baseline:
             if isinstance(handler, logging.StreamHandler)
             and handler.stream in (sys.stdout, sys.stderr)
         }
+        self.signals = {signum: signal.getsignal(signum) for signum in LEFT_BY_DAG_IMPORTS}
+        self.fingerprint = warm_fingerprint.Fingerprint()
+
+    def put_back(self) -> list[str]:
+        """Put back what a command may have changed, then compare the rest with the
+        fingerprint: what is not as it was (empty: the next command may run here)."""
+        if not self.restore():
+            return ["what the worker puts back (putting it back failed)"]
+        return self.fingerprint.changed()
 
     def end_command(self, code: int) -> int:
         """What a process does as it exits, before its exit is told: its output flushed, its
@@ -189,6 +214,9 @@ class Baseline:
                 os.environ.update(self.environment)
                 sys.path[:] = self.path  # DAG files may add their folders
                 os.chdir(self.cwd)
+                for signum, handler in self.signals.items():
+                    if signal.getsignal(signum) is not handler and handler is not None:
+                        signal.signal(signum, handler)
         except BaseException:
             traceback.print_exc()
             return False

@@ -60,6 +60,8 @@ class HelperStatus:
     launched: int = 0  # commands run through the helper since the daemon started
     reason: str | None = None  # why it is not ready, or why it last restarted
     failed_imports: Mapping[str, str] = field(default_factory=dict)  # module -> error
+    # Shared work whose internal was not what the helper expects, so not done -> why
+    skipped_patches: Mapping[str, str] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -69,6 +71,7 @@ class HelperStatus:
             "launched": self.launched,
             "reason": self.reason,
             "failed_imports": dict(self.failed_imports),
+            "skipped_patches": dict(self.skipped_patches),
         }
 
 
@@ -157,6 +160,7 @@ class WarmHelper:
                 started=time.time(),
                 reason=None,
                 failed_imports=ready.failed_imports,
+                skipped_patches=ready.skipped_patches,
             )
             self._settled.set()
             threading.Thread(target=self._report_exit, args=(live,), daemon=True).start()
@@ -241,6 +245,8 @@ class WarmHelper:
             hello.warmup_seconds,
             f"; {len(failed)} module(s) did not import: {', '.join(failed)}" if failed else "",
         )
+        for name, why in hello.skipped_patches.items():
+            log.warning("warm helper: %s not shared, commands run without it: %s", name, why)
         return _Live(process, ours, watch), hello
 
     # -- launching (on the caller's event loop) --------------------------------------------
