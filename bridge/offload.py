@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import os
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,17 @@ def _started_pool(workers: int) -> ThreadPoolExecutor:
             list(pool.map(lambda _: everyone.wait(), range(workers)))
             _pool = pool
         return _pool
+
+
+def _forget_pool() -> None:
+    """In a forked child: the pool's threads stayed in the parent, so work handed to it would
+    wait forever; the child starts a pool of its own (make mutation forks one per mutant)."""
+    global _pool, _lock
+    _pool = None
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 async def start_workers(workers: int = WORKERS) -> None:

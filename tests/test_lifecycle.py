@@ -1,5 +1,6 @@
-"""The application's lifecycle through aiohttp: startup tidies up and sets every key before
-a request; shutdown stops every command it started, a detached one included."""
+"""The application's lifecycle through aiohttp: startup tidies up, loads the jobs a dead
+daemon left (what was queued or running then reads lost) and sets every key before a
+request; shutdown stops every command it started, a detached one included."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from bridge.config.settings import Settings
 from bridge.deploy.staging import STAGING_PREFIX, STAGING_SUFFIX
 from bridge.http.app import create_app
 from bridge.http.keys import airflow_of
+from bridge.jobs.board import Jobs
 from bridge.process.ledger import FOLDER_NAME
 from tests.helpers import API, FAKE_AIRFLOW, fault, new_marker, processes_with, read_until
 
@@ -38,6 +40,33 @@ async def test_startup_tidies_up_and_sets_every_key(
     assert airflow_of(app) is fake_airflow_info
     assert not stale.exists()
     assert (await client.get("/health")).status == 200
+
+
+async def test_startup_shows_the_jobs_a_dead_daemon_left_queued_or_running_as_lost(
+    aiohttp_client: Any, tmp_path: Path, fake_airflow_info: AirflowInfo
+) -> None:
+    settings = settings_in(tmp_path)
+    # What a daemon killed with SIGKILL leaves: a job running with some output, one queued
+    # for a slot, one finished.
+    dead = Jobs(settings.jobs_path)
+    record = {"api": "test", "arguments": {"api": "test"}}
+    running, queued, finished = [await dead.create(dict(record), 1024) for _ in range(3)]
+    await running.set_state("running")
+    await running.write("stdout", "so far\n")
+    await finished.finish("succeeded", {"status": "OK"})
+    for job in (running, queued):
+        job.files.close()
+    client = await aiohttp_client(create_app(settings, fake_airflow_info))
+    states = {}
+    for name, job in {"running": running, "queued": queued, "finished": finished}.items():
+        response = await client.get(f"/admin/rest_api/jobs/{job.job_id}")
+        assert response.status == 200, await response.text()
+        states[name] = (await response.json())["state"]
+    assert states == {"running": "lost", "queued": "lost", "finished": "succeeded"}
+    output = await client.get(f"/admin/rest_api/jobs/{running.job_id}/output")
+    assert (await output.text()).startswith("so far\n")
+    listed = await (await client.get("/admin/rest_api/jobs")).json()
+    assert [j["job_id"] for j in listed["jobs"]] == [finished.job_id, queued.job_id, running.job_id]
 
 
 async def test_shutdown_stops_every_command_even_one_left_to_run_on(

@@ -7,11 +7,13 @@ token in what it shows."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from bridge.config.tokens import NamedToken, Scope, TokenTable, hash_token
 from tests.helpers import (
     API,
     ClientFactory,
@@ -19,6 +21,7 @@ from tests.helpers import (
     fault,
     hold_the_slot,
     new_marker,
+    read_until,
     until_waiting,
 )
 
@@ -113,3 +116,47 @@ async def test_who_may_read_the_metrics(make_fake_client: ClientFactory) -> None
 async def test_without_any_token_the_metrics_are_open(make_fake_client: ClientFactory) -> None:
     client = await make_fake_client()
     await scrape(client)
+
+
+async def test_a_named_token_with_the_read_scope_reads_the_metrics(
+    make_fake_client: ClientFactory, tmp_path: Path
+) -> None:
+    reader, operator = "arb_reader-5c2e", "arb_operator-a41f"
+    table = TokenTable(
+        (
+            NamedToken("reader", frozenset({Scope.READ}), hash_token(reader)),
+            NamedToken("operator", frozenset({Scope.OPERATE}), hash_token(operator)),
+        )
+    )
+    client = await make_fake_client(tokens_file=tmp_path / "tokens.json", named_tokens=table)
+    await scrape(client, rest_api_plugin_http_token=reader)
+    refused = await client.get("/metrics", headers={"rest_api_plugin_http_token": operator})
+    assert refused.status == 403
+    assert (await refused.json())["output"] == "Token Authentication Failed"
+
+
+def api_requests(samples: dict[tuple[str, Any], float]) -> float:
+    """Requests to the API counted so far, whatever their status."""
+    return sum(
+        value
+        for (name, labels), value in samples.items()
+        if name == "bridge_requests_total" and ("endpoint", "api") in labels
+    )
+
+
+async def test_a_client_that_left_mid_request_is_counted_as_499(
+    make_fake_client: ClientFactory,
+) -> None:
+    client = await make_fake_client(reattach_wait=0)
+    before = await scrape(client)
+    response = await client.get(API, params=fault(new_marker(), "hang", stream="true"))
+    await read_until(response, b"started")
+    response.close()  # the client goes away while the stream waits for more output
+    await asyncio.wait_for(commands_of(client).idle.wait(), timeout=30)
+    after = await scrape(client)
+    async with asyncio.timeout(30):  # nothing to await: the count is taken as the handler ends
+        while api_requests(after) == api_requests(before):
+            await asyncio.sleep(0.05)
+            after = await scrape(client)
+    assert requests(after, "test", "499") == requests(before, "test", "499") + 1
+    assert api_requests(after) == api_requests(before) + 1

@@ -86,6 +86,7 @@ async def test_a_full_queue_is_429_and_a_long_wait_503() -> None:
     with pytest.raises(RequestError) as waited:
         await waiter
     assert waited.value.status == 503 and "slot_wait_timeout" in str(waited.value)
+    assert waited.value.headers["Retry-After"] == "5"
     assert slots.waiting == 0
     release.set()
     await holder

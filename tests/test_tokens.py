@@ -202,6 +202,40 @@ async def test_a_token_sees_and_cancels_its_own_jobs_and_admin_every_job(
         assert value not in caplog.text
 
 
+@pytest.mark.parametrize("mode", [0o620, 0o602])
+def test_a_tokens_file_others_may_change_is_refused(
+    tokens_cfg: Path, capsys: pytest.CaptureFixture[str], mode: int
+) -> None:
+    add_token(tokens_cfg, "reader", "read", capsys)
+    path = load(tokens_cfg, {}).tokens_file
+    assert path is not None
+    path.chmod(mode)  # the group or everyone may write it: a token of theirs would be let in
+    with pytest.raises(ConfigError, match=f"mode {mode:04o} lets others read or change it"):
+        load(tokens_cfg, {})
+
+
+async def test_another_tokens_job_output_is_a_404(
+    make_fake_client: ClientFactory, tokens_cfg: Path, issued: dict[str, str]
+) -> None:
+    client = await client_with_tokens(make_fake_client, tokens_cfg)
+    marker = new_marker()
+    started = await client.get(
+        API,
+        params={**fault(marker, "ok"), "detach": "true"},
+        headers={HEADER: issued["operator"]},
+    )
+    assert started.status == 202, await started.text()
+    output = f"{started.headers['Location']}/output"
+    for other in ("ci", "reader"):
+        refused = await client.get(output, headers={HEADER: issued[other]})
+        assert refused.status == 404, other
+        assert marker not in await refused.text()
+    for allowed in ("operator", "admin"):
+        response = await client.get(output, headers={HEADER: issued[allowed]})
+        assert response.status == 200, allowed
+        assert f"started {marker} ok" in await response.text()
+
+
 async def test_a_revoked_token_is_refused_after_a_reload(
     tmp_path: Path, tokens_cfg: Path, issued: dict[str, str]
 ) -> None:

@@ -64,6 +64,9 @@ def _count_gc(phase: str, info: dict[str, Any]) -> None:
 # Debug mode's own work: asyncio records where each task and handle was created, and
 # reading the source lines for that opens files. Not the bridge's doing.
 _TRACING = ("linecache.py", "traceback.py", "tokenize.py", "format_helpers.py")
+# make mutation: mutmut wraps each function it mutates in a trampoline of its own package,
+# which stands between a test and the bridge code the test calls.
+_TRAMPOLINE = "/mutmut/"
 
 
 def _bridge_caller(frame: FrameType | None) -> str | None:
@@ -82,9 +85,17 @@ def _bridge_caller(frame: FrameType | None) -> str | None:
             innermost = innermost or frame
             outermost = frame
         frame = frame.f_back
-    if innermost is None or (outermost is not None and outermost.f_back is frame is not None):
+    if innermost is None or (outermost is not None and _caller_of(outermost) is frame is not None):
         return None
     return f"{innermost.f_code.co_filename.removeprefix(PACKAGE + '/')}:{innermost.f_lineno}"
+
+
+def _caller_of(frame: FrameType) -> FrameType | None:
+    """The frame that called ``frame``, past mutmut's trampolines."""
+    caller = frame.f_back
+    while caller is not None and _TRAMPOLINE in caller.f_code.co_filename:
+        caller = caller.f_back
+    return caller
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
