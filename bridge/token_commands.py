@@ -1,8 +1,10 @@
 """``airflow-rest-bridge token add|list|revoke``: the named tokens in ``tokens_file``.
 
 They read the same airflow.cfg as the daemon (``--config``, else as Airflow finds it) to
-find the file. ``add`` prints the new token once; only its hash is written. The daemon
-picks up a change when it reloads (SIGHUP, ``systemctl reload``).
+find the file. ``add`` prints the new token once; only its hash is written, with a new
+identity (the jobs it starts are that identity's). The daemon picks up a change when it
+reloads (SIGHUP, ``systemctl reload``). Run them as the daemon's (Airflow's) user; run as
+root, they keep the file's owner and mode.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from bridge.config.tokens import (
     TokensError,
     check_name,
     hash_token,
+    new_identity,
     new_token,
     parse_scopes,
     read_tokens,
@@ -34,7 +37,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     token = commands.add_parser("token", help="manage named tokens (tokens_file)")
     actions = token.add_subparsers(dest="action", required=True)
     add = actions.add_parser("add", help="create a token and print it once")
-    add.add_argument("name", help="its name, in logs and job records (A-Z a-z 0-9 _ . -)")
+    add.add_argument(
+        "name",
+        help="its name, in logs and job records (A-Z a-z 0-9 _ . -, starting with a letter "
+        "or digit; not seed, open or -)",
+    )
     add.add_argument(
         "--scope",
         required=True,
@@ -42,7 +49,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "clear, variables, pools, connections), admin (deploy_dag, refresh_dag, services, "
         "every other command)",
     )
-    actions.add_parser("list", help="the tokens' names, scopes and creation times")
+    actions.add_parser("list", help="the tokens' names, scopes, creation times and ids")
     revoke = actions.add_parser("revoke", help="remove a token")
     revoke.add_argument("name")
     for sub in (add, *actions.choices.values()):
@@ -56,15 +63,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     """Exit codes: 0 done, 1 no such token, 2 configuration error."""
     try:
-        settings = load(args.config, os.environ)
+        settings = load(args.config, os.environ, with_tokens=False)
         path = settings.tokens_file
         if path is None:
             raise ConfigError("set [rest_api_plugin] tokens_file to the file the tokens go in")
         with _locked(path):
-            table = read_tokens(path)
+            table = read_tokens(path, any_owner=os.geteuid() == 0)
             if args.action == "list":
                 for token in table.tokens:
-                    print(f"{token.name}\t{','.join(token.scope_names)}\t{token.created}")
+                    scopes = ",".join(token.scope_names)
+                    print(f"{token.name}\t{scopes}\t{token.created}\t{token.identity}")
                 return 0
             if args.action == "revoke":
                 if table.named(args.name) is None:
@@ -79,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
                 raise TokensError(f"a token named {name!r} exists; revoke it first")
             value = new_token()
             created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-            token = NamedToken(name, parse_scopes(args.scope), hash_token(value), created)
+            allowed = parse_scopes(args.scope)
+            token = NamedToken(name, allowed, hash_token(value), created, new_identity())
             write_tokens(path, replace(table, tokens=(*table.tokens, token)))
     except (ConfigError, TokensError, OSError) as exc:
         print(f"airflow-rest-bridge token: {exc}", file=sys.stderr)
@@ -94,9 +103,14 @@ def run(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """One writer at a time: two ``token add`` at once would each drop the other's token."""
+    """One writer at a time: two ``token add`` at once would each drop the other's token.
+    Run as root, the lock file goes to the tokens file's owner, who must still open it."""
     fd = os.open(path.parent / f".{path.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
+        if os.geteuid() == 0:
+            with contextlib.suppress(FileNotFoundError):
+                owner = os.stat(path, follow_symlinks=False)
+                os.fchown(fd, owner.st_uid, owner.st_gid)
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:

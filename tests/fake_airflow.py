@@ -14,6 +14,10 @@ Airflow's CLI does; `dags list --output=json` lists one DAG, fake_dag, and `dags
 succeeds, for refresh_dag. The errflood mode floods stderr as flood does stdout. `version` takes
 FAKE_AIRFLOW_SLOW_START seconds when that is set (a slow startup). `scheduler
 --daemon` forks a service that lives on, or that dies at once (FAKE_AIRFLOW_SERVICE=dies).
+The environ mode prints the environment it was given as one JSON line; the say mode prints
+FAKE_AIRFLOW_SAY (as `config get-value` prints a value it read): split across two writes on
+stdout, whole on stderr, inside a JSON line, and in the middle of a line longer than the
+bridge waits for a newline.
 """
 
 import json
@@ -106,6 +110,19 @@ def main(argv: list[str]) -> int:
             ticks += 1
             time.sleep(0.1)
         print(f"done {ticks}", flush=True)
+        return 0
+    if mode == "environ":
+        print(json.dumps(dict(os.environ)), flush=True)
+        return 0
+    if mode == "say":
+        said = os.environ.get("FAKE_AIRFLOW_SAY", "")
+        half = len(said) // 2
+        print(f"value = {said[:half]}", end="", flush=True)
+        time.sleep(0.2)  # the rest in another read of the pipe
+        print(f"{said[half:]}", flush=True)
+        print(said, file=sys.stderr, flush=True)
+        print(json.dumps({"value": said}), flush=True)
+        print("y" * (100 * 1024) + said + "y" * (100 * 1024), flush=True)
         return 0
     if mode == "hang":
         forever()

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from bridge.catalogue.actions import logical_date_of
-from bridge.catalogue.model import EXCHANGE_FILE, RUN_DATE, Api, Context, Plan
+from bridge.catalogue.model import EXCHANGE_FILE, RUN_DATE, Api, Context, Kind, Plan
 from bridge.catalogue.planning import collect, plan_cli
 from bridge.catalogue.table import APIS, BY_NAME
 from bridge.errors import RequestError
+from bridge.text.redact import Secret
 
 ALL_COMMANDS = frozenset({"celery", "kerberos", "scheduler", "dags", "tasks"})
 D, T, DATE = "demo", "hello", "2024-01-02T03:04:05"
@@ -393,3 +394,12 @@ def test_the_logical_date_of_a_run_in_list_runs_output() -> None:
     assert logical_date_of(runs, "nope") is None
     assert logical_date_of(None, "manual_1") is None
     assert logical_date_of([{"run_id": "manual_1"}], "manual_1") is None
+
+
+def test_every_json_argument_masks_its_sensitive_keys() -> None:
+    """conf and task_params are JSON objects like conn_extra: shown with sensitive keys masked."""
+    json_args = [
+        (api.name, a.name, a.secret) for api in APIS for a in api.args if a.kind is Kind.JSON
+    ]
+    assert {("trigger_dag", "conf"), ("test", "task_params")} <= {(n, a) for n, a, _ in json_args}
+    assert all(secret is Secret.EXTRA for _, _, secret in json_args)

@@ -77,7 +77,7 @@ def test_missing_file_gives_defaults(tmp_path: Path) -> None:
     assert settings.listen_host == "127.0.0.1"
     assert settings.listen_port == DEFAULT_PORT
     assert settings.dags_folder == home / "dags"
-    assert settings.allowed_paths == (home,)
+    assert settings.allowed_paths == (home / ".airflow-rest-bridge-files",)
     assert settings.auth_enabled is False
 
 
@@ -138,6 +138,9 @@ def every_key(tmp_path: Path) -> dict[str, tuple[str, object]]:
         "metrics_token": ("scrape-me", "scrape-me"),
         "tokens_file": (f"{tmp_path}/tokens.json", tmp_path / "tokens.json"),
         "slot_wait_timeout": ("2.5", 2.5),
+        "token_share": ("0.25", 0.25),
+        "max_body_bytes_in_flight": ("32M", 32 * 1024 * 1024),
+        "body_timeout": ("60", 60.0),
         "max_upload_size": ("2M", 2 * 1024 * 1024),
         "max_output_size": ("512K", 512 * 1024),
         "kill_on_disconnect": ("off", False),
@@ -399,7 +402,7 @@ def test_a_key_given_twice_is_not_a_crash(tmp_path: Path) -> None:
 def test_the_defaults_that_follow_the_airflow_home(tmp_path: Path) -> None:
     settings = load(plugin_cfg(tmp_path / "airflow.cfg"), {})
     assert settings.backups_folder == tmp_path / "dag_backups"
-    assert settings.allowed_paths == (tmp_path,)
+    assert settings.allowed_paths == (tmp_path / ".airflow-rest-bridge-files",)
 
 
 def test_with_listen_keeps_what_the_flags_leave_out(tmp_path: Path) -> None:

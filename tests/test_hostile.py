@@ -424,7 +424,7 @@ async def test_oversized_bodies_and_values_are_refused(
     huge = b"x" * (2 * 1024 * 1024)  # beyond the upload cap + 1 MiB of room for the fields
     await refused(await post(b"api=pause&dag_id=" + huge, FORM), 413)
     too_long = b"t" * 70_000  # over MAX_VALUE_LENGTH, under the body cap
-    response = await post(b"api=clear&dag_id=d&task_regex=" + too_long, FORM)
+    response = await post(b"api=clear&dag_id=d&task_regex=" + too_long, FORM, "?api=clear")
     assert "longer than" in (await refused(response, 400))["output"]
     many = "&".join(f"f{n}=v" for n in range(1000)).encode()
     await refused(await post(b"api=version&" + many, FORM), 400)

@@ -32,7 +32,7 @@ LAYERS = (
     ("service",),
     ("cli", "token_commands", "docs", "__main__"),
 )
-DECLARATIVE_TABLES = {"catalogue/table.py"}
+DECLARATIVE_TABLES = {"catalogue/table.py", "config/settings.py"}
 MAX_LINES = 350
 
 

@@ -67,6 +67,14 @@ def test_connections_add_shows_neither_the_uri_password_nor_secret_extras() -> N
     assert "secret" not in " ".join(argv) and "hunter2" not in " ".join(argv)
 
 
+def test_a_conf_shows_no_value_of_a_sensitive_key() -> None:
+    """conf is JSON like conn_extra: its sensitive keys are masked in airflow_cmd and logs."""
+    conf = '{"password": "hunter2", "when": "now"}'
+    argv = shown("trigger_dag", dag_id="d", conf=conf)
+    assert f'--conf={{"password": "{MASK}", "when": "now"}}' in argv
+    assert "hunter2" not in " ".join(argv)
+
+
 def test_the_argv_that_runs_keeps_its_secrets() -> None:
     chosen = BY_NAME["connections"]
     ctx = Context(3, Path("/dags"), ())
@@ -133,6 +141,14 @@ def test_without_a_token_an_argv_shows_as_it_is() -> None:
             {"api": "variables", "import": "<3 characters of JSON>"},
         ),
         ({"api": "pool", "set": "password_pool 3 x"}, {"api": "pool", "set": "password_pool 3 x"}),
+        (
+            {"api": "trigger_dag", "conf": '{"password": "hunter2", "n": 1}'},
+            {"api": "trigger_dag", "conf": f'{{"password": "{MASK}", "n": 1}}'},
+        ),
+        (
+            {"api": "test", "task_params": '{"db": {"api_key": "k1"}}'},
+            {"api": "test", "task_params": f'{{"db": {{"api_key": "{MASK}"}}}}'},
+        ),
         ({"conn_password": "hunter2"}, {"conn_password": MASK}),
         ({"api": "nope", "my_token": "abc"}, {"api": "nope", "my_token": MASK}),
         ({"note": f"a{TOKEN}b"}, {"note": f"a{MASK}b"}),

@@ -43,7 +43,7 @@ async def deploy_dag(call: Call) -> Answer:
     if values.get("pause") and values.get("unpause"):
         raise RequestError("give pause or unpause, not both")
     pause = True if values.get("pause") else False if values.get("unpause") else None
-    async with call.commands.slot():
+    async with call.commands.slot(call.owner):
         deployed = await _deployer(call).deploy(
             staged, call.daemon.upload_locks, bool(values.get("force")), pause
         )
@@ -60,7 +60,7 @@ async def deploy_dag(call: Call) -> Answer:
 async def refresh_dag(call: Call) -> Answer:
     """Re-serialize so that a known DAG's changes show up in Airflow."""
     dag_id = call.values["dag_id"]
-    async with call.commands.slot():
+    async with call.commands.slot(call.owner):
         result = await _deployer(call).refresh(dag_id)
     fresh = result.exit_code == 0
     output = f"DAG [{dag_id}] is now fresh as a daisy" if fresh else result.stderr[-2000:]

@@ -12,18 +12,21 @@ from bridge.catalogue.cli_commands import CliCommands
 from bridge.catalogue.installed import AirflowInfo
 from bridge.catalogue.model import Api, Context, Values
 from bridge.config.settings import Settings
-from bridge.config.tokens import ALL_SCOPES, OPEN_NAME, Scope
+from bridge.config.tokens import ALL_SCOPES, OPEN_IDENTITY, OPEN_NAME, Scope
 from bridge.deploy.staging import StagedUpload
 from bridge.jobs.board import Jobs
 from bridge.process.path import CommandPath
+from bridge.process.slots import Owner
 
 
 @dataclass(frozen=True)
 class Caller:
-    """The token a request came with: its name (never its value) and its scopes."""
+    """The token a request came with: its name (never its value), its scopes, and its
+    identity (made when the token was added, never reused), which owns the jobs it starts."""
 
     name: str
     scopes: frozenset[Scope]
+    identity: str
 
     @property
     def sees_every_job(self) -> bool:
@@ -31,7 +34,8 @@ class Caller:
         return Scope.ADMIN in self.scopes
 
 
-NOBODY = Caller(OPEN_NAME, ALL_SCOPES)  # no token asked for: whoever reaches the port
+# No token asked for: whoever reaches the port.
+NOBODY = Caller(OPEN_NAME, ALL_SCOPES, OPEN_IDENTITY)
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,8 @@ class Call:
     upload: StagedUpload | None = None  # an uploaded file, staged while the body arrived
     notes: list[str] = field(default_factory=list)  # warnings about the request itself
     detach: bool = False  # answer 202 and run the command as a job
+    # Set when the call must stop waiting (its job was cancelled): bridge.calls.stopping.
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def peer(self) -> str:
@@ -71,3 +77,11 @@ class Call:
     @property
     def commands(self) -> CommandPath:
         return self.daemon.commands
+
+    @property
+    def owner(self) -> Owner | None:
+        """Whose share of the slots the call's commands take: its token's (None without
+        auth, where every caller is the same nobody)."""
+        if self.caller is NOBODY:
+            return None
+        return Owner(self.caller.identity, Scope.ADMIN in self.caller.scopes, self.caller.name)

@@ -42,9 +42,14 @@ async def cli(call: Call) -> Answer:
         )
     if service is not None and call.detach:
         raise RequestError("give daemon=true or detach=true, not both")
+    waited = call.values.get("wait_timeout")
+    if waited is not None and float(waited) > call.settings.command_timeout:
+        raise RequestError(
+            f"wait_timeout may be at most command_timeout ({call.settings.command_timeout:g} s)"
+        )
     # What the command holds until it ends: a job's task takes them over.
     async with contextlib.AsyncExitStack() as held:
-        await held.enter_async_context(call.commands.slot())
+        await held.enter_async_context(call.commands.slot(call.owner))
         exchange = await held.enter_async_context(exchange_file(plan))
         run_date = await _run_date(call, plan) if plan.run_of else ""
         parts = [run_date if p == RUN_DATE else _exchange_path(p, exchange) for p in plan.argv]
@@ -75,7 +80,8 @@ async def cli(call: Call) -> Answer:
             job = await jobs.start(prepared, held.pop_all(), follow_up)
             return Detached(job.job_id, jobs.detached_envelope(call, job))
         if call.stream is None:
-            result = await result_of(run(prepared, with_output=True, follow_up=follow_up))
+            events = run(prepared, with_output=True, follow_up=follow_up, release=held.aclose)
+            result = await result_of(events)
             return Finished(result.envelope, result.outcome)
         job = await jobs.start(prepared, held.pop_all(), follow_up)
     # A streamed call: its job followed from its first byte. If the connection drops, the

@@ -10,7 +10,7 @@ a consumer that stops early stops the command (the command path's ``finally``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
 from bridge.calls.events import Event, Note, Output, Result
 from bridge.calls.result import CappedOutput, Prepared, Ran, assemble, ended, output_texts
@@ -39,9 +39,12 @@ async def run(
     with_output: bool,
     follow_up: FollowUp | None = None,
     watch: Watch | None = None,
+    release: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncGenerator[Event, None]:
     """Run the command; ``with_output``: the result envelope holds the output (capped),
-    else only what its JSON needs is kept."""
+    else only what its JSON needs is kept. ``release`` gives back what the command held
+    (its slot, its exchange file) once it ended, before what follows it: a wait for a run
+    holds no slot."""
     settings = prepared.call.settings
     watch = watch or Watch()
     texts = output_texts(prepared.api, settings)
@@ -65,6 +68,8 @@ async def run(
     assert outcome is not None  # the output ended: the command has an outcome
     ran = await ended(prepared, outcome, kept, report_cuts=with_output)
     ran.warnings.extend(watch.stop_warnings())
+    if release is not None:
+        await release()
     if outcome.exit_code == 0 and follow_up is not None:
         async for line in follow_up(prepared, ran):
             yield Note(line)

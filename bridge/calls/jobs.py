@@ -43,7 +43,8 @@ async def start(
         "post_arguments": call.base["post_arguments"],
         "call_time": call.base["call_time"],
         "airflow_cmd": display(call.commands, prepared.spec),
-        "token": call.caller.name,  # whose it is: only it (and admin) sees it
+        "token": call.caller.name,  # shown; who owns it is its identity
+        "owner": call.caller.identity,  # whose it is: only it (and admin) sees it
     }
     jobs = call.daemon.jobs
     try:
@@ -51,6 +52,7 @@ async def start(
     except BaseException:
         await held.aclose()
         raise
+    call.stop = job.stop_requested  # cancelling the job ends the call's waits too
     jobs.start(_run(job, prepared, held, follow_up), f"job {job.job_id}")
     return job
 
@@ -108,14 +110,21 @@ async def _run(
                 await job.finish("cancelled", result)
                 return
             watch = _JobWatch(job, settings.reattach_wait)
-            events = run(prepared, with_output=False, follow_up=follow_up, watch=watch)
+            events = run(
+                prepared, with_output=False, follow_up=follow_up, watch=watch, release=held.aclose
+            )
             async with contextlib.aclosing(events):
                 async for event in events:
                     if isinstance(event, Output):
                         await job.write(event.stream, event.text)
                     elif isinstance(event, Result):
                         assert event.outcome is not None
-                        state = _ended_state(job, event.outcome, call.commands.stopping, event)
+                        # Stopped by the daemon's stop: its command, or its wait (a 503).
+                        stopping = call.commands.stopping or (
+                            call.commands.closing.is_set()
+                            and event.envelope["http_response_code"] == 503
+                        )
+                        state = _ended_state(job, event.outcome, stopping, event)
                         await job.finish(state, event.envelope)
                     elif isinstance(event, Note):  # the bridge's own line, in the output
                         await job.write("stdout", event.text)
@@ -138,9 +147,12 @@ def _ended_state(job: Job, outcome: Outcome, stopping: bool, result: Result) -> 
 
 
 def visible(job: Job, caller: Caller) -> bool:
-    """A token sees (and cancels) the jobs it started; admin sees every job. Another token's
-    job is a 404, as one that does not exist: its id says nothing."""
-    return caller.sees_every_job or job.record.get("token") == caller.name
+    """A token sees (and cancels) the jobs it started, by its identity (not its name: one
+    revoked and added again is another token); admin sees every job. Another token's job is
+    a 404, as one that does not exist: its id says nothing. A job without an owner (kept
+    from before owners were recorded) is admin's to see alone."""
+    owner = job.record.get("owner")
+    return caller.sees_every_job or (owner is not None and owner == caller.identity)
 
 
 def find(jobs: Jobs, job_id: str, caller: Caller) -> Job:

@@ -5,6 +5,7 @@ and :func:`assemble`, the only place a result envelope is made from an exit code
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ from bridge.offload import in_thread
 from bridge.process.command import Outcome
 from bridge.process.path import CommandPath, CommandSpec
 from bridge.text.noise import StreamText, parse_json_output
-from bridge.text.redact import mask_uri
+from bridge.text.redact import mask_uri, masker, secret_forms
+
+_HOLD = 4096  # characters: longer than a named token or a URI
 
 
 @dataclass
@@ -72,11 +75,26 @@ class Ran:
 
 
 def output_texts(api: Api, settings: Settings) -> dict[str, StreamText]:
-    """Per stream: bytes in, text out, noise filtered and (where the API echoes secrets)
-    URI passwords masked."""
-    mask = mask_uri if api.mask_output else None
+    """Per stream: bytes in, text out, noise filtered, the bridge's secrets masked (a command
+    may read them from airflow.cfg) and, where the API echoes secrets, URI passwords too."""
+    secrets = settings.secret_values
+    masks: list[Callable[[str], str]] = [mask_uri] if api.mask_output else []
+    if secrets or settings.tokens_file is not None:
+        masks.append(masker(secrets))
+
+    def mask(text: str) -> str:
+        for step in masks:
+            text = step(text)
+        return text
+
+    # An over-long line is passed on in pieces: keep back more than any secret is long.
+    hold = max([_HOLD, *(len(form) for form in secret_forms(secrets))])
     return {
-        name: StreamText(settings.filter_loading_messages_in_cli_response, mask=mask)
+        name: StreamText(
+            settings.filter_loading_messages_in_cli_response,
+            mask=mask if masks else None,
+            hold=hold if masks else 0,
+        )
         for name in ("stdout", "stderr")
     }
 

@@ -1,8 +1,10 @@
 """``trigger_dag&wait=true``: once the trigger succeeded, the new run is followed until it
 ends, through the command path like every Airflow process: ``dags list-runs`` every
 ``POLL_SECONDS`` (each state change is said as it is seen), then, for a run that did not
-succeed, ``tasks states-for-dag-run`` for the tasks that failed. ``wait_timeout`` ends the
-wait, never the run. Needs a scheduler to run the DAG (the bridge starts none).
+succeed, ``tasks states-for-dag-run`` for the tasks that failed. ``wait_timeout`` (at most
+``command_timeout``) ends the wait, never the run; so do a cancel of the call's job and the
+daemon stopping (bridge.calls.stopping). The wait holds no slot: each look takes one for as
+long as its command runs. Needs a scheduler to run the DAG (the bridge starts none).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 
 from bridge.calls.call import Call
 from bridge.calls.result import Prepared, Ran
+from bridge.calls.stopping import Stopped, pause, unless_stopped
+from bridge.errors import RequestError
 from bridge.process.path import Captured, CommandSpec
 from bridge.text.noise import parse_json_output
 
@@ -38,23 +42,31 @@ async def follow_run(prepared: Prepared, ran: Ran) -> AsyncIterator[str]:
     give_up = loop.time() + timeout
     seen: list[dict[str, Any]] = []
     state = run.get("state")
-    while True:
-        found = await _state_of(call, dag_id, run_id)
-        if (found is not None and found != state) or not seen:
-            state = found or state
-            seen.append({"state": state, "seen_at": time.time()})
-            yield f"[airflow-rest-bridge] run {run_id} of {dag_id}: {state}\n"
-        if state in ENDED_STATES:
-            break
-        left = give_up - loop.time()
-        if left <= 0:
-            ran.warnings.append(
-                f"the run was still {state} after wait_timeout ({timeout:g} s); it goes on"
-            )
-            ran.extra.update(dag_run={**run, "state": state}, run_states=seen)
-            ran.http_code = 504
-            return
-        await asyncio.sleep(min(POLL_SECONDS, left))  # a poll interval, not a synchronisation
+    try:
+        while True:
+            found = await unless_stopped(call, _state_of(call, dag_id, run_id))
+            if (found is not None and found != state) or not seen:
+                state = found or state
+                seen.append({"state": state, "seen_at": time.time()})
+                yield f"[airflow-rest-bridge] run {run_id} of {dag_id}: {state}\n"
+            if state in ENDED_STATES:
+                break
+            left = give_up - loop.time()
+            if left <= 0:
+                ran.warnings.append(
+                    f"the run was still {state} after wait_timeout ({timeout:g} s); it goes on"
+                )
+                ran.extra.update(dag_run={**run, "state": state}, run_states=seen)
+                ran.http_code = 504
+                return
+            await pause(call, min(POLL_SECONDS, left))  # a poll interval
+    except Stopped as stop:
+        ran.warnings.append(
+            f"{stop.why}: the wait for run {run_id} ended while it was {state}; the run goes on"
+        )
+        ran.extra.update(dag_run={**run, "state": state}, run_states=seen)
+        ran.http_code = stop.http_code
+        return
     ran.extra.update(dag_run={**run, "state": state}, run_states=seen)
     if state == "success":
         ran.http_code = 200
@@ -66,7 +78,13 @@ async def follow_run(prepared: Prepared, ran: Ran) -> AsyncIterator[str]:
 
 
 async def _state_of(call: Call, dag_id: str, run_id: str) -> str | None:
-    for found in await list_runs(call, dag_id, "follow the run"):
+    """The run's state now; None when it could not be said (every slot busy: asked again
+    at the next poll)."""
+    try:
+        runs = await list_runs(call, dag_id, "follow the run")
+    except RequestError:  # 429 or 503 from the slots
+        return None
+    for found in runs:
         if isinstance(found, dict) and found.get("run_id") == run_id:
             return str(found.get("state"))
     return None
@@ -103,5 +121,7 @@ async def cli_json(call: Call, argv: list[str], purpose: str) -> Any:
 
 
 async def cli_capture(call: Call, argv: list[str], purpose: str) -> Captured:
+    """A bookkeeping command, with a slot of its own for as long as it runs."""
     spec = CommandSpec([call.airflow.executable, *argv], call.api.name, purpose, call.peer)
-    return await call.commands.capture(spec)
+    async with call.commands.slot(call.owner):
+        return await call.commands.capture(spec)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from bridge.calls import envelope
 from bridge.calls.call import Call
 from bridge.calls.events import Answer, Event, Finished, Output, Result, Streamed
 from bridge.calls.runs import cli_capture, list_runs
+from bridge.calls.stopping import Stopped, pause, unless_stopped
 from bridge.catalogue.installed import availability
 from bridge.catalogue.installed_cli import TaskLogSettings
 from bridge.errors import RequestError
@@ -37,19 +39,25 @@ async def task_log(call: Call) -> Answer:
     follow = bool(values.get("follow"))
     if follow and call.stream is None:
         raise RequestError("follow=true needs a stream (stream=true or stream=ndjson)")
-    if values.get("try_number") == 0:
+    try_number = _number(call, "try_number")
+    if try_number == 0:
         raise RequestError("try_number starts at 1")
-    async with call.commands.slot():
-        task = await _task_try(call)
+    task = await _task_try(call)
     if follow:  # a task the run does not have would otherwise be waited for
         await _check_task(call, task)
-    found = await _find(settings, task, values.get("try_number"))
+    found = await _find(settings, task, try_number)
     if found is None and not follow:
-        raise RequestError(_missing(settings, task, values.get("try_number")), status=404)
+        raise RequestError(_missing(settings, task, try_number), status=404)
     if call.stream is None:
         assert found is not None
         return await _whole(call, settings, task, *found)
     return Streamed(_streamed(call, settings, task, found, follow))
+
+
+def _number(call: Call, name: str) -> int | None:
+    """A whole-number argument (the catalogue checked its digits and keeps it as text)."""
+    value = call.values.get(name)
+    return int(value) if value is not None else None
 
 
 def _log_settings(call: Call) -> TaskLogSettings:
@@ -69,7 +77,7 @@ async def _task_try(call: Call) -> TaskTry:
             continue
         date = str(run.get("logical_date") or run.get("execution_date") or "")
         if run.get("run_id") == wanted or (date and _same_moment(date, wanted)):
-            map_index = values.get("map_index")
+            map_index = _number(call, "map_index")
             return TaskTry(
                 dag_id,
                 values["task_id"],
@@ -146,6 +154,27 @@ async def _whole(
     )
 
 
+@dataclass
+class _Following:
+    """A try's log being followed: the file once found, the state last seen."""
+
+    wanted: int | None  # the try asked for (None: the latest)
+    raw: bool
+    reader: LogReader | None = None
+    try_number: int | None = None
+    state: str | None = None
+
+    async def more(self, settings: TaskLogSettings, task: TaskTry, whole: bool = False) -> str:
+        """What was written since the last look (the file is looked for until found)."""
+        if self.reader is None:
+            found = await _find(settings, task, self.wanted)
+            if found is None:
+                return ""
+            self.try_number, path = found
+            self.reader = LogReader(path, raw=self.raw)
+        return await in_thread(self.reader.read, whole)
+
+
 async def _streamed(
     call: Call,
     settings: TaskLogSettings,
@@ -153,56 +182,64 @@ async def _streamed(
     found: tuple[int, Path] | None,
     follow: bool,
 ) -> AsyncGenerator[Event, None]:
-    """The log so far, then (following) what is written until the try ends."""
-    wanted = call.values.get("try_number")
-    raw = bool(call.values.get("raw"))
+    """The log so far, then (following) what is written until the try ends, the follow
+    times out (command_timeout) or the call is stopped (the daemon stopping)."""
+    log = _Following(_number(call, "try_number"), bool(call.values.get("raw")))
+    if found is not None:
+        log.try_number, first = found
+        log.reader = LogReader(first, raw=log.raw)
+    warnings = list(call.notes)
+    http_code = 200
+    if follow:
+        try:
+            async for text in _follow(call, settings, task, log, warnings):
+                yield Output("stdout", text)
+        except Stopped as stop:
+            warnings.append(f"{stop.why}: following the log stopped; the task goes on")
+            http_code = stop.http_code
+    if text := await log.more(settings, task, whole=True):
+        yield Output("stdout", text)
+    if log.reader is None:
+        warnings.append(_missing(settings, task, log.wanted))
+    read = log.reader.path if log.reader else None
+    extra: dict[str, Any] = {
+        "task_log": await in_thread(_describe, settings, task, log.try_number, read)
+    }
+    if log.state is not None:
+        extra["task_state"] = log.state
+    yield Result(envelope.finish(call.base, http_code=http_code, warnings=warnings, extra=extra))
+
+
+async def _follow(
+    call: Call, settings: TaskLogSettings, task: TaskTry, log: _Following, warnings: list[str]
+) -> AsyncGenerator[str, None]:
+    """What is written until the try ends or command_timeout passes; Stopped when the call
+    is stopped. Airflow is asked for the try's state every STATE_POLL_SECONDS, the file
+    looked at every FILE_POLL_SECONDS in between."""
     loop = asyncio.get_running_loop()
     give_up = loop.time() + call.settings.command_timeout
-    reader = LogReader(found[1], raw=raw) if found else None
-    try_number = found[0] if found else wanted
-    state: str | None = None
-    warnings = list(call.notes)
-    while follow:
-        if reader is None:
-            found = await _find(settings, task, wanted)
-            if found is not None:
-                try_number = found[0]
-                reader = LogReader(found[1], raw=raw)
-        if reader is not None and (text := await in_thread(reader.read)):
-            yield Output("stdout", text)
-        state = await _state(call, task)
-        if state in ENDED_STATES:
-            break
+    while True:
+        if text := await log.more(settings, task):
+            yield text
+        log.state = await _state(call, task)
+        if log.state in ENDED_STATES:
+            return
         if loop.time() >= give_up:
             warnings.append(
-                f"the task was still {state} after command_timeout "
+                f"the task was still {log.state} after command_timeout "
                 f"({call.settings.command_timeout:g} s); following stopped, the task goes on"
             )
-            break
+            return
         next_state = loop.time() + STATE_POLL_SECONDS
         while loop.time() < next_state:
-            await asyncio.sleep(FILE_POLL_SECONDS)  # a poll interval: files send no events
-            if reader is not None and (text := await in_thread(reader.read)):
-                yield Output("stdout", text)
-    if reader is not None:
-        if text := await in_thread(reader.read, True):
-            yield Output("stdout", text)
-    else:
-        warnings.append(_missing(settings, task, wanted))
-    extra: dict[str, Any] = {
-        "task_log": await in_thread(
-            _describe, settings, task, try_number, reader.path if reader else None
-        )
-    }
-    if state is not None:
-        extra["task_state"] = state
-    yield Result(envelope.finish(call.base, http_code=200, warnings=warnings, extra=extra))
+            await pause(call, FILE_POLL_SECONDS)  # a poll interval: files send no events
+            if text := await log.more(settings, task):
+                yield text
 
 
 async def _check_task(call: Call, task: TaskTry) -> None:
     """A 404 when ``tasks state`` cannot find the task instance (its words say why)."""
-    async with call.commands.slot():
-        found = await cli_capture(call, _state_argv(task), "find the task")
+    found = await cli_capture(call, _state_argv(task), "find the task")
     if found.exit_code != 0:
         said = [line for line in found.stderr.splitlines() if line.strip()][-1:]
         raise RequestError(
@@ -223,8 +260,8 @@ async def _state(call: Call, task: TaskTry) -> str | None:
     """The task instance's state as ``tasks state`` prints it; None when it could not be
     asked now (every slot busy, or the command failed): asked again at the next poll."""
     try:
-        async with call.commands.slot():
-            found = await cli_capture(call, _state_argv(task), "follow the task")
+        asked = cli_capture(call, _state_argv(task), "follow the task")
+        found = await unless_stopped(call, asked)
     except RequestError:
         return None
     lines = [line.strip() for line in found.stdout.splitlines() if line.strip()]

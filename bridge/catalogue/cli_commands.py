@@ -3,21 +3,32 @@ joined by dots (``dags.list-import-errors``), built from the CLI's own parser.
 
 Arguments are named by their argparse ``dest``; a flag is a boolean, an int- or date-typed
 option is checked as such, choices are checked before anything runs, a value that names a
-file is confined to the allowed folders (the dags folder for ``subdir``), and values are only
-ever ``--flag=value`` or positionals after ``--``: they can never become options.
+file is confined to the allowed folders (the dags folder for ``subdir``) and, when the
+command writes it, must be a new file; values are only ever ``--flag=value`` or positionals
+after ``--``: they can never become options. What a command and each argument may do is
+classified from the parser's facts and a reviewed table (:mod:`bridge.catalogue.cli_classes`).
 
 Which commands answer is the operator's ``cli_commands`` setting: patterns of dotted names.
-A pattern with a wildcard never reaches a command that starts a service, changes the
-database schema, deletes data or is interactive: those answer only when named in full.
+A pattern with a wildcard never reaches a command of the classes
+:data:`~bridge.catalogue.cli_classes.EXPLICIT_ONLY_REASONS` name (services, schema changes,
+configuration changes, secrets, key rotation, deletions, clears, interactive commands), and a
+call giving a regex, "all", revealing, uploading or dropping argument answers only when its
+command is named in full.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from bridge.catalogue.cli_classes import (
+    FileUse,
+    explicit_only,
+    file_use,
+    is_config_section,
+    risk,
+)
 from bridge.catalogue.installed_cli import CliArgument, CliCommand, InstalledCli
 from bridge.catalogue.model import Api, Arg, Cli, Kind
 from bridge.text.redact import Secret, is_sensitive_name
@@ -26,33 +37,6 @@ from bridge.text.redact import Secret, is_sensitive_name
 # and daemon: a service forked off by the bridge would live in the bridge's cgroup and
 # sandbox (docs/systemd.md); called by its dotted name it runs in the foreground instead.
 CONTROLLED = frozenset({"output", "daemon"})
-# A value of these arguments names a file or folder on the host.
-_PATH_DEST = re.compile(r"file|path|^save$|^pid$|^stdout$|^stderr$|keytab|ssl_|^export$|^import$")
-# Words that make a command explicit-only, and why.
-_SCHEMA = frozenset({"migrate", "upgrade", "downgrade", "init", "reset", "drop-archived"})
-_DELETES = ("delete", "clean", "reset", "drop", "remove", "stop")
-_INTERACTIVE = frozenset({"shell", "standalone"})
-
-
-SERVICE = "starts or stops a service (it has --daemon or --pid, or is a celery command)"
-SCHEMA = "changes the database schema (db " + ", ".join(sorted(_SCHEMA)) + ")"
-DELETES = "deletes data (a word with " + ", ".join(_DELETES) + ")"
-INTERACTIVE = "is interactive (" + ", ".join(sorted(_INTERACTIVE)) + ")"
-EXPLICIT_ONLY_REASONS = (SERVICE, SCHEMA, DELETES, INTERACTIVE)
-
-
-def explicit_only(command: CliCommand) -> str | None:
-    """Why a wildcard pattern must not reach ``command`` (None when it may)."""
-    words = command.words
-    if any(a.dest in ("daemon", "pid") for a in command.arguments) or words[0] == "celery":
-        return f"it {SERVICE}"
-    if words[0] == "db" and words[-1] in _SCHEMA:
-        return f"it {SCHEMA}"
-    if any(part in word for word in words for part in _DELETES):
-        return f"it {DELETES}"
-    if words[-1] in _INTERACTIVE:
-        return f"it {INTERACTIVE}"
-    return None
 
 
 def answers(command: CliCommand, patterns: Iterable[str]) -> bool:
@@ -67,12 +51,12 @@ def answers(command: CliCommand, patterns: Iterable[str]) -> bool:
     return False
 
 
-def _kind(argument: CliArgument) -> Kind:
+def _kind(command: CliCommand, argument: CliArgument, minor: str) -> Kind:
     if argument.kind != "value":
         return Kind.BOOL
     if argument.dest == "subdir":
         return Kind.DAGS_PATH
-    if _PATH_DEST.search(argument.dest):
+    if file_use(command, argument, minor) is not FileUse.NONE:
         return Kind.SERVER_PATH
     if argument.type == "int":
         return Kind.INT
@@ -81,12 +65,38 @@ def _kind(argument: CliArgument) -> Kind:
     return Kind.TEXT
 
 
-def _secret(dest: str) -> Secret:
+# Reviewed on 2.11 and 3.3: values that are a connection or a variable's value whole, and
+# JSON objects whose sensitive keys are masked (as conn_extra's; help says "JSON").
+_WHOLE = frozenset({"conn_uri", "uri", "conn_json", "value"})
+_JSON = frozenset({"conf", "env_vars", "task_params", "dag_run_conf"})
+
+
+def _secret(argument: CliArgument, kind: Kind) -> Secret:
+    dest = argument.dest
     if dest == "conn_extra":
         return Secret.EXTRA
-    if is_sensitive_name(dest) or dest in ("conn_uri", "uri", "conn_json", "value"):
+    if is_sensitive_name(dest) or dest in _WHOLE:
         return Secret.WHOLE
+    if kind is Kind.TEXT and (dest in _JSON or "json" in argument.help.lower()):
+        return Secret.EXTRA
     return Secret.NONE
+
+
+def _arg(command: CliCommand, argument: CliArgument, minor: str, shows_config: bool) -> Arg:
+    kind = _kind(command, argument, minor)
+    where = "positional" if argument.positional else argument.flag
+    section = is_config_section(argument)
+    return Arg(
+        argument.dest,
+        kind,
+        argument.help or f"{where} of airflow {command.name}",
+        required=_required(argument) or (shows_config and section),
+        secret=_secret(argument, kind),
+        choices=argument.choices if argument.kind == "value" else None,
+        new_file=kind is Kind.SERVER_PATH and file_use(command, argument, minor) is FileUse.WRITES,
+        named_only=risk(argument),
+        config_section=section,
+    )
 
 
 def _required(argument: CliArgument) -> bool:
@@ -95,20 +105,18 @@ def _required(argument: CliArgument) -> bool:
     return argument.required
 
 
-def api_of(command: CliCommand, major: int) -> Api:
-    """The API that runs ``command`` with the caller's values."""
+def minor_of(version: str) -> str:
+    """``2.11.2`` -> ``2.11``: the key of the reviewed tables (bridge.catalogue.cli_classes)."""
+    return ".".join(version.split(".")[:2])
+
+
+def api_of(command: CliCommand, major: int, minor: str = "") -> Api:
+    """The API that runs ``command`` with the caller's values, its arguments classified for
+    this Airflow minor (an unknown minor: by the strictest rules)."""
     passed = [a for a in command.arguments if a.dest not in CONTROLLED]
-    args = tuple(
-        Arg(
-            a.dest,
-            _kind(a),
-            a.help or f"{'positional' if a.positional else a.flag} of airflow {command.name}",
-            required=_required(a),
-            secret=_secret(a.dest),
-            choices=a.choices if a.kind == "value" else None,
-        )
-        for a in passed
-    )
+    # Listing the configuration without a section would list the bridge's own.
+    shows_config = command.words[0] == "config" and command.words[-1] == "list"
+    args = tuple(_arg(command, a, minor, shows_config) for a in passed)
     cli = Cli(
         command.words,
         positionals=tuple(a.dest for a in passed if a.positional),
@@ -118,7 +126,13 @@ def api_of(command: CliCommand, major: int) -> Api:
     # A service runs cold, as the seed's services do: never forked from the warm helper.
     service = command.words[-1] if command.argument("daemon") is not None else None
     return Api(
-        command.name, command.help, args, {major: cli}, service=service, strict_arguments=True
+        command.name,
+        command.help,
+        args,
+        {major: cli},
+        service=service,
+        strict_arguments=True,
+        mask_output=command.words[0] == "connections",  # add echoes the URI it was given
     )
 
 
@@ -135,7 +149,8 @@ class CliCommands:
         if cli is None:
             return cls({}, {})
         found = {c.name: c for c in cli.commands.values()}
-        return cls(found, {name: api_of(c, major) for name, c in found.items()})
+        minor = minor_of(cli.version)
+        return cls(found, {name: api_of(c, major, minor) for name, c in found.items()})
 
     def answering(self, patterns: Iterable[str]) -> list[Api]:
         patterns = tuple(patterns)

@@ -53,7 +53,8 @@ KIND_HELP = {
     Kind.INT: f"A non-negative whole number of at most {MAX_INT_DIGITS} digits.",
     Kind.DAGS_PATH: "A file or folder inside the dags folder; relative to it.",
     Kind.SERVER_PATH: "A path inside the folders the operator allows (allowed_paths); "
-    "relative to the first of them.",
+    "relative to the first of them. A file the command writes must be new and named NAME.EXT: "
+    "neither it nor NAME may exist.",
     Kind.FILE: "A file, uploaded as a multipart/form-data file field.",
     Kind.DOCUMENT: f"Text (the JSON to import) not held to the {MAX_VALUE_LENGTH}-character "
     "limit, only to the body size limits; also accepted as a multipart file field.",
@@ -87,6 +88,17 @@ class Arg:
     secret: Secret = Secret.NONE  # how much of the value logs and echoes may show
     choices: tuple[str, ...] | None = None  # the only values the CLI takes
     for_bridge: bool = False  # read by the bridge itself (trigger_dag's wait), never argv
+    # A server path the command creates: it must not exist yet, nor its name without the
+    # extension (graphviz writes its source there before the image).
+    new_file: bool = False
+    # Why a call giving it must name the API in full in cli_commands (a regex flag...).
+    named_only: str | None = None
+    config_section: bool = False  # names sections of airflow.cfg: never the bridge's own
+
+    def __post_init__(self) -> None:
+        # A JSON object's sensitive keys are masked wherever it is shown, as conn_extra's.
+        if self.kind is Kind.JSON and self.secret is Secret.NONE:
+            object.__setattr__(self, "secret", Secret.EXTRA)
 
     @property
     def is_upload(self) -> bool:
@@ -107,6 +119,7 @@ class Context:
     dags_folder: Path
     allowed_paths: tuple[Path, ...]
     cli: InstalledCli | None = None  # the installed CLI's parser, where it could be read
+    cli_commands: tuple[str, ...] = ()  # the operator's patterns in force (named_only)
 
 
 Values = dict[str, Any]

@@ -22,7 +22,13 @@ def collect(api: Api, raw: Mapping[str, list[str]], ctx: Context) -> Values:
             raise RequestError(f"argument '{arg.name}' was given {len(texts)} different values")
         if arg.is_upload:
             continue  # staged by the upload code while the body was read, not text
-        values[arg.name] = parse_value(arg, texts[0], ctx)
+        value = parse_value(arg, texts[0], ctx)
+        if arg.named_only and value is not False and api.name not in ctx.cli_commands:
+            raise RequestError(
+                f"argument '{arg.name}' of {api.name} answers only when the operator names "
+                f"{api.name} in full in cli_commands: it {arg.named_only}"
+            )
+        values[arg.name] = value
     missing = [a.name for a in api.args if a.required and not a.is_upload and a.name not in values]
     if missing:
         raise RequestError(f"The argument(s) {missing} are required")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bridge.catalogue.cli_commands import EXPLICIT_ONLY_REASONS
+from bridge.catalogue.cli_classes import ARGUMENT_REASONS, EXPLICIT_ONLY_REASONS
 from bridge.catalogue.model import KIND_HELP, Api, Arg, Cli, Unavailable
 from bridge.catalogue.table import APIS
 from bridge.config.settings import Settings
@@ -150,8 +150,12 @@ def _installed_cli_section() -> list[str]:
         "| a date type | `date` |",
         "| `choices` | one of them, else 400 |",
         "| `subdir` | `dags_path` |",
-        "| a file or folder (`file`, `*_path`, `pid`, `stdout`, `stderr`, `keytab`, `ssl_*`, "
-        "`export`, `import`) | `server_path` |",
+        "| a value whose dest or help names a file, path, save, log, pid or output, unless "
+        "the reviewed table says it is none | `server_path`; a file the command writes (any "
+        "the table does not say it only reads) must be new |",
+        "| a JSON value (`conf`, `env_vars`, `task_params`) | `text`, its sensitive keys "
+        "masked where shown |",
+        "| a `section` | `text`, never the bridge's own section |",
         "| anything else | `text` |",
         "| `-o/--output` | `output=json`, as for every API |",
         "",
@@ -161,10 +165,15 @@ def _installed_cli_section() -> list[str]:
         "as `--flag=value`, positionals after `--`. Passwords, URIs, connection JSON and "
         "variable values are masked where shown.",
         "",
-        "The default `cli_commands`, which change nothing and reveal no secret: "
+        "The default `cli_commands`, which change nothing, write no file and reveal no "
+        "secret: "
         + ", ".join(f"`{pattern}`" for pattern in default)
         + ". A pattern with `*` or `?` never reaches a command that "
         + "; ".join(EXPLICIT_ONLY_REASONS)
-        + ": such a command answers only when `cli_commands` names it in full.",
+        + ": such a command answers only when `cli_commands` names it in full. Nor does a "
+        "call giving an argument that "
+        + "; ".join(ARGUMENT_REASONS)
+        + " (`treat_dag_id_as_regex`, `task_regex`, `show_values`, `file_io`, "
+        "`drop_archives`...): it answers only when its command is named in full.",
         "",
     ]

@@ -4,6 +4,7 @@ value or a :class:`~bridge.errors.RequestError` saying what is wrong."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from datetime import date, datetime
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 from bridge.catalogue.model import MAX_INT_DIGITS, MAX_VALUE_LENGTH, Arg, Context, Kind
 from bridge.config.parsers import BOOL_HINT, parse_bool
+from bridge.config.settings import SECTION
 from bridge.errors import RequestError
 
 # Airflow's KEY_REGEX for dag/task ids and variable/pool/connection keys, and its default
@@ -37,6 +39,8 @@ def parse_value(arg: Arg, text: str, ctx: Context) -> Any:
         except ValueError:
             raise RequestError(f"argument '{arg.name}' must be {BOOL_HINT}") from None
     value = text.strip()
+    if arg.config_section:
+        _not_the_bridges_section(arg.name, value)
     if arg.choices is not None and value not in arg.choices:
         raise RequestError(
             f"argument '{arg.name}' must be one of {list(arg.choices)}, got {value!r}"
@@ -79,8 +83,40 @@ def parse_value(arg: Arg, text: str, ctx: Context) -> Any:
                 f"argument '{arg.name}' names a path on the host, and the operator allows "
                 "none (allowed_paths is empty)"
             )
-        return str(confine(arg.name, value, ctx.allowed_paths, base=ctx.allowed_paths[0]))
+        path = confine(arg.name, value, ctx.allowed_paths, base=ctx.allowed_paths[0])
+        return str(new_file(arg.name, path, ctx.allowed_paths[0]) if arg.new_file else path)
     raise RequestError(f"argument '{arg.name}' must be sent as a file upload (multipart)")
+
+
+def _not_the_bridges_section(name: str, value: str) -> None:
+    """The bridge's own section holds its token: Airflow's config commands never read it."""
+    for section in re.split(r"[\s,]+", value):
+        if section.casefold() == SECTION.casefold():
+            raise RequestError(
+                f"argument '{name}' names [{SECTION}], the bridge's own section of airflow.cfg "
+                "(it holds the bridge's token): Airflow's config commands cannot read it here"
+            )
+
+
+def new_file(name: str, path: Path, first_folder: Path) -> Path:
+    """A file a command will create: never an existing one, nor its twin without the
+    extension (graphviz writes its source to NAME before the image NAME.EXT, and may then
+    delete it), so a name must have an extension."""
+    stem, dot, _ = path.name.rpartition(".")
+    if not dot or not stem:
+        raise RequestError(
+            f"argument '{name}' names a file the command writes: name it NAME.EXT "
+            f"(got {path.name!r})"
+        )
+    for taken in (path, path.with_name(stem)):
+        if os.path.lexists(taken):
+            raise RequestError(
+                f"argument '{name}' names a file the command writes, and {taken.name!r} "
+                "exists: a file argument never overwrites a file"
+            )
+    if path.parent == first_folder.resolve():
+        first_folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
 
 
 def identifier(name: str, value: str, pattern: re.Pattern[str], allowed: str) -> str:

@@ -40,11 +40,12 @@ def default_airflow_executable() -> str:
     return shutil.which("airflow") or "airflow"
 
 
-def load(path: Path | None, environ: Mapping[str, str]) -> Settings:
+def load(path: Path | None, environ: Mapping[str, str], *, with_tokens: bool = True) -> Settings:
     """Read settings from ``path`` (or airflow.cfg found as Airflow finds it) and ``environ``.
 
     Environment variables ``AIRFLOW__REST_API_PLUGIN__<KEY>`` beat the file, as in Airflow.
-    Blocking file I/O: call it from a thread once the event loop runs.
+    Blocking file I/O: call it from a thread once the event loop runs. ``with_tokens=False``
+    leaves ``tokens_file`` unread (the token commands read it themselves, as its editor).
     """
     explicit = path is not None
     cfg_path = path if path is not None else find_airflow_cfg(environ)
@@ -90,13 +91,14 @@ def load(path: Path | None, environ: Mapping[str, str]) -> Settings:
     if not values.get("airflow_executable"):
         values["airflow_executable"] = default_airflow_executable()
     values.setdefault("backups_folder", airflow_home / "dag_backups")
-    values.setdefault("allowed_paths", (airflow_home,))
+    # A folder of the bridge's own: never airflow.cfg, the database or the tokens beside it.
+    values.setdefault("allowed_paths", (airflow_home / ".airflow-rest-bridge-files",))
     if (values.get("tls_cert_file") is None) != (values.get("tls_key_file") is None):
         raise ConfigError(f"[{SECTION}] tls_cert_file and tls_key_file must be set together")
 
     tokens_file = values.get("tokens_file")
     try:
-        named_tokens = read_tokens(tokens_file) if tokens_file else TokenTable()
+        named_tokens = read_tokens(tokens_file) if tokens_file and with_tokens else TokenTable()
     except TokensError as exc:
         raise ConfigError(f"[{SECTION}] tokens_file: {exc}") from None
     settings = Settings(

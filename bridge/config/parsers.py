@@ -70,6 +70,15 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def share(text: str) -> float:
+    """A fraction above 0, at most 1."""
+    expected = "must be a fraction above 0 and at most 1 (0.5: half)"
+    value: float = _number(text, float, expected)
+    if not 0 < value <= 1:
+        raise ValueError(expected)
+    return value
+
+
 def port(text: str) -> int:
     expected = "must be a TCP port between 1 and 65535"
     value: int = _number(text, int, expected)

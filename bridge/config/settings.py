@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bridge.config import parsers
+from bridge.config.environment import for_child
 from bridge.config.keys import Key, setting
 from bridge.config.tokens import TokenTable
 
@@ -49,7 +49,8 @@ class Settings:
         "Drop Airflow's start-up noise from command output: Python warnings printed while "
         "Airflow imports, and the log lines about plugin setup, filling the DagBag, loading DAG "
         "bundles, the auth backend, the executor and graphviz. Other lines, task logs included, "
-        "are kept. False passes output on unchanged.",
+        "are kept. False passes output on unchanged, but for the bridge's own secrets (always "
+        "masked).",
         seed=True,
     )
     rest_api_plugin_http_token_header_name: str = setting(
@@ -181,6 +182,26 @@ class Settings:
         parsers.positive_seconds,
         "Seconds a call waits for a slot; then it answers 503 with Retry-After (nothing ran).",
     )
+    token_share: float = setting(
+        0.5,
+        parsers.share,
+        "The share of max_concurrent_commands, of max_waiting_calls and of the request "
+        "bodies in flight (max_body_bytes_in_flight) one token may hold at once (at least "
+        "one of each); the seed token and admin tokens too, but with two slots or more the "
+        "last is kept for them. Over it: the call waits for its token's own, or 429.",
+    )
+    max_body_bytes_in_flight: int = setting(
+        64 * 1024 * 1024,
+        parsers.size,
+        "Request bodies being received at once, in bytes (64 MiB; a K, M or G suffix): one "
+        "that would go over is refused with 429 before it is read (a token: token_share).",
+    )
+    body_timeout: float = setting(
+        300.0,
+        parsers.positive_seconds,
+        "Seconds a request's whole body may take to arrive (a stall of 30 s ends it sooner); "
+        "then 408.",
+    )
     max_upload_size: int = setting(
         10 * 1024 * 1024,
         parsers.size,
@@ -222,15 +243,17 @@ class Settings:
         (
             *("cheat-sheet", "dags.details", "dags.list", "dags.list-import-errors"),
             *("dags.list-jobs", "dags.list-runs", "dags.next-execution", "dags.report"),
-            *("dags.show-dependencies", "db.check", "db.check-migrations", "jobs.check"),
+            *("db.check", "db.check-migrations", "jobs.check"),
             *("pools.get", "pools.list", "providers.*", "tasks.failed-deps", "tasks.list"),
             *("tasks.state", "tasks.states-for-dag-run"),
         ),
         parsers.pattern_list,
         "Comma-separated patterns (* and ? as in file names) of the installed CLI's commands "
         "that answer as api=WORDS.JOINED.BY.DOTS, e.g. dags.*, config.get-value. The default "
-        "changes nothing and reveals no secret. A command that starts a service, changes the "
-        "database schema, deletes data or is interactive answers only when named in full. "
+        "changes nothing, writes no file and reveals no secret. A command that starts a "
+        "service, changes a schema or the configuration, reveals secrets, rotates keys, "
+        "deletes or clears data or is interactive answers only when named in full, and so "
+        "does a call with a regex, 'all', show_values, file_io or drop argument. "
         "Empty: only the seed's APIs.",
         example="dags.*, tasks.*, config.get-value",
     )
@@ -238,10 +261,12 @@ class Settings:
         (),
         parsers.path_list,
         "Comma-separated folders that file arguments (pid, stdout, stderr, log-file, keytab, "
-        "flower_conf, cfg_path) must stay inside; relative values are taken relative to the "
-        "first. An empty value refuses all such arguments.",
-        unset="the Airflow home",
-        example="/path/to/airflow-home",
+        "flower_conf, cfg_path, save...) must stay inside; relative values are taken relative "
+        "to the first (created, owner-only, when a command is to write there). A file a "
+        "command of the installed CLI writes must be new. An empty value refuses all such "
+        "arguments.",
+        unset="<Airflow home>/.airflow-rest-bridge-files",
+        example="/path/to/airflow-home/.airflow-rest-bridge-files",
     )
     backups_folder: Path = setting(
         HOME / "dag_backups",
@@ -273,8 +298,8 @@ class Settings:
     jobs_to_keep: int = setting(
         100,
         parsers.non_negative_int,
-        "Finished jobs kept, newest first (with job_max_age, whichever removes first); 0 "
-        "keeps all.",
+        "Finished jobs kept per token (each token's newest; with job_max_age, whichever "
+        "removes first); 0 keeps all.",
     )
     job_max_age: float = setting(
         7 * 24 * 3600.0,
@@ -310,21 +335,16 @@ class Settings:
     def tls_enabled(self) -> bool:
         return self.tls_cert_file is not None
 
+    @property
+    def secret_values(self) -> tuple[str, ...]:
+        """The set values of the keys declared secret (the seed's token, metrics_token):
+        masked in every output, echo and log line."""
+        values = (getattr(self, item.name) for item, key in keys() if key.secret)
+        return tuple(value for value in values if value)
+
     def child_environment(self, base: Mapping[str, str]) -> dict[str, str]:
-        """The environment an Airflow CLI child gets: ours, pointed at the same airflow.cfg."""
-        env = dict(base)
-        env["PYTHONUNBUFFERED"] = "1"
-        env["PYTHONIOENCODING"] = "utf-8"
-        env["AIRFLOW_HOME"] = str(self.airflow_home)
-        if self.config_path is not None:
-            env["AIRFLOW_CONFIG"] = str(self.config_path)
-        # Airflow's executors start task processes as plain "airflow" (backfill on 2.x does),
-        # so the configured installation must come first on PATH.
-        executable = Path(self.airflow_executable)
-        if executable.is_absolute():
-            path = env.get("PATH", os.defpath)
-            env["PATH"] = os.pathsep.join([str(executable.parent), path])
-        return env
+        """The environment an Airflow CLI child gets (:func:`.environment.for_child`)."""
+        return for_child(self, base)
 
 
 def keys() -> Iterator[tuple[dataclasses.Field[Any], Key]]:

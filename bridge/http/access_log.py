@@ -24,7 +24,7 @@ class AccessLogger(AbstractAccessLogger):
         settings = settings_of(app) if app else None
         remote = seen(request, settings.trusted_proxies).remote if settings else request.remote
         if query:
-            token = settings.rest_api_plugin_expected_http_token if settings else None
+            token = settings.secret_values if settings else None
             installed = known_cli_commands(app)
             arguments = dict(parse_qsl(query, keep_blank_values=True))
             masked = shown_arguments(arguments, token, installed)

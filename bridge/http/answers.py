@@ -81,19 +81,44 @@ class OutputStream(web.StreamResponse):
 
 class TextStream(OutputStream):
     """The output as the command wrote it, then one line: a fixed prefix and the envelope
-    without ``output``, which a script can find and parse."""
+    without ``output``, which a script can find and parse. No output line can pass for it:
+    one that starts with the prefix is sent with a space in front (the start of a line that
+    may still become the prefix waits for its next piece)."""
 
     def __init__(self) -> None:
         super().__init__()
         self._at_line_start = True
+        self._held = ""  # the start of a line that may still become the prefix
 
     async def send_output(self, stream: str, text: str) -> None:
-        self._at_line_start = text.endswith("\n")
-        await self.write(text.encode())
+        if sent := self._escaped(text):
+            await self.write(sent.encode())
+
+    def _escaped(self, text: str) -> str:
+        text, self._held = self._held + text, ""
+        parts: list[str] = []
+        at = 0
+        while at < len(text):
+            if self._at_line_start:
+                rest = text[at:]
+                if len(rest) < len(TEXT_RESULT_PREFIX) and TEXT_RESULT_PREFIX.startswith(rest):
+                    self._held = rest
+                    break
+                if rest.startswith(TEXT_RESULT_PREFIX):
+                    parts.append(" ")
+                self._at_line_start = False
+            end = text.find("\n", at)
+            end = len(text) if end < 0 else end + 1
+            parts.append(text[at:end])
+            self._at_line_start = text[end - 1] == "\n"
+            at = end
+        return "".join(parts)
 
     async def send_result(self, result: dict[str, Any]) -> None:
-        separator = b"" if self._at_line_start else b"\n"
-        await self.write(separator + (TEXT_RESULT_PREFIX + dumps(result) + "\n").encode())
+        held, self._held = self._held, ""
+        separator = "" if self._at_line_start and not held else "\n"
+        line = held + separator + TEXT_RESULT_PREFIX + dumps(result) + "\n"
+        await self.write(line.encode())
 
 
 class NdjsonStream(OutputStream):

@@ -15,11 +15,12 @@ import bridge
 from bridge.catalogue.installed import AirflowInfo
 from bridge.config.settings import CurrentSettings, Settings
 from bridge.http import job_views, lifecycle, metrics, openapi, page, views
+from bridge.http.bodies import BodyBudget
 from bridge.http.forms import MAX_QUERY_STRING
 from bridge.http.guards import auth, browsers, proxies
 from bridge.http.guards.errors import error_middleware
 from bridge.http.job_views import JOBS_PATH
-from bridge.http.keys import COMMANDS, JOBS, SETTINGS, UPLOAD_LOCKS
+from bridge.http.keys import BODY_BUDGET, COMMANDS, JOBS, SETTINGS, UPLOAD_LOCKS
 from bridge.jobs.board import Jobs
 from bridge.process.ledger import Ledger, folder_in
 from bridge.process.path import CommandPath
@@ -62,6 +63,7 @@ def create_app(
     app[SETTINGS] = current
     app[COMMANDS] = CommandPath(current, Ledger(folder_in(settings.airflow_home)))
     app[UPLOAD_LOCKS] = {}
+    app[BODY_BUDGET] = BodyBudget()
     app[JOBS] = Jobs(settings.jobs_path)
     app[metrics.METRICS] = metrics.Metrics(app)
     aiohttp_jinja2.setup(

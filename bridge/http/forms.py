@@ -1,6 +1,7 @@
 """Reading a request's arguments: the query string, then a urlencoded or multipart body.
 
-As in the seed, a query-string value wins over a body value of the same name. Multipart text
+A name in both must have the same values in both (a 400 otherwise: what a proxy checked in
+one is what runs). Multipart text
 fields are read under a size cap. A file part is taken only where the API's argument says so:
 an upload (deploy_dag's ``dag_file``) is streamed to a staged temp file by
 :mod:`bridge.deploy.staging` as it arrives, a document (``import``) is read as text.
@@ -9,7 +10,7 @@ an upload (deploy_dag's ``dag_file``) is streamed to a staged temp file by
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
@@ -23,6 +24,7 @@ from bridge.catalogue.table import APIS, BY_NAME
 from bridge.config.settings import Settings
 from bridge.deploy.staging import StagedUpload, stage_upload
 from bridge.errors import RequestError
+from bridge.http.bodies import UNNAMED_BODY, BodyBudget
 from bridge.offload import in_thread
 from bridge.text.redact import mask_arguments
 
@@ -49,11 +51,18 @@ class RequestInput:
     upload: StagedUpload | None = None
 
     def raw(self) -> dict[str, list[str]]:
-        """Every argument name with its values; query-string values win over the body."""
+        """Every argument name with its values, from the query string or the body; a name
+        both give must have the same values in both (what a proxy checked in one is what
+        runs)."""
         merged: dict[str, list[str]] = {}
         for source in (self.query, self.form):
             for name in source:
-                merged.setdefault(name, source.getall(name))
+                values = source.getall(name)
+                if name in merged and set(merged[name]) != set(values):
+                    raise RequestError(
+                        f"'{name}' has one value in the query string and another in the body"
+                    )
+                merged.setdefault(name, values)
         for name in CONTROL_NAMES:
             # api=version&api=pause: a proxy that checked one value must not see another run.
             if len(set(merged.get(name, ()))) > 1:
@@ -86,7 +95,9 @@ def _strict_pairs(data: str | bytes, charset: str, what: str) -> list[tuple[str,
 
 
 def shown_arguments(
-    args: Mapping[str, str], token: str | None, installed: CliCommands | None = None
+    args: Mapping[str, str],
+    token: str | Sequence[str] | None,
+    installed: CliCommands | None = None,
 ) -> dict[str, str]:
     """Arguments as envelopes and logs may show them: masked by the traits of the arguments
     of the API they name, a seed API or a command of the installed CLI (an unknown API's
@@ -96,19 +107,55 @@ def shown_arguments(
     return mask_arguments(args, api.secrets if api is not None else {}, token)
 
 
-async def read(request: web.Request, settings: Settings) -> RequestInput:
-    """Parse the query and body; raises RequestError (4xx) for bodies it will not take."""
+def read_query(request: web.Request) -> MultiDict[str]:
+    """The query string's arguments, strictly decoded (414 when too long)."""
     if len(request.query_string) > MAX_QUERY_STRING:
         raise RequestError(f"the query string is longer than {MAX_QUERY_STRING} bytes", 414)
     # request.query turns percent-encoded bytes that are not UTF-8 into U+FFFD, which would
     # reach the command as a value the caller never sent.
     _strict_pairs(request.rel_url.raw_query_string, "utf-8", "the query string")
-    query = MultiDict(request.query)
+    return MultiDict(request.query)
+
+
+async def read(
+    request: web.Request,
+    settings: Settings,
+    query: MultiDict[str],
+    budget: BodyBudget,
+    owner: str | None,
+) -> RequestInput:
+    """The arguments of the query (read_query) and of the body, which is read under the
+    caps of bridge.http.bodies; RequestError (4xx) for bodies it will not take."""
     found = RequestInput(query=query)
     if request.method != "POST" or not request.body_exists:
         return found
-    await _while_the_body_arrives(request, _read_body(request, settings, found))
+    named = bool(query.get("api", "").strip())
+    cap = settings.max_upload_size + FORM_FIELDS_ROOM if named else UNNAMED_BODY
+    if request.content_length is not None and request.content_length > cap:
+        raise RequestError(_too_large(cap, named), status=413, headers={"Connection": "close"})
+    size = request.content_length if request.content_length is not None else cap
+    with budget.reserved(size, owner, settings):
+        try:
+            async with asyncio.timeout(settings.body_timeout):
+                await _while_the_body_arrives(request, _read_body(request, settings, found, cap))
+        except TimeoutError:
+            await found.discard()
+            raise RequestError(
+                f"the request body did not arrive within body_timeout "
+                f"({settings.body_timeout:g} s)",
+                status=408,
+                headers={"Connection": "close"},
+            ) from None
     return found
+
+
+def _too_large(cap: int, named: bool) -> str:
+    if named:
+        return f"the request body is larger than {cap} bytes"
+    return (
+        f"the request body is larger than {cap} bytes, as much as a call whose API the "
+        "query string does not name may send: name it there (?api=NAME)"
+    )
 
 
 async def _while_the_body_arrives(request: web.Request, reading: Awaitable[None]) -> None:
@@ -134,11 +181,13 @@ async def _while_the_body_arrives(request: web.Request, reading: Awaitable[None]
             await asyncio.gather(task, return_exceptions=True)
 
 
-async def _read_body(request: web.Request, settings: Settings, found: RequestInput) -> None:
+async def _read_body(
+    request: web.Request, settings: Settings, found: RequestInput, cap: int
+) -> None:
     content_type = request.content_type
     if content_type == "multipart/form-data":
         try:
-            await _read_multipart(request, settings, found)
+            await _read_multipart(request, settings, found, cap)
         except (ValueError, RuntimeError) as exc:
             await found.discard()
             if isinstance(exc, RequestError):
@@ -151,7 +200,7 @@ async def _read_body(request: web.Request, settings: Settings, found: RequestInp
     elif content_type in ("application/x-www-form-urlencoded", ""):
         # An import's JSON may come in the form: the upload cap in force now, plus room for
         # the other fields.
-        body = await _read_capped(request, settings.max_upload_size + FORM_FIELDS_ROOM)
+        body = await _read_capped(request, cap)
         charset = request.charset or "utf-8"
         if len(body) > PARSE_ON_THE_LOOP:
             pairs = await in_thread(_strict_pairs, body, charset, "the form body")
@@ -179,7 +228,9 @@ async def _read_capped(request: web.Request, limit: int) -> bytes:
     return bytes(body)
 
 
-async def _read_multipart(request: web.Request, settings: Settings, found: RequestInput) -> None:
+async def _read_multipart(
+    request: web.Request, settings: Settings, found: RequestInput, cap: int
+) -> None:
     try:
         reader = await request.multipart()
     except ValueError as exc:  # aiohttp's word for a Content-Type without a boundary
@@ -187,6 +238,8 @@ async def _read_multipart(request: web.Request, settings: Settings, found: Reque
     parts = 0
     while (part := await _next_part(reader)) is not None:
         parts += 1
+        if request.content.total_bytes > cap:
+            raise RequestError(_too_large(cap, named=cap != UNNAMED_BODY), status=413)
         if parts % PARTS_PER_TURN == 0:
             # The parts of a body already buffered come without a pause: let others run.
             await asyncio.sleep(0)
@@ -198,8 +251,13 @@ async def _read_multipart(request: web.Request, settings: Settings, found: Reque
         if part.filename is None:
             found.form.add(name, await _read_field(part, name, MAX_VALUE_LENGTH * 4))
             continue
-        api_name: str = request.query.get("api") or found.form.get("api") or ""
-        api = BY_NAME.get(api_name.strip().lower())
+        # Only an upload whose API the query string names: its scope was checked before.
+        api = BY_NAME.get(request.query.get("api", "").strip().lower())
+        if api is None and found.form.get("api"):
+            raise RequestError(
+                f"file field {name!r}: name the API in the query string to send a file "
+                "(?api=deploy_dag)"
+            )
         arg = api.arg(name) if api is not None else None
         if arg is None or not arg.takes_file_part:
             raise RequestError(f"unexpected file field {name!r}: only {FILE_FIELDS} take a file")

@@ -58,6 +58,6 @@ async def job_output(request: web.Request) -> web.StreamResponse:
 
 def _offset(request: web.Request) -> int:
     text = request.query.get("offset", "0").strip()
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # '²' is a digit to str.isdigit()
         raise RequestError(f"offset must be a byte count (0 or more), not {text!r}")
     return int(text)

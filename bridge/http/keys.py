@@ -14,6 +14,7 @@ from bridge.calls.installation import Installation
 from bridge.catalogue.cli_commands import CliCommands
 from bridge.catalogue.installed import AirflowInfo
 from bridge.config.settings import CurrentSettings, Settings
+from bridge.http.bodies import BodyBudget
 from bridge.jobs.board import Jobs
 from bridge.process.path import CommandPath
 from bridge.process.warm import WarmHelper
@@ -21,6 +22,7 @@ from bridge.process.warm import WarmHelper
 SETTINGS: Final = web.AppKey("settings", CurrentSettings)
 COMMANDS: Final = web.AppKey("commands", CommandPath)
 UPLOAD_LOCKS: Final = web.AppKey("upload_locks", dict[str, asyncio.Lock])
+BODY_BUDGET: Final = web.AppKey("body_budget", BodyBudget)  # request bodies arriving now
 # The installed Airflow, its CLI's commands as APIs: set by the startup context.
 INSTALLATION: Final = web.AppKey("installation", Installation)
 WARM_HELPER: Final = web.AppKey("warm_helper", WarmHelper)  # set when one runs

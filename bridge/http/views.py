@@ -14,7 +14,8 @@ from aiohttp import web
 import bridge
 from bridge.calls import envelope
 from bridge.calls.apis import USE_CASES
-from bridge.calls.call import Call
+from bridge.calls.call import NOBODY, Call, Caller
+from bridge.catalogue.cli_commands import CliCommands
 from bridge.catalogue.installed import availability
 from bridge.catalogue.model import Api, Context, Handler
 from bridge.catalogue.planning import collect
@@ -25,6 +26,7 @@ from bridge.http import answers, forms
 from bridge.http.answers import Format
 from bridge.http.guards.auth import caller_of
 from bridge.http.keys import (
+    BODY_BUDGET,
     COMMANDS,
     INSTALLATION,
     STARTED_ENVELOPE,
@@ -49,14 +51,19 @@ async def api(request: web.Request) -> web.StreamResponse:
             405,
             headers={"Allow": ", ".join(METHODS)},
         )
-    received = await forms.read(request, settings)
+    query = forms.read_query(request)
+    caller = caller_of(request)
+    installation = request.app[INSTALLATION]  # as it is now: the call keeps it
+    installed = installation.commands
+    # The scope (and method) of the API the query names, before any byte of the body.
+    _may_call(request.method, query.get("api", ""), caller, installed)
+    owner = caller.identity if caller is not NOBODY else None
+    received = await forms.read(request, settings, query, request.app[BODY_BUDGET], owner)
     try:
         raw = received.raw()
         name = (raw.get("api") or [""])[0].strip().lower()
         # A seed API, or a command of the installed CLI by its dotted name; its arguments
         # are masked by its traits even when the operator does not allow it here.
-        installation = request.app[INSTALLATION]  # as it is now: the call keeps it
-        installed = installation.commands
         known = BY_NAME.get(name) or installed.apis.get(name)
         not_here = None
         if known is not None and name not in BY_NAME:
@@ -64,7 +71,7 @@ async def api(request: web.Request) -> web.StreamResponse:
         chosen = known if not_here is None else None
         request[CALLED_API] = known.name if known is not None else "unknown"
         secrets = known.secrets if known is not None else {}
-        token = settings.rest_api_plugin_expected_http_token
+        token = settings.secret_values
         base = envelope.start(
             mask_arguments(dict(received.query), secrets, token),
             mask_arguments(dict(received.form), secrets, token),
@@ -80,24 +87,18 @@ async def api(request: web.Request) -> web.StreamResponse:
                 "by their words joined by dots (dags.list-import-errors) where the operator "
                 "allows them (cli_commands)"
             )
-        if request.method not in chosen.methods:
-            raise RequestError(
-                f"{name} must be called with {' or '.join(chosen.methods)}",
-                405,
-                headers={"Allow": ", ".join(chosen.methods)},
-            )
-        caller = caller_of(request)
-        if chosen.scope not in caller.scopes:
-            raise RequestError(
-                f"{name} needs the '{chosen.scope.value}' scope; the token '{caller.name}' has "
-                f"{', '.join(sorted(scope.value for scope in caller.scopes)) or 'none'}",
-                403,
-            )
+        _may_call(request.method, name, caller, installed)
         airflow = installation.airflow
         why_not = availability(chosen, airflow, settings.disabled_apis)
         if why_not:
             raise RequestError(why_not)
-        context = Context(airflow.major, settings.dags_folder, settings.allowed_paths, airflow.cli)
+        context = Context(
+            airflow.major,
+            settings.dags_folder,
+            settings.allowed_paths,
+            airflow.cli,
+            settings.cli_commands,
+        )
         values = collect(chosen, raw, context)
         want_json = _wants_json(raw)
         if want_json:
@@ -126,6 +127,26 @@ async def api(request: web.Request) -> web.StreamResponse:
         return await answers.respond(request, answer, fmt)
     finally:
         await received.discard()
+
+
+def _may_call(method: str, name: str, caller: Caller, installed: CliCommands) -> None:
+    """A 405 or 403 when the API ``name`` (if it is one) is not for this method or caller."""
+    name = name.strip().lower()
+    api = BY_NAME.get(name) or installed.apis.get(name)
+    if api is None:
+        return  # none: said once the body's arguments are read too
+    if method not in api.methods:
+        raise RequestError(
+            f"{name} must be called with {' or '.join(api.methods)}",
+            405,
+            headers={"Allow": ", ".join(api.methods)},
+        )
+    if api.scope not in caller.scopes:
+        raise RequestError(
+            f"{name} needs the '{api.scope.value}' scope; the token '{caller.name}' has "
+            f"{', '.join(sorted(scope.value for scope in caller.scopes)) or 'none'}",
+            403,
+        )
 
 
 def _unknown_arguments(api: Api, raw: dict[str, list[str]]) -> list[str]:

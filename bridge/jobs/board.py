@@ -6,8 +6,9 @@ through the command path and writes here (:meth:`Job.write`, :meth:`Job.finish`)
 (``GET .../jobs/<id>/output``) read the spooled output from any offset and wait for more with
 :meth:`Job.changed`. At startup the jobs a previous daemon kept are loaded: finished ones as
 they were, and one that was still running when that daemon died as ``lost`` (the ledger has
-already stopped its command), its output so far kept. Finished jobs are kept by count and
-age (``jobs_to_keep``, ``job_max_age``).
+already stopped its command), its output so far kept. Finished jobs are kept by count (per
+owner: one token's many jobs never push out another's) and age (``jobs_to_keep``,
+``job_max_age``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class Job:
         self.streamed = False
         self.cancelled = False  # DELETE, or no follower came back in time
         self.abandoned = False  # the latter: a stream's client left and none came back
+        # Set by stop(): what the job waits for besides its command (a run) ends too.
+        self.stop_requested = asyncio.Event()
         self._pulse = asyncio.Event()
         self._spooling = True
         self.live: tuple[str, str] | None = None  # past the spool: the piece handed over now
@@ -84,7 +87,9 @@ class Job:
         self._pulse = asyncio.Event()
 
     async def stop(self, why: str) -> None:
-        """Stop its command's session (TERM, grace, KILL); ``why`` ends its audit line."""
+        """Stop its command's session (TERM, grace, KILL), and any wait of its call; ``why``
+        ends its audit line."""
+        self.stop_requested.set()
         command = self.command
         if command is not None:
             command.ending = why
@@ -211,14 +216,19 @@ class Jobs:
         task.add_done_callback(self._tasks.discard)
 
     async def prune(self, keep: int, max_age: float) -> None:
-        """Remove finished jobs past ``keep`` (newest kept) or older than ``max_age``."""
+        """Remove finished jobs past ``keep`` of their owner's (each owner keeps its newest
+        ``keep``) or older than ``max_age``."""
         now = time.time()
-        finished = [job for job in self.newest_first() if job.ended]
-        old = [
-            job
-            for index, job in enumerate(finished)
-            if (keep and index >= keep) or now - float(job.record.get("ended_at") or 0) > max_age
-        ]
+        seen: dict[object, int] = {}  # finished jobs of each owner so far, newest first
+        old = []
+        for job in self.newest_first():
+            if not job.ended:
+                continue
+            owner = job.record.get("owner")  # None: jobs kept from before owners were recorded
+            owner = owner if isinstance(owner, str) else None
+            index = seen[owner] = seen.get(owner, 0) + 1
+            if (keep and index > keep) or now - float(job.record.get("ended_at") or 0) > max_age:
+                old.append(job)
         for job in old:
             del self.jobs[job.job_id]
         for job in old:

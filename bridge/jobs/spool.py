@@ -6,7 +6,7 @@ text as a text stream would have sent it (stdout and stderr interleaved, in orde
 byte offset into it is what a client that read N bytes reattaches with; ``streams`` notes,
 as ``OFFSET STREAM`` lines, where the text switches between stdout and stderr, which the ndjson
 replay needs. The record is replaced whole (a temporary file renamed over it), so a reader
-never sees half of one.
+never sees half of one. The folders are mode 0700 and the files 0600: the daemon's user's alone.
 
 The switches are also kept in memory (:class:`Switches`), so that a follower's read does not
 parse the whole ``streams`` file again for every block: a job this daemon runs adds each switch
@@ -98,7 +98,8 @@ class JobFiles:
         return self.folder.name
 
     def create(self, record: dict[str, Any]) -> None:
-        self.folder.mkdir(mode=0o700, parents=True)
+        self.folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.folder.mkdir(mode=0o700)
         self.write_record(record)
         self._switches = Switches()  # a new job: no switch yet, none to read
         self.open()
@@ -106,8 +107,8 @@ class JobFiles:
     def open(self) -> None:
         """Open the output for appending, for as long as the job runs (until close())."""
         self._known_switches()  # what is there already, before anything is added
-        self._output = open(self.folder / OUTPUT, "ab")
-        self._streams = open(self.folder / STREAMS, "a", encoding="ascii")
+        self._output = open(self.folder / OUTPUT, "ab", opener=_owner_only)
+        self._streams = open(self.folder / STREAMS, "a", encoding="ascii", opener=_owner_only)
 
     def append(self, stream: str, offset: int, data: bytes) -> None:
         """Add ``data`` (of ``stream``) at ``offset``; OSError (a full disk) goes to the caller."""
@@ -130,7 +131,7 @@ class JobFiles:
 
     def write_record(self, record: dict[str, Any]) -> None:
         partial = self.folder / f".{RECORD}.partial"
-        with open(partial, "w", encoding="utf-8") as out:
+        with open(partial, "w", encoding="utf-8", opener=_owner_only) as out:
             json.dump(record, out, default=str)
         os.replace(partial, self.folder / RECORD)
 
@@ -174,6 +175,11 @@ class JobFiles:
                     lines = []
                 self._switches = Switches(lines)
             return self._switches
+
+
+def _owner_only(path: str, flags: int) -> int:
+    """``open``'s opener: a file it creates is mode 0600 (the umask can only narrow it)."""
+    return os.open(path, flags, 0o600)
 
 
 def new_job_id() -> str:

@@ -20,11 +20,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from bridge.config.settings import Settings
+from bridge.errors import RequestError
 from bridge.process.command import Command, Outcome
 from bridge.process.launching import Launcher
 from bridge.process.ledger import Ledger
 from bridge.process.sessions import SessionCensus
-from bridge.process.slots import Slots
+from bridge.process.slots import Owner, Slots
 from bridge.text.redact import shown_command
 
 log = logging.getLogger(__name__)
@@ -65,18 +66,20 @@ class CommandPath:
         self.none_running = asyncio.Event()  # set while no command runs
         self.none_running.set()
         self.stopping = False  # the daemon is stopping: commands still running are stopped
+        # Set as the daemon starts to stop: no new Airflow process starts, every wait ends.
+        self.closing = asyncio.Event()
         self.slots = Slots(current)
         self._detached: set[asyncio.Task[None]] = set()
         self._census = SessionCensus()
 
     def display(self, argv: list[str]) -> str:
         """The command as logs and ``airflow_cmd`` show it, secrets masked."""
-        return shlex.join(shown_command(argv, self._current().rest_api_plugin_expected_http_token))
+        return shlex.join(shown_command(argv, self._current().secret_values))
 
-    def slot(self) -> contextlib.AbstractAsyncContextManager[None]:
-        """One of ``max_concurrent_commands``, after waiting in line for it if need be
-        (:mod:`bridge.process.slots`)."""
-        return self.slots.slot()
+    def slot(self, owner: Owner | None = None) -> contextlib.AbstractAsyncContextManager[None]:
+        """One of ``max_concurrent_commands``, after waiting in line for it if need be, within
+        ``owner``'s share (:mod:`bridge.process.slots`)."""
+        return self.slots.slot(owner)
 
     @property
     def busy(self) -> int:
@@ -93,6 +96,8 @@ class CommandPath:
         """Start the command; iterate it for its output. Leaving the block stops what is left
         of it, unless its client went away and kill_on_disconnect is false."""
         settings = self._current()
+        if self.closing.is_set():
+            raise RequestError("the daemon is stopping: no new Airflow process starts", 503)
         command = Command(
             spec.argv,
             env=settings.child_environment(os.environ),
@@ -176,6 +181,7 @@ class CommandPath:
         """The daemon stops: running commands get the grace period to finish, then their
         sessions are stopped; their calls end with a record that says so."""
         grace = self._current().kill_grace_period
+        self.closing.set()
         self.slots.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.idle.wait(), timeout=grace)

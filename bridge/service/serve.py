@@ -65,7 +65,7 @@ async def serve(
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
     # On the handlers, so that aiohttp's own records (its parse errors quote the request
     # line, query string and all) pass through it too.
-    redactor = LogRedactor(lambda: current.settings.rest_api_plugin_expected_http_token)
+    redactor = LogRedactor(lambda: current.settings.secret_values)
     for handler in logging.getLogger().handlers:
         handler.addFilter(redactor)
     runner = web.AppRunner(app, handler_cancellation=True, access_log_class=AccessLogger)

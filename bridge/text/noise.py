@@ -92,10 +92,13 @@ def filter_text(text: str) -> str:
 
 
 class StreamText:
-    """Bytes of one output stream in, text out: UTF-8 decoded incrementally, noise removed.
+    """Bytes of one output stream in, text out: UTF-8 decoded incrementally, noise removed,
+    secrets masked (``mask``).
 
-    With filtering on, text is released a complete line at a time (a partial line waits for
-    its newline, up to ``max_partial`` characters); with filtering off, as soon as it decodes.
+    With filtering or masking on, text is released a complete line at a time (a partial line
+    waits for its newline, up to ``max_partial`` characters; past that it is passed on masked,
+    all but its last ``hold`` characters, which may begin a secret the next read ends); with
+    both off, as soon as it decodes.
     """
 
     def __init__(
@@ -103,6 +106,7 @@ class StreamText:
         filtering: bool,
         max_partial: int = 64 * 1024,
         mask: Callable[[str], str] | None = None,
+        hold: int = 0,
     ) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         # Masking works on whole lines (a secret must not be split across two reads), so it
@@ -112,6 +116,7 @@ class StreamText:
         self._mask = mask
         self._partial = ""
         self._max_partial = max_partial
+        self._hold = hold
 
     def feed(self, data: bytes) -> str:
         return self._masked(self._feed(data))
@@ -137,10 +142,14 @@ class StreamText:
         else:
             self._partial = ""
         out = [kept for line in lines for kept in self._pass(line)]
-        if len(self._partial) > self._max_partial:  # no newline in sight: pass it on as is
+        if len(self._partial) > self._max_partial:  # no newline in sight: pass it on
             out.extend(self._flush_held())  # held lines came first
-            out.append(self._partial)
-            self._partial = ""
+            # Masked whole first, so that a secret inside it is gone before it is cut (and
+            # masked again in feed(): masking what is masked changes nothing).
+            text = self._masked(self._partial)
+            cut = max(len(text) - self._hold, 0)
+            out.append(text[:cut])
+            self._partial = text[cut:]
         return "".join(out)
 
     def _flush_held(self) -> list[str]:

@@ -12,8 +12,9 @@ import enum
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -68,10 +69,37 @@ def is_sensitive_name(name: str) -> bool:
 _NAMED_TOKEN = re.compile(r"arb_[A-Za-z0-9_-]{40,}")
 
 
-def mask_token(text: str, token: str | None) -> str:
-    """The seed's token and anything shaped like a named token, masked."""
-    text = text.replace(token, MASK) if token else text
-    return _NAMED_TOKEN.sub(MASK, text) if "arb_" in text else text
+def mask_token(text: str, token: str | Sequence[str] | None) -> str:
+    """The bridge's secrets (``token``: the seed's token, or every secret value the settings
+    hold, ``Settings.secret_values``) and anything shaped like a named token, masked."""
+    return masker((token,) if isinstance(token, str) else token or ())(text)
+
+
+def secret_forms(secrets: Iterable[str]) -> list[str]:
+    """Each secret as output may spell it: as is, JSON-escaped (``ensure_ascii`` or not) and
+    percent-encoded; longest first, so that a secret inside another one never splits it."""
+    forms: set[str] = set()
+    for secret in secrets:
+        if secret.strip("*"):  # never the mask itself: masking stays idempotent
+            forms.update(
+                (secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1])
+            )
+            forms.add(quote(secret, safe=""))
+    return sorted(forms, key=len, reverse=True)
+
+
+def masker(secrets: Iterable[str]) -> Callable[[str], str]:
+    """A function masking ``secrets`` (:func:`secret_forms`) and anything shaped like a named
+    token in a text; the forms are worked out once."""
+    forms = secret_forms(secrets)
+
+    def mask(text: str) -> str:
+        for form in forms:
+            if form in text:
+                text = text.replace(form, MASK)
+        return _NAMED_TOKEN.sub(MASK, text) if "arb_" in text else text
+
+    return mask
 
 
 def mask_value(secret: Secret, value: str, others: Mapping[str, Any] | None = None) -> str:
@@ -93,7 +121,7 @@ def mask_value(secret: Secret, value: str, others: Mapping[str, Any] | None = No
 def mask_arguments(
     args: Mapping[str, str],
     secrets: Mapping[str, Secret],
-    token: str | None = None,
+    token: str | Sequence[str] | None = None,
 ) -> dict[str, str]:
     """A copy of request arguments safe to echo back or log; ``secrets`` maps argument names
     to their traits (an unknown API has none)."""
@@ -106,7 +134,7 @@ def mask_arguments(
     return masked
 
 
-def shown_command(argv: list[str], token: str | None) -> list[str]:
+def shown_command(argv: list[str], token: str | Sequence[str] | None) -> list[str]:
     """An argv as logs and ``airflow_cmd`` show it: each element's shown form (a
     :class:`Masked` element hides its secret), URI passwords and the token masked."""
     return [mask_uri(mask_token(getattr(part, "shown", part), token)) for part in argv]
@@ -148,13 +176,14 @@ def _mask_sensitive(value: Any) -> Any:
 class LogRedactor(logging.Filter):
     """A filter for the daemon's log handlers: no line may carry a secret or be forged.
 
-    - the token and URI passwords are masked in every message and traceback;
+    - the bridge's secrets (``token``: the seed's token, or every secret value) and URI
+      passwords are masked in every message and traceback;
     - CR and LF in a message are escaped, so that a value cannot start a log line of its own;
     - aiohttp's HTTP parser errors lose the request bytes they quote (a request line holds
       the query string, percent-encoded passwords included): the error's name stays.
     """
 
-    def __init__(self, token: Callable[[], str | None]) -> None:
+    def __init__(self, token: Callable[[], str | Sequence[str] | None]) -> None:
         super().__init__()
         self._token = token
 

@@ -16,7 +16,7 @@ from aiohttp.typedefs import Handler
 
 from bridge.calls.call import NOBODY, Caller
 from bridge.config.settings import Settings
-from bridge.config.tokens import ALL_SCOPES, SEED_NAME
+from bridge.config.tokens import ALL_SCOPES, SEED_IDENTITY, SEED_NAME
 from bridge.http.answers import forbidden
 from bridge.http.keys import settings_of
 
@@ -34,18 +34,27 @@ def token_matches(presented: str | None, expected: str) -> bool:
 
 
 def identify(settings: Settings, presented: str | None) -> Caller | None:
-    """The caller the presented token names; None for a missing or wrong one."""
+    """The caller the presented token names, with its identity; None for a missing or wrong
+    one (a revoked token is unknown from the reload on)."""
     if not settings.auth_enabled:
         return NOBODY
     seed = settings.rest_api_plugin_expected_http_token
     if seed and token_matches(presented, seed):
-        return Caller(SEED_NAME, ALL_SCOPES)
+        return Caller(SEED_NAME, ALL_SCOPES, SEED_IDENTITY)
     named = settings.named_tokens.find(presented)
-    return Caller(named.name, named.scopes) if named is not None else None
+    if named is None:
+        return None
+    return Caller(named.name, named.scopes, named.identity)
 
 
 def presented_token(request: web.Request, settings: Settings) -> str | None:
-    return request.headers.get(settings.rest_api_plugin_http_token_header_name)
+    """The token header's value; None when missing, or when it is not text (aiohttp keeps
+    bytes that are not UTF-8 as surrogates, which no token of ours can be)."""
+    value = request.headers.get(settings.rest_api_plugin_http_token_header_name)
+    try:
+        return value.encode().decode() if value is not None else None
+    except UnicodeError:
+        return None
 
 
 @web.middleware

@@ -46,6 +46,6 @@ def _bare_envelope(request: web.Request) -> dict[str, Any]:
     settings = settings_of(request.app)
     too_long = len(request.query_string) > forms.MAX_QUERY_STRING
     query = {} if too_long else dict(request.query)
-    token = settings.rest_api_plugin_expected_http_token
+    token = settings.secret_values
     arguments = forms.shown_arguments(query, token, known_cli_commands(request.app))
     return envelope.start(arguments, {}, envelope.now())

@@ -1,0 +1,131 @@
+"""Every wait is bounded, cancellable and stop-aware (issue 25), against real Airflow: a
+trigger_dag&wait=true on a paused DAG waits for a run that cannot start (no scheduler, the
+DAG paused), which is the case an adversarial caller used to hold the daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import ClientSession, ClientTimeout
+from aiohttp.test_utils import TestClient
+
+from bridge.config.settings import Settings
+from bridge.http.answers import TEXT_RESULT_PREFIX
+from tests.helpers import API, ClientFactory, free_port, read_until, start_daemon
+
+pytestmark = pytest.mark.airflow
+
+DAG = "bridge_long"
+HANG = 120.0  # a hang detector: these answer within a poll interval or two (2 s each)
+RUN_SEEN = b"[airflow-rest-bridge] run "
+
+
+async def paused(client: TestClient[Any, Any]) -> None:
+    response = await client.get(API, params={"api": "pause", "dag_id": DAG})
+    assert response.status == 200, await response.text()
+
+
+def waiting_trigger(**extra: str) -> dict[str, str]:
+    return {"api": "trigger_dag", "dag_id": DAG, "wait": "true", **extra}
+
+
+async def test_a_waiting_job_holds_no_slot_and_a_delete_ends_its_wait(
+    make_client: ClientFactory,
+) -> None:
+    client = await make_client(max_concurrent_commands=1, slot_wait_timeout=10.0)
+    await paused(client)
+    response = await client.get(API, params=waiting_trigger(detach="true"))
+    assert response.status == 202, await response.text()
+    location = response.headers["Location"]
+    follower = await client.get(f"{location}/output")
+    await asyncio.wait_for(read_until(follower, RUN_SEEN), HANG)  # the wait has begun
+    # The only slot is free while the job waits for its run: a read runs at once.
+    read = await client.get(API, params={"api": "list_dags"})
+    assert read.status == 200, await read.text()
+    cancelled = await asyncio.wait_for(client.delete(location), HANG)
+    record = await cancelled.json()
+    assert record["state"] == "cancelled", record
+    assert record["status"] == "ERROR" and "cancelled" in record["warning"], record
+    assert "the run goes on" in record["warning"], record
+    rest = await asyncio.wait_for(follower.read(), HANG)
+    result = json.loads(rest.rpartition(TEXT_RESULT_PREFIX.encode())[2])
+    assert result["state"] == "cancelled", result
+
+
+async def test_a_wait_longer_than_command_timeout_is_refused(make_client: ClientFactory) -> None:
+    client = await make_client(command_timeout=60.0)
+    await paused(client)
+    asked = client.get(API, params=waiting_trigger(wait_timeout="999999999"))
+    response = await asyncio.wait_for(asked, HANG)
+    body = await response.json()
+    assert response.status == 400, body
+    assert "command_timeout (60 s)" in body["output"], body
+
+
+async def test_sigterm_ends_waits_and_follows_with_the_stopping_warning(
+    settings: Settings, airflow_bin: str, tmp_path: Path
+) -> None:
+    """SIGTERM while a job waits for a run and a stream follows a task's log that cannot
+    start: the daemon exits, both end with ERROR and the stopping warning."""
+    assert settings.config_path is not None
+    cfg = settings.airflow_home / f"daemon-{tmp_path.name}.cfg"  # the same Airflow home
+    cfg.write_text(
+        settings.config_path.read_text()
+        + f"airflow_executable = {airflow_bin}\njobs_folder = {tmp_path / 'jobs'}\n"
+        + "warm_helper = false\nkill_grace_period = 2\n"
+    )
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    daemon = await start_daemon(cfg, port)
+    timeout = ClientTimeout(total=HANG)
+    async with ClientSession(timeout=timeout) as session:
+        try:
+            async with session.get(f"{base}{API}", params={"api": "pause", "dag_id": DAG}) as r:
+                assert r.status == 200, await r.text()
+            async with session.get(f"{base}{API}", params=waiting_trigger(stream="true")) as r:
+                seen = await read_until(r, RUN_SEEN)
+                run_id = seen.split(RUN_SEEN)[1].split(b" ")[0].decode()
+                log_params = {
+                    "api": "task_log",
+                    "dag_id": DAG,
+                    "task_id": "ticks",
+                    "execution_date": run_id,
+                    "follow": "true",
+                    "stream": "ndjson",
+                }
+                async with session.get(f"{base}{API}", params=log_params) as log:
+                    assert log.status == 200, await log.text()
+                    # Once the follow asked Airflow at least once, stop the daemon.
+                    await daemon.line_containing("follow the task", timeout=HANG)
+                    daemon.signal(15)
+                    lines = (await log.read()).decode().splitlines()
+                    followed = json.loads(lines[-1])
+                waited = (await r.read()).decode()
+            assert await daemon.wait() == 0
+        finally:
+            await daemon.stop()
+    assert followed["event"] == "result" and followed["status"] == "ERROR", followed
+    assert "the daemon is stopping" in followed["warning"], followed
+    result = json.loads(waited.rpartition(TEXT_RESULT_PREFIX)[2])
+    assert result["status"] == "ERROR", result
+    assert "the daemon is stopping" in result["warning"], result
+
+
+async def test_task_log_takes_a_map_index_as_a_number(make_client: ClientFactory) -> None:
+    """It was a 500 (the index stayed text); a try with no log is a 404 that says so."""
+    client = await make_client()
+    await paused(client)
+    response = await client.get(API, params={"api": "trigger_dag", "dag_id": DAG})
+    body = await response.json()
+    assert response.status == 200, body
+    run_id = body["dag_run"]["run_id"]
+    params = {"api": "task_log", "dag_id": DAG, "task_id": "ticks", "execution_date": run_id}
+    for extra in ({"map_index": "0"}, {"map_index": "3", "try_number": "1"}):
+        response = await client.get(API, params={**params, **extra})
+        body = await response.json()
+        assert response.status == 404, body
+        assert "no log of" in body["output"], body
