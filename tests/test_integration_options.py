@@ -45,8 +45,8 @@ def value_for(name: str, kind: Kind, settings: Settings) -> str:
         return '{"from": "the options test"}'
     if kind is Kind.INT:
         return "1"
-    if kind is Kind.SERVER_PATH:
-        return str(settings.airflow_home / "airflow.cfg")
+    if kind is Kind.SERVER_PATH:  # inside allowed_paths: the bridge's own folder
+        return str(settings.allowed_paths[0] / "airflow.cfg")
     return "text"
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge.config.load import own_files_folder
 from tests.helpers import (
     API,
     ClientFactory,
@@ -66,7 +67,8 @@ async def test_daemon_scheduler_detaches_and_answers_at_once(
 ) -> None:
     client = await make_client()
     marker = new_marker("sched")
-    pid_file = airflow_home / f"{marker}.pid"
+    # A name without a folder is inside allowed_paths: by default the bridge's own folder.
+    pid_file = own_files_folder(airflow_home) / f"{marker}.pid"
     body = await call_ok(
         client,
         api="scheduler",

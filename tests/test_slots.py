@@ -121,9 +121,10 @@ async def test_a_stopping_daemon_sends_waiters_away() -> None:
     with pytest.raises(RequestError) as stopped:
         await waiter
     assert stopped.value.status == 503
-    with pytest.raises(RequestError):
+    with pytest.raises(RequestError) as refused:  # a newcomer is sent away at once
         async with slots.slot():
             pass
+    assert refused.value.status == 503 and "stopping" in str(refused.value)
     release.set()
     await holder
     assert slots.busy == 0

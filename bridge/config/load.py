@@ -92,7 +92,7 @@ def load(path: Path | None, environ: Mapping[str, str], *, with_tokens: bool = T
         values["airflow_executable"] = default_airflow_executable()
     values.setdefault("backups_folder", airflow_home / "dag_backups")
     # A folder of the bridge's own: never airflow.cfg, the database or the tokens beside it.
-    values.setdefault("allowed_paths", (airflow_home / ".airflow-rest-bridge-files",))
+    values.setdefault("allowed_paths", (own_files_folder(airflow_home),))
     if (values.get("tls_cert_file") is None) != (values.get("tls_key_file") is None):
         raise ConfigError(f"[{SECTION}] tls_cert_file and tls_key_file must be set together")
 
@@ -152,3 +152,9 @@ def for_reload(running: Settings, new: Settings) -> tuple[Settings, list[str]]:
     changed = [name for name in RESTART_KEYS if getattr(new, name) != getattr(running, name)]
     kept = replace(new, **{name: getattr(running, name) for name in RESTART_KEYS})
     return kept, changed
+
+
+def own_files_folder(airflow_home: Path) -> Path:
+    """The folder of the bridge's own that allowed_paths names by default: where a call's
+    file arguments (a service's pid and log files, an export's output) may go."""
+    return airflow_home / ".airflow-rest-bridge-files"

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from bridge.calls.installation import Installation
 from bridge.catalogue.installed import AirflowInfo, interpreter
+from bridge.config.load import own_files_folder
 from bridge.config.settings import Settings
 from bridge.deploy.staging import clean_stale_uploads
 from bridge.http.keys import COMMANDS, INSTALLATION, JOBS, SETTINGS, WARM_HELPER, settings_of
@@ -87,10 +88,15 @@ async def stop_commands(app: web.Application) -> None:
 
 
 def _tidy_up(settings: Settings) -> None:
-    """What a killed daemon left behind: its running commands, its half-staged uploads."""
+    """What a killed daemon left behind: its running commands, its half-staged uploads; and
+    the bridge's own files folder, when allowed_paths names it (a service writes its pid
+    file there, and Airflow does not make the folder)."""
     stop_leftovers(folder_in(settings.airflow_home))
     if settings.dags_folder.is_dir():
         clean_stale_uploads(settings.dags_folder)
+    own = own_files_folder(settings.airflow_home)
+    if own in settings.allowed_paths:
+        own.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 async def _new_warm_helper(settings: Settings, python: str | None) -> WarmHelper | None:
