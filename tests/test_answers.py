@@ -1,4 +1,4 @@
-"""Adding a stream format is one entry in bridge.http.answers.FORMATS: a throwaway format
+"""Adding a stream format is one entry in bridge.calls.formats.FORMATS: a throwaway format
 registered here is served by the API and by a job's output (by its word and by its Accept
 type), named when a word is refused, and listed in the OpenAPI document served."""
 
@@ -12,8 +12,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate
 
-from bridge.http import answers
-from bridge.http.answers import Format, OutputStream
+from bridge.calls import formats
+from bridge.calls.formats import Encoder, Format
 from tests.helpers import API, ClientFactory, fault, new_marker
 
 DOCUMENT = "/admin/rest_api/openapi.json"
@@ -21,32 +21,29 @@ JOB_OUTPUT = "/admin/rest_api/jobs/{job_id}/output"
 RESULT = "= "
 
 
-class LinesStream(OutputStream):
+class LinesEncoder(Encoder):
     """Each line of output as ``> text``, then the result as one last line."""
 
-    content_type = "text/x-lines; charset=utf-8"
+    def output(self, stream: str, text: str) -> bytes:
+        return "".join(f"> {line}\n" for line in text.splitlines()).encode()
 
-    async def send_output(self, stream: str, text: str) -> None:
-        lines = "".join(f"> {line}\n" for line in text.splitlines())
-        await self.write(lines.encode())
-
-    async def send_result(self, result: dict[str, Any]) -> None:
-        await self.write((RESULT + answers.dumps(result) + "\n").encode())
+    def result(self, result: dict[str, Any]) -> bytes:
+        return (RESULT + formats.dumps(result) + "\n").encode()
 
 
-LINES = Format("lines", ("lines",), "text/x-lines", LinesStream)
+LINES = Format("lines", ("lines",), "text/x-lines", "text/x-lines; charset=utf-8", LinesEncoder)
 
 
 @pytest.fixture
 def lines_format(monkeypatch: pytest.MonkeyPatch) -> Format:
-    monkeypatch.setitem(answers.FORMATS, "lines", LINES)
+    monkeypatch.setitem(formats.FORMATS, "lines", LINES)
     return LINES
 
 
 async def lines_of(response: Any) -> tuple[list[str], dict[str, Any]]:
-    """A LinesStream answer: its output lines (without '> ') and its result."""
+    """A LinesEncoder answer: its output lines (without '> ') and its result."""
     assert response.status == 200, await response.text()
-    assert response.headers["Content-Type"] == LinesStream.content_type
+    assert response.headers["Content-Type"] == LINES.content_type
     *output, last = (await response.text()).splitlines()
     assert all(line.startswith("> ") for line in output), output
     assert last.startswith(RESULT), last
@@ -131,7 +128,7 @@ async def test_the_openapi_document_lists_it_once_registered(
         ["true", "text", "ndjson"],
         ["text/plain", "application/x-ndjson"],
     )
-    monkeypatch.setitem(answers.FORMATS, "lines", LINES)
+    monkeypatch.setitem(formats.FORMATS, "lines", LINES)
     assert await listed() == (
         ["false", "true", "text", "ndjson", "lines"],
         ["application/json", "text/plain", "application/x-ndjson", "text/x-lines"],

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from bridge.http.answers import TEXT_RESULT_PREFIX
+from bridge.calls.formats import TEXT_RESULT_PREFIX
 from tests.helpers import API, ClientFactory, fault
 
 TOKEN = "edge-token"

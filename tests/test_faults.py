@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.http.answers import TEXT_RESULT_PREFIX
+from bridge.calls.formats import TEXT_RESULT_PREFIX
 from tests.helpers import (
     API,
     ClientFactory,

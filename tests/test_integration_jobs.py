@@ -13,8 +13,8 @@ import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient
 
+from bridge.calls.formats import TEXT_RESULT_PREFIX
 from bridge.config.settings import Settings
-from bridge.http.answers import TEXT_RESULT_PREFIX
 from tests.helpers import (
     API,
     ClientFactory,

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from bridge.calls.formats import TEXT_RESULT_PREFIX
 from bridge.catalogue.installed import AirflowInfo
 from bridge.catalogue.model import Cli, Kind
 from bridge.catalogue.table import APIS
 from bridge.config.settings import Settings
-from bridge.http.answers import TEXT_RESULT_PREFIX
 from tests.helpers import API, ClientFactory, call, call_ok, new_marker, unique_date, warm_mode
 
 pytestmark = [

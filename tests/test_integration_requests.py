@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from bridge.calls.envelope import FORBIDDEN_OUTPUT
 from bridge.catalogue.table import NAMES
 from bridge.config.settings import Settings
-from bridge.http.answers import FORBIDDEN_OUTPUT
 from tests.helpers import API, ClientFactory, call, call_ok, cli_async, warm_mode
 
 pytestmark = pytest.mark.airflow

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from bridge.http.answers import TEXT_RESULT_PREFIX
+from bridge.calls.formats import TEXT_RESULT_PREFIX
 from tests.helpers import (
     API,
     ClientFactory,

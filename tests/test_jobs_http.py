@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bridge.http.answers import TEXT_RESULT_PREFIX
+from bridge.calls.formats import TEXT_RESULT_PREFIX
 from tests.helpers import API, ClientFactory, commands_of, fault, new_marker, read_until
 
 LINE = b"x" * 1023 + b"\n"  # tests/fake_airflow.py's flood lines

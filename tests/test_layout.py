@@ -28,6 +28,7 @@ LAYERS = (
     ("process",),
     ("deploy", "jobs", "task_logs"),
     ("calls",),
+    ("openapi",),
     ("http",),
     ("service",),
     ("cli", "token_commands", "docs", "__main__"),

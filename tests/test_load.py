@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
+from bridge.calls.formats import TEXT_RESULT_PREFIX
 from bridge.catalogue.installed import AirflowInfo
 from bridge.config import settings as config
-from bridge.http.answers import TEXT_RESULT_PREFIX
 from bridge.http.app import create_app
 from tests.helpers import API, FAKE_AIRFLOW, Daemon, fault, free_port, new_marker, start_daemon
 

@@ -18,12 +18,12 @@ from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from bridge import openapi
+from bridge.calls.formats import TEXT_RESULT_PREFIX
 from bridge.catalogue.installed import AirflowInfo
 from bridge.catalogue.model import Kind
 from bridge.catalogue.table import APIS
 from bridge.config.settings import Settings
-from bridge.http import openapi
-from bridge.http.answers import TEXT_RESULT_PREFIX
 from tests.helpers import API, FAKE_AIRFLOW, ClientFactory, fuzzing_env, schemathesis
 
 DOCUMENT = "/admin/rest_api/openapi.json"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp import ClientSession, FormData
 
-from bridge.http.answers import TEXT_RESULT_PREFIX
+from bridge.calls.formats import TEXT_RESULT_PREFIX
 from tests.helpers import (
     API,
     DAG_SOURCE,

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
+FORBIDDEN_OUTPUT = "Token Authentication Failed"  # the seed's 403 output, word for word
+
 
 def now() -> datetime:
     return datetime.now(UTC)
@@ -70,3 +72,14 @@ def finish(
 def unstarted(envelope: dict[str, Any]) -> dict[str, Any]:
     """A copy without the private start time (for an answer given while the call goes on)."""
     return {key: value for key, value in envelope.items() if key != "_started"}
+
+
+def forbidden() -> dict[str, Any]:
+    """Exactly the seed's 403 body."""
+    return {
+        "call_time": http_date(now()),
+        "http_response_code": 403,
+        "output": FORBIDDEN_OUTPUT,
+        "response_time": http_date(now()),
+        "status": "ERROR",
+    }

@@ -14,7 +14,7 @@ from aiohttp import web
 import bridge
 from bridge.catalogue.installed import AirflowInfo
 from bridge.config.settings import CurrentSettings, Settings
-from bridge.http import job_views, lifecycle, metrics, openapi, page, views
+from bridge.http import job_views, lifecycle, metrics, page, views
 from bridge.http.bodies import BodyBudget
 from bridge.http.forms import MAX_QUERY_STRING
 from bridge.http.guards import auth, browsers, proxies
@@ -81,7 +81,7 @@ def create_app(
             web.get(f"{PREFIX}/", page.index, name="index"),
             web.get(PREFIX, views.index_redirect, name="index_redirect"),
             web.route("*", API_PATH, views.api, name="api"),
-            web.get(f"{PREFIX}/openapi.json", openapi.openapi_json, name="openapi"),
+            web.get(f"{PREFIX}/openapi.json", views.openapi_json, name="openapi"),
             web.get(JOBS_PATH, job_views.job_list, name="jobs"),
             web.get(f"{JOBS_PATH}/{{job_id}}", job_views.job_status, name="job"),
             web.delete(f"{JOBS_PATH}/{{job_id}}", job_views.job_cancel, name="job_cancel"),

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from bridge.calls import jobs
 from bridge.calls.events import Streamed
+from bridge.calls.formats import JOB_OUTPUT_FORMAT, chosen_format, dumps
 from bridge.errors import RequestError
 from bridge.http import answers
 from bridge.http.guards.auth import caller_of
@@ -27,29 +28,29 @@ async def job_list(request: web.Request) -> web.Response:
     listed = [
         job.describe() for job in request.app[JOBS].newest_first() if jobs.visible(job, caller)
     ]
-    return web.json_response({"jobs": listed}, dumps=answers.dumps)
+    return web.json_response({"jobs": listed}, dumps=dumps)
 
 
 async def job_status(request: web.Request) -> web.Response:
     """``GET /admin/rest_api/jobs/<id>``: its record (the result envelope once it ended)."""
-    return web.json_response(_job(request).describe(), dumps=answers.dumps)
+    return web.json_response(_job(request).describe(), dumps=dumps)
 
 
 async def job_cancel(request: web.Request) -> web.Response:
     """``DELETE /admin/rest_api/jobs/<id>``: stop its command (TERM, grace, KILL)."""
     job = _job(request)
     await jobs.cancel(job)
-    return web.json_response(job.describe(), dumps=answers.dumps)
+    return web.json_response(job.describe(), dumps=dumps)
 
 
 async def job_output(request: web.Request) -> web.StreamResponse:
     """``GET /admin/rest_api/jobs/<id>/output?stream=text|ndjson&offset=N``: the output from
     byte N, live until the job ends, then the result record."""
     job = _job(request)
-    fmt = answers.chosen_format(
+    fmt = chosen_format(
         request.query.get("stream", ""),
         request.headers.get("Accept", ""),
-        answers.JOB_OUTPUT_FORMAT,
+        JOB_OUTPUT_FORMAT,
     )
     offset = _offset(request)
     followed = jobs.follow(daemon_of(request.app), job, offset)

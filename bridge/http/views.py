@@ -12,9 +12,11 @@ from typing import Any
 from aiohttp import web
 
 import bridge
+from bridge import openapi
 from bridge.calls import envelope
 from bridge.calls.apis import USE_CASES
 from bridge.calls.call import NOBODY, Call, Caller
+from bridge.calls.formats import FORMATS, Format, chosen_format
 from bridge.catalogue.cli_commands import CliCommands
 from bridge.catalogue.installed import availability
 from bridge.catalogue.model import Api, Context, Handler
@@ -23,7 +25,6 @@ from bridge.catalogue.table import BY_NAME, NAMES
 from bridge.config.parsers import parse_bool
 from bridge.errors import RequestError
 from bridge.http import answers, forms
-from bridge.http.answers import Format
 from bridge.http.guards.auth import caller_of
 from bridge.http.keys import (
     BODY_BUDGET,
@@ -103,9 +104,7 @@ async def api(request: web.Request) -> web.StreamResponse:
         want_json = _wants_json(raw)
         if want_json:
             values["output"] = "json"
-        fmt = answers.chosen_format(
-            (raw.get("stream") or [""])[0], request.headers.get("Accept", ""), None
-        )
+        fmt = chosen_format((raw.get("stream") or [""])[0], request.headers.get("Accept", ""), None)
         call = Call(
             chosen,
             values,
@@ -209,3 +208,16 @@ async def health(request: web.Request) -> web.Response:
 
 async def index_redirect(request: web.Request) -> web.Response:
     raise web.HTTPFound(request.app.router["index"].url_for())
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    """The OpenAPI document, without the token (like the test page it describes the calls)."""
+    router = request.app.router
+    text = openapi.rendered(
+        airflow_of(request.app),
+        settings_of(request.app),
+        str(router["api"].url_for()),
+        str(router["health"].url_for()),
+        tuple(FORMATS.values()),
+    )
+    return web.Response(text=text, content_type="application/json")

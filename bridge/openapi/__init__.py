@@ -1,4 +1,5 @@
-"""The OpenAPI 3.1 document at ``/admin/rest_api/openapi.json``, generated from the catalogue.
+"""The OpenAPI 3.1 document served at ``/admin/rest_api/openapi.json``, generated from the
+catalogue (the HTTP view that serves it is :func:`bridge.http.views.openapi_json`).
 
 How the one endpoint is modelled. Every call goes to one URL, ``/admin/rest_api/api``, and
 the API is chosen by a value (``api=NAME``), not by the path. OpenAPI keys an operation by
@@ -17,7 +18,7 @@ one model per API, and a fuzzer generates well-formed calls of every API.
 The document is a pure function of the catalogue, the detected Airflow (major version and
 command groups, which decide what answers 400 here; its CLI's parser, whose commands the
 operator allows by cli_commands are listed beside the seed's APIs), the settings and the
-stream formats registered (bridge.http.answers.FORMATS).
+stream formats registered (bridge.calls.formats.FORMATS).
 
 The parts, by what they describe: ``calls`` (a schema per API, the operation), ``answers``
 (the envelope, the stream formats and their records, the status codes), ``jobs`` (detach and
@@ -30,17 +31,14 @@ import json
 from collections.abc import Sequence
 from functools import lru_cache
 
-from aiohttp import web
-
 import bridge
+from bridge.calls.formats import FORMATS, Format
 from bridge.catalogue.cli_commands import CliCommands
 from bridge.catalogue.installed import AirflowInfo
 from bridge.catalogue.table import APIS
 from bridge.config.settings import Settings
-from bridge.http.answers import FORMATS, Format
-from bridge.http.keys import airflow_of, settings_of
-from bridge.http.openapi import answers, calls, jobs
-from bridge.http.openapi.schema import Schema, json_content
+from bridge.openapi import answers, calls, jobs
+from bridge.openapi.schema import Schema, json_content
 
 OPENAPI_VERSION = "3.1.0"
 
@@ -110,7 +108,7 @@ def _health() -> Schema:
 
 
 @lru_cache(maxsize=8)
-def _rendered(
+def rendered(
     info: AirflowInfo,
     settings: Settings,
     api_path: str,
@@ -120,16 +118,3 @@ def _rendered(
     """The document as served; ``formats`` is in the key, so that a format registered at
     run time is listed."""
     return json.dumps(document(info, settings, api_path, health_path, formats), indent=1)
-
-
-async def openapi_json(request: web.Request) -> web.Response:
-    """The document, without the token (like the test page it describes the calls)."""
-    router = request.app.router
-    text = _rendered(
-        airflow_of(request.app),
-        settings_of(request.app),
-        str(router["api"].url_for()),
-        str(router["health"].url_for()),
-        tuple(FORMATS.values()),
-    )
-    return web.Response(text=text, content_type="application/json")

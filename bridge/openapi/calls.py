@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bridge.calls.formats import Format, stream_words
 from bridge.catalogue.installed import AirflowInfo, availability
 from bridge.catalogue.model import KIND_HELP, MAX_INT_DIGITS, MAX_VALUE_LENGTH, Api, Arg, Cli, Kind
 from bridge.catalogue.values import ID_PATTERN, RUN_ID_PATTERN
 from bridge.config.settings import Settings
-from bridge.http.answers import Format, stream_words
-from bridge.http.openapi import jobs
-from bridge.http.openapi.answers import responses
-from bridge.http.openapi.schema import Schema, ref
+from bridge.openapi import jobs
+from bridge.openapi.answers import responses
+from bridge.openapi.schema import Schema, ref
 
 MAX_INT = 10**MAX_INT_DIGITS - 1
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bridge.http.answers import JOB_OUTPUT_FORMAT, Format, stream_words
-from bridge.http.openapi.answers import records, stream_content
-from bridge.http.openapi.schema import Schema, json_content, ref
+from bridge.calls.formats import JOB_OUTPUT_FORMAT, Format, stream_words
 from bridge.jobs.board import ENDED_STATES, RUNNING_STATES
+from bridge.openapi.answers import records, stream_content
+from bridge.openapi.schema import Schema, json_content, ref
 
 _JOB_ID = {
     "name": "job_id",

@@ -3,37 +3,21 @@ stream formats and their records, the 403 body, the error envelopes, and the sta
 a call.
 
 Buffered answers are the envelope (bridge/calls/envelope.py) whose ``status`` follows the HTTP
-code. Streams are every format of bridge.http.answers.FORMATS: their words, ``Accept`` types
-and media types come from there; their records are described here too, since OpenAPI 3.1 has
-no schema for the lines of a stream.
+code. Streams are every format of bridge.calls.formats.FORMATS: their words, ``Accept`` types,
+media types and records in words come from there (OpenAPI 3.1 has no schema for the lines of
+a stream).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bridge.calls.envelope import FORBIDDEN_OUTPUT
+from bridge.calls.formats import FORMATS, Format
 from bridge.config.settings import Settings
-from bridge.http.answers import (
-    FORBIDDEN_OUTPUT,
-    TEXT_RESULT_PREFIX,
-    Format,
-    NdjsonStream,
-    OutputStream,
-    TextStream,
-)
-from bridge.http.openapi.schema import Schema, json_content, ref
+from bridge.openapi.schema import Schema, json_content, ref
 
-# What each response class writes, in words: in a call's answer, and in a job's output. A
-# format whose class is not described here is named by its media type: its registry entry is
-# all that a new format needs.
-_RECORDS: dict[type[OutputStream], tuple[str, str]] = {
-    TextStream: (
-        f"the output as it comes, then a last line '{TEXT_RESULT_PREFIX}' + StreamResult",
-        f"the output, then a last line '{TEXT_RESULT_PREFIX}' + the job",
-    ),
-    NdjsonStream: ("one StreamEvent a line", "StreamEvent lines"),
-}
-_NDJSON = NdjsonStream.content_type.partition(";")[0]  # StreamEvent's records
+_NDJSON = FORMATS["ndjson"].media_type  # StreamEvent's records
 
 
 def stream_content(formats: Sequence[Format]) -> Schema:
@@ -43,8 +27,8 @@ def stream_content(formats: Sequence[Format]) -> Schema:
 
 def records(fmt: Format, *, of_a_job: bool = False) -> str:
     """What ``fmt``'s records are, in a call's answer or in a job's output."""
-    call, job = _RECORDS.get(fmt.response, (f"a {fmt.media_type} stream",) * 2)
-    return job if of_a_job else call
+    described = fmt.job_records if of_a_job else fmt.records
+    return described or f"a {fmt.media_type} stream"
 
 
 def _streams(formats: Sequence[Format]) -> str:
