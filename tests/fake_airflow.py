@@ -11,10 +11,11 @@ prints a tick a line until the file FAKE_AIRFLOW_GATE exists, then "done N"; wit
 FAKE_AIRFLOW_TICKS=FILE it also appends each tick to FILE, so that a test can see it run on
 after its client left. `connections add` succeeds and echoes the URI, password included, as
 Airflow's CLI does; `dags list --output=json` lists one DAG, fake_dag, and `dags reserialize`
-succeeds, for refresh_dag. The errflood mode floods stderr as flood does stdout. `version` takes
-FAKE_AIRFLOW_SLOW_START seconds when that is set (a slow startup). `scheduler
---daemon` forks a service that lives on, or that dies at once (FAKE_AIRFLOW_SERVICE=dies).
-The environ mode prints the environment it was given as one JSON line; the say mode prints
+succeeds, for refresh_dag. The errflood mode floods stderr as flood does stdout. `version`
+takes FAKE_AIRFLOW_SLOW_START seconds when that is set (a slow startup). `scheduler --daemon`
+forks a service that lives on, or that dies at once (FAKE_AIRFLOW_SERVICE=dies).
+The lines mode prints numbered lines (lines500: 500 of them; errlines to stderr). The
+environ mode prints the environment it was given as one JSON line; the say mode prints
 FAKE_AIRFLOW_SAY (as `config get-value` prints a value it read): split across two writes on
 stdout, whole on stderr, inside a JSON line, and in the middle of a line longer than the
 bridge waits for a newline.
@@ -138,6 +139,12 @@ def main(argv: list[str]) -> int:
             )
         print("spawned", flush=True)
         forever()
+    if mode.startswith(("lines", "errlines")):  # lines5000: numbered lines, on stdout
+        count = int(mode.removeprefix("err").removeprefix("lines"))
+        stream = sys.stderr if mode.startswith("err") else sys.stdout
+        for number in range(count):
+            print(f"line {number} of {count}", file=stream)
+        return 0
     if mode.startswith(("flood", "errflood")):  # flood5: 5 MiB of lines to stdout
         megabytes = int(mode.removeprefix("err").removeprefix("flood") or 1)
         line = ("x" * 1023 + "\n").encode()

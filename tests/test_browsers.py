@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from bridge.config.settings import CurrentSettings, Settings
 from bridge.http.guards.browsers import cross_site, host_allowed
+from bridge.http.keys import SETTINGS
 from tests.helpers import API, ClientFactory, fault, new_marker
 
 TOKEN = "drive-by-token"
@@ -186,8 +189,12 @@ def test_host_names(host: str, allowed: bool) -> None:
 def test_an_origin_on_another_port_is_cross_site() -> None:
     from aiohttp.test_utils import make_mocked_request
 
+    app = web.Application()
+    app[SETTINGS] = CurrentSettings(Settings())  # where the request was addressed: no proxies
+
     def request(origin: str, host: str) -> Any:
-        return make_mocked_request("GET", API, headers={"Origin": origin, "Host": host})
+        headers = {"Origin": origin, "Host": host}
+        return make_mocked_request("GET", API, headers=headers, app=app)
 
     assert not cross_site(request("http://127.0.0.1:8799", "127.0.0.1:8799"))
     assert not cross_site(request("https://bridge.example", "bridge.example:443"))

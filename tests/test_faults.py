@@ -10,7 +10,9 @@ import re
 from pathlib import Path
 
 import pytest
+from aiohttp import ClientSession
 
+from bridge.calls.capped import GAP_ROOM, CappedOutput
 from bridge.calls.formats import TEXT_RESULT_PREFIX
 from tests.helpers import (
     API,
@@ -22,6 +24,7 @@ from tests.helpers import (
     new_marker,
     processes_with,
     read_until,
+    start_fake_daemon,
     until_waiting,
 )
 
@@ -118,24 +121,56 @@ async def test_kill_on_disconnect_off_lets_the_command_run_to_its_end(
     )
 
 
-@pytest.mark.parametrize(("mode", "stream"), [("flood4", "stdout"), ("errflood4", "stderr")])
-async def test_buffered_output_keeps_the_head_of_each_stream_up_to_the_cap(
+@pytest.mark.parametrize(
+    ("mode", "stream"), [("lines30000", "stdout"), ("errlines30000", "stderr")]
+)
+async def test_buffered_output_keeps_the_head_and_tail_of_each_stream_within_the_cap(
     make_fake_client: ClientFactory, mode: str, stream: str
 ) -> None:
-    cap = 1024 * 1024 + 100  # not a multiple of the lines: the cut falls inside a chunk
+    """Past max_output_size a buffered envelope keeps the first lines and the last (a task's
+    result is printed at the end), with a line between them saying how much was left out."""
+    cap = 64 * 1024 + 7  # not a multiple of the lines: both cuts fall inside a line
     client = await make_fake_client(max_output_size=cap)
     marker = new_marker()
     response = await client.get(API, params=fault(marker, mode))
     body = await response.json()
-    assert response.status == 200
-    assert body["exit_code"] == 0
+    assert response.status == 200 and body["exit_code"] == 0, body
     kept = body["output"][stream]
-    whole = (f"started {marker} {mode}\n" if stream == "stdout" else "") + "x" * 1023 + "\n"
-    whole += ("x" * 1023 + "\n") * (4 * 1024 - 1)
-    assert kept == whole[:cap]  # contiguous from the start, cut inside a line
-    dropped = len(whole) - cap
+    lines = [f"line {number} of 30000\n" for number in range(30000)]
+    whole = (f"started {marker} {mode}\n" if stream == "stdout" else "") + "".join(lines)
+    assert len(kept) <= cap < len(whole)
+    gap = re.search(r"^\[airflow-rest-bridge\] \.\.\. (\d+) characters left out", kept, re.M)
+    assert gap is not None, kept[:300]
+    head, tail = kept[: gap.start()], kept[kept.index("\n", gap.end()) + 1 :]
+    assert head.startswith(whole[:100]) and whole.startswith(head) and head.endswith("\n")
+    assert tail.endswith("line 29999 of 30000\n") and whole.endswith(tail)
+    assert tail.startswith("line ")  # whole lines at both ends
+    assert len(head) + int(gap[1]) + len(tail) == len(whole)
+    assert len(head) > cap // 3 and len(tail) > cap // 3  # both ends, not a sliver of one
     assert f"{stream} was cut at max_output_size ({cap} characters)" in body["warning"]
-    assert f"the first {cap} are kept, {dropped} more were dropped" in body["warning"]
+    assert (
+        f"its first {len(head)} and last {len(tail)} characters are kept, the {gap[1]} "
+        "between them left out"
+    ) in body["warning"]
+
+
+@pytest.mark.parametrize("limit", [1, 10, GAP_ROOM, GAP_ROOM + 2, GAP_ROOM + 41, 4096])
+@pytest.mark.parametrize("piece", [1, 7, 100, 5000])
+def test_the_cap_stays_a_cap_however_the_output_arrives(limit: int, piece: int) -> None:
+    whole = "".join(f"line {number}\n" for number in range(700)) + "no newline at the end"
+    for size in (limit, len(whole)):
+        text = whole[:size]
+        capped = CappedOutput(limit)
+        for start in range(0, len(text), piece):
+            capped.add(text[start : start + piece])
+        kept = capped.text()
+        assert len(kept) <= limit
+        if len(text) <= limit:
+            assert kept == text and capped.dropped == 0
+        else:
+            head = kept.split("[airflow-rest-bridge]")[0]
+            assert capped.dropped > 0 and head
+            assert whole.startswith(head) or whole.startswith(head.removesuffix("\n"))
 
 
 async def test_server_timing_says_how_long_the_command_ran(
@@ -205,3 +240,23 @@ async def test_a_wait_past_slot_wait_timeout_is_503(make_fake_client: ClientFact
     first.close()
     await asyncio.wait_for(commands_of(client).idle.wait(), timeout=30)
     assert processes_with(marker) == []
+
+
+async def test_a_client_that_left_mid_stream_has_an_access_line_with_499(tmp_path: Path) -> None:
+    """The access log has a line for every request, one whose client left before its answer
+    ended included: 499, as the metrics count it."""
+    daemon, port = await start_fake_daemon(tmp_path, "reattach_wait = 0")
+    marker = new_marker()
+    try:
+        async with ClientSession(f"http://127.0.0.1:{port}") as session:
+            response = await session.get(API, params=fault(marker, "hang", stream="true"))
+            await read_until(response, b"started")
+            response.close()  # the client goes away while the stream waits for more output
+        await daemon.line_containing("client left: stopped")  # the handler ended before
+    finally:
+        assert await daemon.stop() == 0
+    request = f'"GET {API}?api=test&dag_id={marker}'
+    lines = [line for line in daemon.lines if request in line]
+    assert len(lines) == 1, daemon.lines
+    assert 'aiohttp.access: 127.0.0.1 token=- "GET ' in lines[0], lines
+    assert '" 499 - ' in lines[0], lines

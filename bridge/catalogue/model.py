@@ -87,7 +87,9 @@ class Arg:
     required: bool = False
     secret: Secret = Secret.NONE  # how much of the value logs and echoes may show
     choices: tuple[str, ...] | None = None  # the only values the CLI takes
-    for_bridge: bool = False  # read by the bridge itself (trigger_dag's wait), never argv
+    # Read by the bridge itself on every major (trigger_dag's wait), never part of the argv:
+    # Api.use_of says so wherever the argument is described.
+    for_bridge: bool = False
     # A server path the command creates: it must not exist yet, nor its name without the
     # extension (graphviz writes its source there before the image).
     new_file: bool = False
@@ -172,6 +174,40 @@ class Cli:
     always_json: bool = False  # always ask for -o json (the bridge reads the result)
 
 
+class Use(enum.Enum):
+    """What one Airflow major does with an argument of an API (:meth:`Api.use_of`)."""
+
+    BRIDGE = "bridge"  # the bridge reads it itself, the same on every major
+    POSITIONAL = "positional"
+    OPTION = "option"  # detail: the CLI flag
+    IGNORED = "ignored"  # detail: why (the envelope's warning says so)
+    REFUSED = "refused"  # detail: why (answered 400)
+    BUILT = "built"  # a builder decides (see the API's description)
+    NONE = "none"  # the API itself has no equivalent on this major
+
+
+REMOVED_OPTION = "the option was removed from the CLI"
+
+
+@dataclass(frozen=True)
+class ArgUse:
+    """What one Airflow major does with an argument: the one answer the argv, the API
+    reference, the OpenAPI document and the test page all give."""
+
+    use: Use
+    detail: str = ""
+
+    def note(self, major: int) -> str | None:
+        """A sentence for a reader, where the argument is not simply passed on."""
+        if self.use is Use.BRIDGE:
+            return "The bridge's own: the bridge itself acts on it, the same on every Airflow major"
+        if self.use is Use.IGNORED:
+            return f"Ignored on Airflow {major}.x (a warning says so): {self.detail}"
+        if self.use is Use.REFUSED:
+            return f"No equivalent on Airflow {major}.x, answers 400: {self.detail}"
+        return None
+
+
 @dataclass(frozen=True)
 class Unavailable:
     """The API has no equivalent on this Airflow version; ``why`` says what to use."""
@@ -226,6 +262,24 @@ class Api:
     def secrets(self) -> dict[str, Secret]:
         """Argument name -> how much of its value may be shown."""
         return {arg.name: arg.secret for arg in self.args}
+
+    def use_of(self, arg: Arg, major: int) -> ArgUse:
+        """What Airflow ``major`` does with ``arg`` of this API (validation, argv and every
+        description of the API read it here)."""
+        if self.internal or arg.for_bridge:
+            return ArgUse(Use.BRIDGE)
+        mapping = self.by_major.get(major)
+        if mapping is None or isinstance(mapping, Unavailable):
+            return ArgUse(Use.NONE)
+        if not isinstance(mapping, Cli):
+            return ArgUse(Use.BUILT)
+        if arg.name in mapping.positionals:
+            return ArgUse(Use.POSITIONAL)
+        if arg.name in mapping.options:
+            return ArgUse(Use.OPTION, mapping.options[arg.name])
+        if arg.name in mapping.ignored:
+            return ArgUse(Use.IGNORED, mapping.ignored[arg.name])
+        return ArgUse(Use.REFUSED, mapping.reasons.get(arg.name, REMOVED_OPTION))
 
     def availability(self, major: int, commands: frozenset[str]) -> str | None:
         """None if the API can run here, else why not (and what to use instead)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from bridge.catalogue.model import Api, Arg, Cli, Context, Plan, Unavailable, Values
+from bridge.catalogue.model import Api, Arg, Cli, Context, Plan, Unavailable, Use, Values
 from bridge.catalogue.values import parse_value
 from bridge.errors import RequestError
 from bridge.text.redact import Masked, Secret, mask_value
@@ -76,27 +76,29 @@ def _plan_from_cli(api: Api, cli: Cli, values: Values, ctx: Context, want_json: 
     for name, value in values.items():
         if name in cli.positionals or name == "output" or value is False:
             continue  # output=json is handled below; a false boolean adds nothing
-        if (bridge_arg := api.arg(name)) is not None and bridge_arg.for_bridge:
+        arg = api.arg(name)
+        if arg is None:  # pragma: no cover - collect() keeps only the API's own arguments
+            raise RequestError(f"argument '{name}' is not one of {api.name}'s")
+        used = api.use_of(arg, ctx.airflow_major)
+        if used.use is Use.BRIDGE:
             continue
-        if name in cli.ignored:
-            warnings.append(f"'{name}' was ignored: {cli.ignored[name]}")
+        if used.use is Use.IGNORED:
+            warnings.append(f"'{name}' was ignored: {used.detail}")
             continue
-        flag = cli.options.get(name)
-        if flag is None:
-            why = cli.reasons.get(name, "the option was removed from the CLI")
+        if used.use is not Use.OPTION:
             raise RequestError(
                 f"argument '{name}' of {api.name} has no equivalent on Airflow "
-                f"{ctx.airflow_major}.x: {why}"
+                f"{ctx.airflow_major}.x: {used.detail}"
             )
+        flag = used.detail
         if installed is not None and installed.lacks(cli.words, flag):
             raise RequestError(
                 f"argument '{name}' of {api.name} has no equivalent on Airflow "
                 f"{installed.version}: 'airflow {' '.join(cli.words)}' has no {flag} option"
             )
-        arg = api.arg(name)
         if value is True:
             options.append(flag)
-        elif arg is not None:
+        else:
             options.append(option(flag, arg, value, values))
     command = installed.command(cli.words) if installed is not None else None
     json_capable = command.json_capable if command is not None else cli.json_capable

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bridge.catalogue.cli_classes import ARGUMENT_REASONS, EXPLICIT_ONLY_REASONS
-from bridge.catalogue.model import KIND_HELP, Api, Arg, Cli, Unavailable
+from bridge.catalogue.model import KIND_HELP, Api, Arg, Cli, Unavailable, Use
 from bridge.catalogue.table import APIS
 from bridge.config.settings import Settings
 from bridge.text.redact import Secret
@@ -20,20 +20,20 @@ def _cell(text: str) -> str:
 
 def _on(api: Api, arg: Arg, major: int) -> str:
     """What Airflow ``major`` does with one argument of ``api``."""
-    mapping = api.by_major.get(major)
-    if api.internal:
-        return "the bridge"
-    if mapping is None or isinstance(mapping, Unavailable):
+    used = api.use_of(arg, major)
+    if used.use is Use.BRIDGE:
+        return "the bridge's own"
+    if used.use is Use.NONE:
         return "-"
-    if not isinstance(mapping, Cli):
+    if used.use is Use.BUILT:
         return "see the API's description"
-    if arg.name in mapping.positionals:
+    if used.use is Use.POSITIONAL:
         return "positional"
-    if arg.name in mapping.options:
-        return f"`{mapping.options[arg.name]}`"
-    if arg.name in mapping.ignored:
-        return f"ignored, with a warning: {mapping.ignored[arg.name]}"
-    return "400: " + mapping.reasons.get(arg.name, "the option was removed from the CLI")
+    if used.use is Use.OPTION:
+        return f"`{used.detail}`"
+    if used.use is Use.IGNORED:
+        return f"ignored, with a warning: {used.detail}"
+    return f"400: {used.detail}"
 
 
 def _command(api: Api, major: int) -> str:
@@ -105,6 +105,11 @@ def api_markdown(example: Callable[[Api], str]) -> str:
         "`document`. A value is only ever one argv element: it never becomes an option.",
         "",
         "## APIs",
+        "",
+        "The Airflow 2 and Airflow 3 columns say what each major's CLI gets of an argument: a "
+        "positional, an option, a warning that it was ignored, or a 400 and why. *The bridge's "
+        "own* means the bridge itself acts on the argument, the same on every major, instead "
+        "of handing it to a CLI command as an option (`wait`, `wait_timeout`, `follow`...).",
         "",
         " · ".join(f"[`{api.name}`](#{api.name})" for api in APIS),
         "",

@@ -16,6 +16,7 @@ from bridge.catalogue.installed import AirflowInfo, availability
 from bridge.catalogue.model import Api, Arg, Kind
 from bridge.catalogue.table import APIS
 from bridge.config.settings import Settings
+from bridge.http.guards.proxies import client_of
 from bridge.http.keys import airflow_of, cli_commands_of, settings_of
 
 # Placeholder values for examples; required arguments only, so each example is complete.
@@ -79,6 +80,13 @@ def _quote(word: str) -> str:
     return shlex.quote(word)
 
 
+def arg_notes(api: Api, major: int) -> dict[str, str]:
+    """Argument name -> what Airflow ``major`` does with it, for those not simply passed on
+    (the bridge's own, ignored, refused)."""
+    notes = {arg.name: api.use_of(arg, major).note(major) for arg in api.args}
+    return {name: note for name, note in notes.items() if note}
+
+
 PAGE_TEMPLATE = "index.html"
 
 
@@ -90,7 +98,8 @@ async def index(request: web.Request) -> web.Response:
     api_path = str(request.app.router["api"].url_for())
     # Where the operator reached the page (through a proxy, its public address), which is
     # where the examples must point.
-    here = f"{request.scheme}://{request.host}" if "Host" in request.headers else None
+    client = client_of(request)
+    here = f"{client.scheme}://{client.host}" if client.host else None
     origin = here or base_url(settings)
     answering = cli_commands_of(request.app).answering(settings.cli_commands)
     shown = [*APIS, *answering]
@@ -110,6 +119,9 @@ async def index(request: web.Request) -> web.Response:
             api.name: availability(api, airflow, settings.disabled_apis) for api in shown
         },
         "examples": {api.name: example(api, settings, origin + api_path) for api in shown},
+        # What this Airflow does with each argument, where it is not simply passed on: the
+        # same words as the OpenAPI document's.
+        "arg_notes": {api.name: arg_notes(api, airflow.major) for api in shown},
         "api_url": api_path,
         "jobs_url": str(request.app.router["jobs"].url_for()),
     }

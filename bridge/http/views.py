@@ -26,6 +26,7 @@ from bridge.config.parsers import parse_bool
 from bridge.errors import RequestError
 from bridge.http import answers, forms
 from bridge.http.guards.auth import caller_of
+from bridge.http.guards.proxies import client_of
 from bridge.http.keys import (
     BODY_BUDGET,
     COMMANDS,
@@ -114,7 +115,7 @@ async def api(request: web.Request) -> web.StreamResponse:
             installed,
             daemon_of(request.app),
             caller,
-            request.remote or "?",
+            client_of(request).remote or "?",
             base,
             fmt.name if fmt is not None else None,
             want_json,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from bridge.calls.formats import Format, stream_words
 from bridge.catalogue.installed import AirflowInfo, availability
-from bridge.catalogue.model import KIND_HELP, MAX_INT_DIGITS, MAX_VALUE_LENGTH, Api, Arg, Cli, Kind
+from bridge.catalogue.model import KIND_HELP, MAX_INT_DIGITS, MAX_VALUE_LENGTH, Api, Arg, Kind
 from bridge.catalogue.values import ID_PATTERN, RUN_ID_PATTERN
 from bridge.config.settings import Settings
 from bridge.openapi import jobs
@@ -58,25 +58,14 @@ def _arg_schema(arg: Arg, note: str | None) -> Schema:
     return schema
 
 
-def _arg_note(arg: Arg, mapping: object, major: int) -> str | None:
-    """What Airflow ``major`` does with the argument, when that is not simply 'passed on'."""
-    if not isinstance(mapping, Cli) or arg.name in (*mapping.options, *mapping.positionals):
-        return None
-    if arg.name in mapping.ignored:
-        return f"Ignored on Airflow {major}.x (a warning says so): {mapping.ignored[arg.name]}"
-    why = mapping.reasons.get(arg.name, "the option was removed from the CLI")
-    return f"No equivalent on Airflow {major}.x, answers 400: {why}"
-
-
 def api_schema(api: Api, info: AirflowInfo, settings: Settings) -> Schema:
     """components/schemas/NAME: one API's call, as this Airflow and these settings take it."""
-    mapping = api.by_major.get(info.major)
     why_not = availability(api, info, settings.disabled_apis)
     description = api.description + f". Scope: {api.scope.value}"
     description += f". Answers 400 here: {why_not}" if why_not else ""
     properties: Schema = {"api": {"const": api.name}}
     for arg in api.args:
-        properties[arg.name] = _arg_schema(arg, _arg_note(arg, mapping, info.major))
+        properties[arg.name] = _arg_schema(arg, api.use_of(arg, info.major).note(info.major))
     return {
         "title": api.name,
         "description": description,

@@ -18,6 +18,7 @@ from bridge.calls.call import NOBODY, Caller
 from bridge.config.settings import Settings
 from bridge.config.tokens import ALL_SCOPES, SEED_IDENTITY, SEED_NAME
 from bridge.http.answers import forbidden
+from bridge.http.guards.proxies import client_of
 from bridge.http.keys import settings_of
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ async def token_middleware(request: web.Request, handler: Handler) -> web.Stream
         settings = settings_of(request.app)
         caller = identify(settings, presented_token(request, settings))
         if caller is None:
-            log.warning("token authentication failed for %s", request.remote)
+            log.warning("token authentication failed for %s", client_of(request).remote)
             return forbidden()
         request[CALLER] = caller
     return await handler(request)

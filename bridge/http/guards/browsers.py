@@ -24,6 +24,7 @@ from yarl import URL
 
 from bridge.errors import RequestError
 from bridge.http.guards.auth import PROTECTED_ROUTES, identify, presented_token
+from bridge.http.guards.proxies import client_of
 from bridge.http.keys import settings_of
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def cross_site(request: web.Request) -> bool:
         return True
     if origin.strip() == "null" or not origin_url.raw_host:
         return True  # a sandboxed frame, a file: page, a data: URL
-    addressed = (request.host if "Host" in request.headers else "").strip().lower()
+    addressed = client_of(request).host.strip().lower()
     for scheme, port in DEFAULT_PORTS.items():
         if origin_url.scheme == scheme:
             addressed = addressed.removesuffix(f":{port}")
@@ -87,11 +88,11 @@ def cross_site(request: web.Request) -> bool:
 @web.middleware
 async def browser_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     settings = settings_of(request.app)
-    # As a trusted proxy forwarded it, or the Host header (request.host without a Host header
-    # would ask the resolver for this machine's name).
-    host = request.host if "Host" in request.headers else None
+    # As a trusted proxy forwarded it, or the Host header (none: nothing to check).
+    client = client_of(request)
+    host = client.host or None
     if host is not None and not host_allowed(host, settings.allowed_hosts):
-        log.warning("refused a request for host %r from %s", host[:200], request.remote)
+        log.warning("refused a request for host %r from %s", host[:200], client.remote)
         raise RequestError(
             f"this daemon does not answer to the host {host_name(host)!r}: use its address, "
             "localhost, or a name listed in allowed_hosts",
@@ -100,7 +101,7 @@ async def browser_middleware(request: web.Request, handler: Handler) -> web.Stre
     if request.match_info.route.name in PROTECTED_ROUTES and cross_site(request):
         presented = presented_token(request, settings)
         if not (settings.auth_enabled and identify(settings, presented) is not None):
-            log.warning("refused a cross-site request from %s", request.remote)
+            log.warning("refused a cross-site request from %s", client.remote)
             raise RequestError(
                 "cross-site request refused: a page of another site may not call this "
                 "daemon (a script or curl may, with the token header)",

@@ -1,7 +1,8 @@
 """Requests that come through a reverse proxy the operator trusts (``trusted_proxies``): the
 client is who the proxy says (``X-Forwarded-For``), and so are the scheme and host it was
 asked for (``X-Forwarded-Proto``, ``X-Forwarded-Host``). From anyone else those headers are
-ignored: a client could otherwise name any address in the logs."""
+ignored: a client could otherwise name any address in the logs. The guards, the views, the
+page and the access log ask :func:`client_of`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from bridge.http.keys import settings_of
 
@@ -55,13 +55,18 @@ def seen(request: web.BaseRequest, networks: tuple[Network, ...]) -> Seen:
     )
 
 
-@web.middleware
-async def proxy_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    networks = settings_of(request.app).trusted_proxies
-    if not networks:
-        return await handler(request)
-    client = seen(request, networks)
-    if client.remote is None:  # not a TCP peer: nothing to forward
-        return await handler(request)
-    forwarded = request.clone(remote=client.remote, scheme=client.scheme, host=client.host)
-    return await handler(forwarded)
+SEEN: web.RequestKey[Seen] = web.RequestKey("seen", Seen)
+
+
+def client_of(request: web.Request) -> Seen:
+    """The client, scheme and host of ``request`` as the trusted proxies tell (worked out
+    once per request, with the settings in force at its first look).
+
+    Read from the request itself rather than from a clone carrying them (request.clone):
+    a clone's state is a copy, so what auth and the view store on it (the caller, the API)
+    would never reach the access log and the metrics, which see the request aiohttp made.
+    """
+    known = request.get(SEEN)
+    if known is None:
+        known = request[SEEN] = seen(request, settings_of(request.app).trusted_proxies)
+    return known
