@@ -1,5 +1,6 @@
 """A prepared command run to its end as a sequence of events: its output as it comes, the
-bridge's own notes (a run followed after a trigger), then one :class:`Result`, assembled by
+bridge's own notes (a run followed after a trigger; the run a stopped `tasks test` left,
+ended: bridge.calls.temporary_runs), then one :class:`Result`, assembled by
 :func:`bridge.calls.result.assemble` whoever consumes the events: one envelope, a stream's
 job, a detached job.
 
@@ -14,6 +15,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
 from bridge.calls.events import Event, Note, Output, Result
 from bridge.calls.result import CappedOutput, Prepared, Ran, assemble, ended, output_texts
+from bridge.calls.temporary_runs import FIELD, TaskTest, end_left_runs, noted
+from bridge.offload import to_the_end
 from bridge.process.command import Command
 
 # What follows a command that succeeded (a triggered run followed, a service confirmed):
@@ -28,9 +31,10 @@ class Watch:
     async def started(self, command: Command) -> None:
         """The command runs (its pid is known)."""
 
-    def stop_warnings(self) -> list[str]:
-        """Why the consumer stopped the command, if it did (for the result's warning)."""
-        return []
+    def stopped_by(self) -> str | None:
+        """Who or what of the consumer's stopped the command, if it did (the result's warning
+        says it, and how the command ended then)."""
+        return None
 
 
 async def run(
@@ -50,24 +54,42 @@ async def run(
     texts = output_texts(prepared.api, settings)
     keep = texts if with_output else ("stdout",) if prepared.plan.json_output else ()
     kept = {name: CappedOutput(settings.max_output_size) for name in keep}
-    async with prepared.call.commands.run(prepared.spec) as command:
-        await watch.started(command)
-        async for chunk in command:
-            text = texts[chunk.stream].feed(chunk.data)
-            if chunk.stream in kept:
-                kept[chunk.stream].add(text)
-            if text:
-                yield Output(chunk.stream, text)
-        for name, stream_text in texts.items():
-            text = stream_text.finish()
-            if name in kept:
-                kept[name].add(text)
-            if text:
-                yield Output(name, text)
+    test = TaskTest.of(prepared)  # a `tasks test`: the run it makes is watched for
+    command: Command | None = None
+    try:
+        async with prepared.call.commands.run(prepared.spec) as command:
+            if test is not None:
+                test.pid = command.pid
+            await watch.started(command)
+            async for chunk in command:
+                if test is not None:
+                    test.feed(chunk.stream, chunk.data)
+                text = texts[chunk.stream].feed(chunk.data)
+                if chunk.stream in kept:
+                    kept[chunk.stream].add(text)
+                if text:
+                    yield Output(chunk.stream, text)
+            for name, stream_text in texts.items():
+                text = stream_text.finish()
+                if name in kept:
+                    kept[name].add(text)
+                if text:
+                    yield Output(name, text)
+    except BaseException:
+        # Left early (its client went away, its job's task was cancelled): nobody reads the
+        # result, but the run a killed test left behind is ended all the same.
+        if test is not None and command is not None and test.left_behind(command.outcome):
+            await to_the_end(end_left_runs(prepared, test))
+        raise
+    assert command is not None and command.outcome is not None  # it ran and its output ended
     outcome = command.outcome
-    assert outcome is not None  # the output ended: the command has an outcome
-    ran = await ended(prepared, outcome, kept, report_cuts=with_output)
-    ran.warnings.extend(watch.stop_warnings())
+    ran = await ended(prepared, outcome, kept, with_output, watch.stopped_by())
+    if test is not None and test.left_behind(outcome):
+        runs, warnings = await end_left_runs(prepared, test)
+        ran.warnings.extend(warnings)
+        if runs:
+            ran.extra[FIELD] = runs
+            yield Note(noted(runs))
     if release is not None:
         await release()
     if outcome.exit_code == 0 and follow_up is not None:

@@ -5,6 +5,7 @@ and :func:`assemble`, the only place a result envelope is made from an exit code
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 from bridge.calls import envelope
 from bridge.calls.call import Call
+from bridge.calls.capped import CappedOutput
 from bridge.catalogue.model import Api, Plan
 from bridge.config.settings import Settings
 from bridge.offload import in_thread
@@ -36,30 +38,6 @@ class Prepared:
     @property
     def api(self) -> Api:
         return self.call.api
-
-
-class CappedOutput:
-    """One stream's text, cut at a size: the head is kept whole and contiguous, the rest is
-    counted but dropped (the command keeps being read, so that it never blocks on a pipe)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.parts: list[str] = []
-        self.size = 0
-        self.dropped = 0
-
-    def add(self, text: str) -> None:
-        room = self.limit - self.size
-        if room <= 0:
-            self.dropped += len(text)
-            return
-        kept = text[:room]
-        self.parts.append(kept)
-        self.size += len(kept)
-        self.dropped += len(text) - len(kept)
-
-    def text(self) -> str:
-        return "".join(self.parts)
 
 
 @dataclass
@@ -105,29 +83,63 @@ def http_code_for(exit_code: int | None, timed_out: bool = False) -> int:
     return 200 if exit_code == 0 else 500
 
 
-def outcome_warnings(outcome: Outcome, settings: Settings, stopping: bool) -> list[str]:
+def outcome_warnings(
+    outcome: Outcome, settings: Settings, stopping: bool, stopped_by: str | None = None
+) -> list[str]:
+    """Why the command ended, when it did not end well: what stopped it (the daemon
+    stopping; ``stopped_by``, its caller: a cancel, a client gone; its timeout), and how."""
+    how = f"; it {ending(outcome)}"
     if stopping:
-        return ["the daemon is stopping (SIGTERM): the command was stopped"]
+        return [f"the daemon is stopping (SIGTERM): the command was stopped{how}"]
+    if stopped_by is not None and outcome.stopped:
+        return [f"{stopped_by}: the command was stopped{how}"]
     if outcome.timed_out:
-        return [f"the command timed out after {settings.command_timeout:g} s and was stopped"]
+        return [f"the command timed out after {settings.command_timeout:g} s and was stopped{how}"]
+    said = [stopped_by] if stopped_by is not None else []  # it ended before it was stopped
     if outcome.exit_code != 0:
-        return [f"the command exited with code {outcome.exit_code}"]
-    return []
+        said.append(f"the command {ending(outcome)}")
+    return said
+
+
+def ending(outcome: Outcome) -> str:
+    """How the command's own process ended, in words: an exit code below 0 explained."""
+    code = outcome.exit_code
+    if code is None:
+        return "had not exited when the bridge stopped waiting for it"
+    if code >= 0:
+        return f"exited with code {code}"
+    if outcome.killed_after is not None and code == -signal.SIGKILL:
+        return (
+            f"ignored SIGTERM for {outcome.killed_after:g} s (kill_grace_period), so it was "
+            f"killed with SIGKILL (exit code {code})"
+        )
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    return f"was ended by {name} (exit code {code})"
 
 
 async def ended(
-    prepared: Prepared, outcome: Outcome, kept: dict[str, CappedOutput], report_cuts: bool
+    prepared: Prepared,
+    outcome: Outcome,
+    kept: dict[str, CappedOutput],
+    report_cuts: bool,
+    stopped_by: str | None = None,
 ) -> Ran:
-    """What the command's end says: its code and warnings, where the output the envelope
-    holds was cut (``report_cuts``), and (when it succeeded) what its JSON says."""
+    """What the command's end says: its code and warnings (``stopped_by``: what of its
+    caller's stopped it), where the output the envelope holds was cut (``report_cuts``), and
+    (when it succeeded) what its JSON says."""
     settings = prepared.call.settings
     commands = prepared.call.commands
-    warnings = prepared.warnings + outcome_warnings(outcome, settings, commands.stopping)
+    warnings = prepared.warnings + outcome_warnings(
+        outcome, settings, commands.stopping, stopped_by
+    )
     for name, output in kept.items():
         if report_cuts and output.dropped:
             warnings.append(
                 f"{name} was cut at max_output_size ({settings.max_output_size} characters): "
-                f"the first {output.size} are kept, {output.dropped} more were dropped"
+                + output.kept()
             )
     ran = Ran(
         outcome, kept, warnings, http_code=http_code_for(outcome.exit_code, outcome.timed_out)

@@ -55,6 +55,9 @@ class Outcome:
     timed_out: bool = False
     warm: bool = False  # run by a child of the warm helper, not a cold ``airflow``
     command_seconds: float | None = None  # time inside the child, as the warm helper saw it
+    stopped: bool = False  # the bridge sent its session SIGTERM while it still ran
+    # It was still there this many seconds (the grace period) after SIGTERM: SIGKILL followed.
+    killed_after: float | None = None
 
 
 class Command:
@@ -91,6 +94,8 @@ class Command:
         self._detached = False
         self.outcome: Outcome | None = None
         self.ending: str | None = None  # how it ended, for the audit, where its owner knows
+        self._stopped = False  # SIGTERM sent while its own process still ran
+        self._killed_after: float | None = None  # SIGKILL sent this long after SIGTERM
 
     @property
     def pid(self) -> int | None:
@@ -237,6 +242,8 @@ class Command:
             timed_out=timed_out,
             warm=self._proc.warm,
             command_seconds=self._proc.command_seconds,
+            stopped=self._stopped,
+            killed_after=self._killed_after,
         )
 
     async def stop(self) -> None:
@@ -257,8 +264,10 @@ class Command:
         proc = self._proc
         if proc is None or (proc.outlives_command and proc.returncode is not None):
             return  # a warm worker that ran it is waiting for the next command now
+        running = proc.returncode is None  # else only what it left behind is stopped
         if not await self._census.signal(proc.pid, signal.SIGTERM):
             return
+        self._stopped = self._stopped or running
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self._grace
         while loop.time() < give_up:
@@ -266,8 +275,13 @@ class Command:
                 break
             await asyncio.sleep(_POLL)
         else:
+            # Set before the signal: whoever reads the outcome once it died knows why.
+            if proc.returncode is None:
+                self._killed_after = self._grace
             if await self._census.signal(proc.pid, signal.SIGKILL):
                 log.warning("command %s ignored SIGTERM; sent SIGKILL", self.argv[:3])
+            else:
+                self._killed_after = None  # it ended by itself just before
         await self._leader_exit(self._grace)
 
     async def _cleanup(self) -> None:
