@@ -28,6 +28,7 @@ from bridge.catalogue.installed_cli import InstalledCli, parse_installed_cli
 from bridge.config.load import load
 from bridge.config.settings import Settings
 from bridge.http.keys import COMMANDS
+from bridge.http.metrics import METRICS
 from bridge.process.path import CommandPath
 from bridge.service.loop_watch import BLOCKING_MESSAGE, HELD_MESSAGE
 from bridge.text.noise import parse_json_output
@@ -256,22 +257,57 @@ def fuzzing_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def requests_served(app: web.Application) -> float:
+    """How many requests ``app`` has answered (its bridge_requests_total, all labels)."""
+    return sum(
+        sample.value
+        for metric in app[METRICS].registry.collect()
+        for sample in metric.samples
+        if sample.name == "bridge_requests_total"
+    )
+
+
+# A fuzzing run hangs when the daemon answers no request for this long: many times the
+# slowest answer seen on a loaded machine, and no bound on the run as a whole (how long
+# that takes is the machine's, not the bridge's).
+FUZZING_STALL = 600.0
+
+
 async def schemathesis(
-    url: str, *options: str, cwd: Path, timeout: float, env: dict[str, str] | None = None
+    url: str,
+    *options: str,
+    cwd: Path,
+    progress: Callable[[], float],
+    env: dict[str, str] | None = None,
 ) -> str:
     """Run Schemathesis's CLI against the OpenAPI document at ``url``; its report. Fails the
-    test when it does not finish within ``timeout`` (something hangs) or finds a problem."""
+    test when it finds a problem, or when ``progress`` (requests the daemon answered) stands
+    still for FUZZING_STALL seconds: something hangs."""
     run = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "schemathesis.cli", "run", url, *options),
         *("--generation-database", "none", "--no-color", "--continue-on-failure"),
         cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
+    finished = asyncio.ensure_future(run.communicate())
+    loop = asyncio.get_running_loop()
+    seen, since = progress(), loop.time()
     try:
-        output, _ = await asyncio.wait_for(run.communicate(), timeout=timeout)
-    except TimeoutError:
-        run.kill()
-        await run.wait()
-        raise AssertionError(f"schemathesis did not finish within {timeout:g} s") from None
+        while not finished.done():
+            # a look every few seconds at a counter: no event tells "no request for long"
+            await asyncio.wait({finished}, timeout=5.0)
+            if (now := progress()) != seen:
+                seen, since = now, loop.time()
+            elif loop.time() - since > FUZZING_STALL:
+                raise AssertionError(
+                    f"schemathesis got no answer for {FUZZING_STALL:g} s: something hangs"
+                )
+    finally:
+        if not finished.done():
+            run.kill()
+            await run.wait()
+            finished.cancel()
+            await asyncio.gather(finished, return_exceptions=True)
+    output, _ = finished.result()
     report = output.decode(errors="replace")
     assert run.returncode == 0, report[-30000:]
     return report
@@ -407,6 +443,17 @@ async def start_daemon(cfg: Path, port: int, python: str = sys.executable, **kwa
     daemon = Daemon(proc)
     await daemon.line_containing("serving on")
     return daemon
+
+
+async def start_fake_daemon(folder: Path, *settings: str) -> tuple[Daemon, int]:
+    """The daemon on the fake airflow (tests/fake_airflow.py), its home and dags folder
+    ``folder``, with extra ``[rest_api_plugin]`` lines; and its port."""
+    cfg = write_cfg(
+        folder / "airflow.cfg",
+        f"airflow_executable = {FAKE_AIRFLOW}\nwarm_helper = false\n" + "\n".join(settings),
+    )
+    port = free_port()
+    return await start_daemon(cfg, port), port
 
 
 # -- processes, from /proc ---------------------------------------------------------------------

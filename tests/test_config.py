@@ -139,6 +139,7 @@ def every_key(tmp_path: Path) -> dict[str, tuple[str, object]]:
         "tokens_file": (f"{tmp_path}/tokens.json", tmp_path / "tokens.json"),
         "slot_wait_timeout": ("2.5", 2.5),
         "token_share": ("0.25", 0.25),
+        "max_follows": ("12", 12),
         "max_body_bytes_in_flight": ("32M", 32 * 1024 * 1024),
         "body_timeout": ("60", 60.0),
         "max_upload_size": ("2M", 2 * 1024 * 1024),

@@ -6,9 +6,11 @@ seed API that runs a command still names the unknown arguments it ignored."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import replace
 
 from bridge.http.keys import SETTINGS
+from bridge.http.lifecycle import reloaded
 from bridge.service.notify import Notifier
 from bridge.service.serve import _reload
 from tests.helpers import (
@@ -55,7 +57,8 @@ async def test_a_reload_that_raises_the_limit_starts_a_waiting_call(
     raised = replace(current.settings, max_concurrent_commands=2)
     ready = asyncio.Event()
     ready.set()  # the daemon serves
-    await _reload(current, lambda: raised, Notifier({}), ready, commands.slots.admit)
+    in_force = functools.partial(reloaded, app_of(client))
+    await _reload(current, lambda: raised, Notifier({}), ready, in_force)
     assert current.settings.max_concurrent_commands == 2
     assert commands.slots.waiting == 0 and commands.busy == 2
     second = await waiting

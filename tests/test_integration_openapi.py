@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ClientFactory, fuzzing_env, schemathesis, warm_mode
+from tests.helpers import ClientFactory, fuzzing_env, requests_served, schemathesis, warm_mode
 
 pytestmark = [
     pytest.mark.airflow,
@@ -19,7 +19,6 @@ DOCUMENT = "/admin/rest_api/openapi.json"
 # Fuzzed calls reach real Airflow (a few hundred milliseconds each through the warm helper);
 # this many per operation keep the run within two minutes.
 MAX_EXAMPLES = 25
-RUN_TIMEOUT = 600.0
 SEED = os.environ.get("BRIDGE_SCHEMATHESIS_SEED", "20261129")
 # Services would hold a call until command_timeout; they are the service tests' business.
 SERVICES = "kerberos, worker, flower, scheduler"
@@ -46,7 +45,7 @@ async def test_schemathesis_against_the_real_airflow(
         *("--max-examples", str(MAX_EXAMPLES), "--seed", SEED, "--workers", "1"),
         *("--request-timeout", "120"),
         cwd=tmp_path,
-        timeout=RUN_TIMEOUT,
+        progress=lambda: requests_served(client.app),
         env=env,
     )
     assert "Fuzzing" in report

@@ -8,6 +8,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge.calls.follows import Follow, Follows
 from bridge.catalogue.cli_commands import CliCommands
 from bridge.catalogue.installed import AirflowInfo
 from bridge.catalogue.model import Api, Context, Values
@@ -33,6 +34,14 @@ class Caller:
         """admin sees (and may cancel) every job; others their own."""
         return Scope.ADMIN in self.scopes
 
+    @property
+    def owner(self) -> Owner | None:
+        """Whose share of the slots and follows its calls take: its token's (None without
+        auth, where every caller is the same nobody)."""
+        if self.identity == OPEN_IDENTITY:
+            return None
+        return Owner(self.identity, Scope.ADMIN in self.scopes, self.name)
+
 
 # No token asked for: whoever reaches the port.
 NOBODY = Caller(OPEN_NAME, ALL_SCOPES, OPEN_IDENTITY)
@@ -45,6 +54,7 @@ class Daemon:
     commands: CommandPath
     jobs: Jobs
     upload_locks: dict[str, asyncio.Lock]
+    follows: Follows
 
 
 @dataclass
@@ -68,6 +78,8 @@ class Call:
     detach: bool = False  # answer 202 and run the command as a job
     # Set when the call must stop waiting (its job was cancelled): bridge.calls.stopping.
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    # Its place among the follows, while it follows or waits (its token revoked: it stops).
+    follow: Follow | None = None
 
     @property
     def peer(self) -> str:
@@ -80,8 +92,5 @@ class Call:
 
     @property
     def owner(self) -> Owner | None:
-        """Whose share of the slots the call's commands take: its token's (None without
-        auth, where every caller is the same nobody)."""
-        if self.caller is NOBODY:
-            return None
-        return Owner(self.caller.identity, Scope.ADMIN in self.caller.scopes, self.caller.name)
+        """Whose share of the slots and follows the call takes: its token's."""
+        return self.caller.owner

@@ -47,8 +47,12 @@ async def cli(call: Call) -> Answer:
         raise RequestError(
             f"wait_timeout may be at most command_timeout ({call.settings.command_timeout:g} s)"
         )
-    # What the command holds until it ends: a job's task takes them over.
-    async with contextlib.AsyncExitStack() as held:
+    # What the command holds until it ends (held), and a wait for the run it makes until
+    # the wait ends (following): a job's task takes them over.
+    async with contextlib.AsyncExitStack() as held, contextlib.AsyncExitStack() as following:
+        if call.values.get("wait"):  # a follow: a 429 before anything runs when none is free
+            place = call.daemon.follows.place(call.owner)
+            call.follow = await following.enter_async_context(place)
         await held.enter_async_context(call.commands.slot(call.owner))
         exchange = await held.enter_async_context(exchange_file(plan))
         run_date = await _run_date(call, plan) if plan.run_of else ""
@@ -77,19 +81,21 @@ async def cli(call: Call) -> Answer:
             follow_up = functools.partial(_confirm_service, service, files, before)
             call.stream = None  # a plain envelope, however the call asked to be answered
         if call.detach:
-            job = await jobs.start(prepared, held.pop_all(), follow_up)
+            job = await jobs.start(prepared, held.pop_all(), follow_up, following.pop_all())
             return Detached(job.job_id, jobs.detached_envelope(call, job))
         if call.stream is None:
             events = run(prepared, with_output=True, follow_up=follow_up, release=held.aclose)
             result = await result_of(events)
             return Finished(result.envelope, result.outcome)
-        job = await jobs.start(prepared, held.pop_all(), follow_up)
+        job = await jobs.start(prepared, held.pop_all(), follow_up, following.pop_all())
     # A streamed call: its job followed from its first byte. If the connection drops, the
     # job waits reattach_wait seconds for a follower before kill_on_disconnect stops it.
     job.streamed = True
     settings = call.settings
     job.reattach_wait = settings.reattach_wait if settings.kill_on_disconnect else None
-    return Streamed(jobs.follow(call.daemon, job, 0), job_id=job.job_id)
+    # Its slot bounds it: an uncounted follow, which a revocation of its token still ends.
+    followed = await jobs.follow(call.daemon, job, 0, call.owner, counted=False)
+    return Streamed(followed, job_id=job.job_id)
 
 
 async def _confirm_service(

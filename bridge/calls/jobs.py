@@ -20,12 +20,15 @@ from bridge.calls import envelope
 from bridge.calls.call import Call, Caller, Daemon
 from bridge.calls.command import FollowUp, Watch, run
 from bridge.calls.events import Event, JobNamed, Note, Output, Result
+from bridge.calls.follows import REVOKED_HTTP_CODE, Follow, holding
 from bridge.calls.result import Prepared, display
+from bridge.config.tokens import OPEN_NAME
 from bridge.errors import RequestError
 from bridge.jobs.board import Job, Jobs
 from bridge.jobs.spool import READ_BLOCK
 from bridge.offload import in_thread
 from bridge.process.command import Command, Outcome
+from bridge.process.slots import Owner
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +36,14 @@ JOBS_PATH = "/admin/rest_api/jobs"  # where the jobs are listed (the HTTP routes
 
 
 async def start(
-    prepared: Prepared, held: contextlib.AsyncExitStack, follow_up: FollowUp | None
+    prepared: Prepared,
+    held: contextlib.AsyncExitStack,
+    follow_up: FollowUp | None,
+    following: contextlib.AsyncExitStack | None = None,
 ) -> Job:
-    """Make the job and start its command in a task that owns ``held`` (its slot)."""
+    """Make the job and start its command in a task that owns ``held`` (its slot, given back
+    when the command ends) and ``following`` (a wait's place, kept until the job ends)."""
+    following = following or contextlib.AsyncExitStack()
     call = prepared.call
     record = {
         "api": call.api.name,
@@ -51,9 +59,10 @@ async def start(
         job = await jobs.create(record, call.settings.job_output_limit)
     except BaseException:
         await held.aclose()
+        await following.aclose()
         raise
     call.stop = job.stop_requested  # cancelling the job ends the call's waits too
-    jobs.start(_run(job, prepared, held, follow_up), f"job {job.job_id}")
+    jobs.start(_run(job, prepared, held, follow_up, following), f"job {job.job_id}")
     return job
 
 
@@ -86,23 +95,27 @@ class _JobWatch(Watch):
         if self.job.cancelled:  # while it was starting
             await self.job.stop("cancelled: stopped")
 
-    def stop_warnings(self) -> list[str]:
-        if not self.job.abandoned:
-            return []
-        return [
-            f"its client left and none came back within {self.reattach_wait:g} s "
-            "(reattach_wait): the command was stopped"
-        ]
+    def stopped_by(self) -> str | None:
+        if self.job.abandoned:
+            return (
+                f"its client left and none came back within {self.reattach_wait:g} s "
+                "(reattach_wait)"
+            )
+        return self.job.cancelled_by
 
 
 async def _run(
-    job: Job, prepared: Prepared, held: contextlib.AsyncExitStack, follow_up: FollowUp | None
+    job: Job,
+    prepared: Prepared,
+    held: contextlib.AsyncExitStack,
+    follow_up: FollowUp | None,
+    following: contextlib.AsyncExitStack,
 ) -> None:
     """The job's command to its end, its output spooled, then its result recorded; finished
     jobs past what is kept are removed."""
     call = prepared.call
     settings = call.settings
-    async with held:
+    async with following, held:
         try:
             if job.cancelled:  # cancelled before it started
                 said = "cancelled before its command started"
@@ -163,27 +176,53 @@ def find(jobs: Jobs, job_id: str, caller: Caller) -> Job:
     return job
 
 
-async def cancel(job: Job) -> None:
-    """Stop its command (TERM, grace, KILL) and wait until it recorded its end."""
+async def cancel(job: Job, by: str) -> None:
+    """Stop its command (TERM, grace, KILL) and wait until it recorded its end; ``by``: the
+    name of the token that asked (its result's warning and audit line say it)."""
     if job.ended:
         raise RequestError(f"job {job.job_id} already ended ({job.state})", 409)
     job.cancelled = True
-    await job.stop("cancelled: stopped")
+    job.cancelled_by = "cancelled (DELETE) " + (
+        "with no token (the daemon asks for none)" if by == OPEN_NAME else f"by token '{by}'"
+    )
+    await job.stop(f"{job.cancelled_by}: stopped")
     while not job.ended:
         await job.changed()
 
 
-async def follow(daemon: Daemon, job: Job, offset: int) -> AsyncGenerator[Event, None]:
-    """The job named, its output from byte ``offset``, live until it ends, then its record.
+async def follow(
+    daemon: Daemon, job: Job, offset: int, owner: Owner | None, counted: bool = True
+) -> AsyncGenerator[Event, None]:
+    """The job named, its output from byte ``offset``, live until it ends, then its record;
+    a follow of ``owner``'s, which takes one of its places among the follows first (a 429
+    when it has none; ``counted=False``: a stream's own client, whose job's slot bounds it).
     Consume it inside ``contextlib.aclosing``: a follower that leaves is counted out."""
+    return await holding(
+        lambda place: _follow(daemon, job, offset, place), daemon.follows, owner, counted
+    )
+
+
+async def _follow(
+    daemon: Daemon, job: Job, offset: int, place: Follow
+) -> AsyncGenerator[Event, None]:
     yield JobNamed(job.job_id)
-    async for event in _output(daemon.jobs, job, offset):
+    async for event in _output(daemon.jobs, job, offset, place.stop):
         yield event
+    if place.stop.is_set() and not job.ended:  # its token was revoked: the job goes on
+        said = f"{place.why}: following the job stopped; the job goes on"
+        record = job.describe()
+        warning = "; ".join(filter(None, [record.get("warning"), said]))
+        stopped = {"status": "ERROR", "http_response_code": REVOKED_HTTP_CODE, "warning": warning}
+        yield Result({**record, **stopped})
+        return
     yield Result(job.describe())
 
 
-async def _output(jobs: Jobs, job: Job, offset: int) -> AsyncGenerator[Output, None]:
-    """The spooled output from ``offset``; more as it comes until the job ends."""
+async def _output(
+    jobs: Jobs, job: Job, offset: int, stop: asyncio.Event
+) -> AsyncGenerator[Output, None]:
+    """The spooled output from ``offset``; more as it comes until the job ends or ``stop``
+    is set."""
     decoders: dict[str, codecs.IncrementalDecoder] = {}
     position = offset
     live_taken = 0  # past the spool: the number of the live piece this follower sent last
@@ -199,10 +238,12 @@ async def _output(jobs: Jobs, job: Job, offset: int) -> AsyncGenerator[Output, N
                 beyond = position > size
                 job.followers_beyond += 1 if beyond else -1
                 job.notify()
+            if stop.is_set():
+                return
             if beyond:
                 if ended:
                     return
-                await more.wait()
+                await _either(more, stop)
                 continue
             if position >= size or live_taken:  # live, the spool is behind it for good
                 if job.live is not None and job.live_number > live_taken:
@@ -212,7 +253,7 @@ async def _output(jobs: Jobs, job: Job, offset: int) -> AsyncGenerator[Output, N
                     continue
                 if ended:
                     return
-                await more.wait()
+                await _either(more, stop)
                 continue
             block = min(READ_BLOCK, size - position)
             for piece in await in_thread(job.files.read, position, block):
@@ -226,6 +267,16 @@ async def _output(jobs: Jobs, job: Job, offset: int) -> AsyncGenerator[Output, N
         job.notify()
         if not job.followers and not job.ended:
             _abandoned(jobs, job)
+
+
+async def _either(first: asyncio.Event, second: asyncio.Event) -> None:
+    """Until one of the two is set."""
+    waits = {asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())}
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 def _abandoned(jobs: Jobs, job: Job) -> None:
@@ -242,7 +293,8 @@ def _abandoned(jobs: Jobs, job: Job) -> None:
 async def _stop_unless_reattached(job: Job, wait: float) -> None:
     loop = asyncio.get_running_loop()
     give_up = loop.time() + wait
-    while not job.followers and not job.ended:
+    # A job whose token was revoked no longer waits for its client: it runs on.
+    while job.reattach_wait is not None and not job.followers and not job.ended:
         left = give_up - loop.time()
         if left <= 0:
             log.info("job %s: its client left and none came back; stopping it", job.job_id)

@@ -2,9 +2,11 @@
 ends, through the command path like every Airflow process: ``dags list-runs`` every
 ``POLL_SECONDS`` (each state change is said as it is seen), then, for a run that did not
 succeed, ``tasks states-for-dag-run`` for the tasks that failed. ``wait_timeout`` (at most
-``command_timeout``) ends the wait, never the run; so do a cancel of the call's job and the
-daemon stopping (bridge.calls.stopping). The wait holds no slot: each look takes one for as
-long as its command runs. Needs a scheduler to run the DAG (the bridge starts none).
+``command_timeout``) ends the wait, never the run; so do a cancel of the call's job, the
+daemon stopping and the call's token revoked (bridge.calls.stopping). The wait holds no slot:
+each look takes one for as long as its command runs; it holds a place among the follows
+(bridge.calls.follows), taken before the trigger. Needs a scheduler to run the DAG (the
+bridge starts none).
 """
 
 from __future__ import annotations

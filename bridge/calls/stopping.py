@@ -1,5 +1,6 @@
 """Waits that end when their call is stopped: its job cancelled (DELETE, or a stream's
-client gone for good) or the daemon stopping (SIGTERM). A loop that waits takes its pauses
+client gone for good), the daemon stopping (SIGTERM), or its token revoked (a follow's place:
+bridge.calls.follows). A loop that waits takes its pauses
 and its bookkeeping commands through :func:`unless_stopped`, so none outlives what it waits
 for, and says why it ended with the :class:`Stopped` it gets."""
 
@@ -10,6 +11,7 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from bridge.calls.call import Call
+from bridge.calls.follows import REVOKED_HTTP_CODE
 
 T = TypeVar("T")
 
@@ -30,6 +32,8 @@ def stopped(call: Call) -> Stopped | None:
     """Why the call must not wait any longer, if it must not."""
     if call.commands.closing.is_set():
         return Stopped(DAEMON_STOPPING, 503)
+    if call.follow is not None and call.follow.stop.is_set():
+        return Stopped(call.follow.why, REVOKED_HTTP_CODE)
     if call.stop.is_set():
         return Stopped(CANCELLED, 500)
     return None
@@ -43,10 +47,8 @@ async def unless_stopped(call: Call, awaitable: Awaitable[T]) -> T:
         work.cancel()
         await asyncio.gather(work, return_exceptions=True)
         raise early
-    watches = {
-        asyncio.ensure_future(call.stop.wait()),
-        asyncio.ensure_future(call.commands.closing.wait()),
-    }
+    stops = [call.stop, call.commands.closing, *([call.follow.stop] if call.follow else [])]
+    watches = {asyncio.ensure_future(stop.wait()) for stop in stops}
     try:
         await asyncio.wait({work, *watches}, return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -4,13 +4,15 @@ try ends.
 
 The run is found with ``dags list-runs`` and the try's state with ``tasks state``, through the
 command path like every Airflow process, each with a slot of its own for as long as it runs:
-a follower waiting on a task holds none. Everything is checked, and the file found, before
-the stream starts; a log that is not there yet is waited for only when following.
+a follower waiting on a task holds none, but one of the follows' places (bridge.calls.follows)
+for its whole life. Everything is checked, and the file found, before the stream starts; a
+log that is not there yet is waited for only when following.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +22,7 @@ from typing import Any
 from bridge.calls import envelope
 from bridge.calls.call import Call
 from bridge.calls.events import Answer, Event, Finished, Output, Result, Streamed
+from bridge.calls.follows import Holding
 from bridge.calls.runs import cli_capture, list_runs
 from bridge.calls.stopping import Stopped, pause, unless_stopped
 from bridge.catalogue.installed import availability
@@ -42,16 +45,22 @@ async def task_log(call: Call) -> Answer:
     try_number = _number(call, "try_number")
     if try_number == 0:
         raise RequestError("try_number starts at 1")
-    task = await _task_try(call)
-    if follow:  # a task the run does not have would otherwise be waited for
-        await _check_task(call, task)
-    found = await _find(settings, task, try_number)
-    if found is None and not follow:
-        raise RequestError(_missing(settings, task, try_number), status=404)
-    if call.stream is None:
-        assert found is not None
-        return await _whole(call, settings, task, *found)
-    return Streamed(_streamed(call, settings, task, found, follow))
+    # A follow takes its place for its whole life, before anything runs (or a 429).
+    async with contextlib.AsyncExitStack() as following:
+        if follow:
+            place = call.daemon.follows.place(call.owner)
+            call.follow = await following.enter_async_context(place)
+        task = await _task_try(call)
+        if follow:  # a task the run does not have would otherwise be waited for
+            await _check_task(call, task)
+        found = await _find(settings, task, try_number)
+        if found is None and not follow:
+            raise RequestError(_missing(settings, task, try_number), status=404)
+        if call.stream is None:
+            assert found is not None
+            return await _whole(call, settings, task, *found)
+        events = _streamed(call, settings, task, found, follow)
+        return Streamed(Holding(events, following.pop_all()))
 
 
 def _number(call: Call, name: str) -> int | None:
@@ -183,7 +192,8 @@ async def _streamed(
     follow: bool,
 ) -> AsyncGenerator[Event, None]:
     """The log so far, then (following) what is written until the try ends, the follow
-    times out (command_timeout) or the call is stopped (the daemon stopping)."""
+    times out (command_timeout) or the call is stopped (the daemon stopping, its token
+    revoked)."""
     log = _Following(_number(call, "try_number"), bool(call.values.get("raw")))
     if found is not None:
         log.try_number, first = found

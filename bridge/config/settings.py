@@ -185,10 +185,19 @@ class Settings:
     token_share: float = setting(
         0.5,
         parsers.share,
-        "The share of max_concurrent_commands, of max_waiting_calls and of the request "
-        "bodies in flight (max_body_bytes_in_flight) one token may hold at once (at least "
-        "one of each); the seed token and admin tokens too, but with two slots or more the "
-        "last is kept for them. Over it: the call waits for its token's own, or 429.",
+        "The share of max_concurrent_commands, of max_waiting_calls, of max_follows and of "
+        "the request bodies in flight (max_body_bytes_in_flight) one token may hold at once "
+        "(at least one of each); the seed token and admin tokens too, but with two slots (or "
+        "follows) or more the last is kept for them. Over it: the call waits for its token's "
+        "own slot, or 429.",
+    )
+    max_follows: int = setting(
+        64,
+        parsers.positive_int,
+        "Follows open at once: a job's output followed (GET .../jobs/ID/output), "
+        "task_log&follow=true and trigger_dag&wait=true (for the whole wait; it holds a slot "
+        "only while a command runs). One more is refused with 429 and Retry-After before "
+        "anything starts; one token holds at most its token_share of them.",
     )
     max_body_bytes_in_flight: int = setting(
         64 * 1024 * 1024,
@@ -212,8 +221,9 @@ class Settings:
         16 * 1024 * 1024,
         parsers.size,
         "Cap on each of stdout and stderr kept in a buffered response, in characters (16 MiB; "
-        "same suffixes); output beyond it is dropped and the envelope's warning says so. "
-        "Streams are not capped.",
+        "same suffixes). Longer output keeps its head and its tail (whole lines), with a line "
+        "between them saying how many characters were left out, all within the cap; the "
+        "envelope's warning says so. Streams are not capped.",
     )
     kill_on_disconnect: bool = setting(
         True,

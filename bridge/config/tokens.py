@@ -129,6 +129,12 @@ class TokenTable:
     def named(self, name: str) -> NamedToken | None:
         return next((token for token in self.tokens if token.name == name), None)
 
+    def revoked(self, identity: str) -> bool:
+        """Whether ``identity`` is a named token's that this table does not hold (revoked, or
+        no tokens file any more). The seed's token and nobody are no named tokens: never."""
+        held = any(token.identity == identity for token in self.tokens)
+        return IDENTITY.fullmatch(identity) is not None and not held
+
 
 def read_tokens(path: Path, any_owner: bool = False) -> TokenTable:
     """The tokens in ``path`` (none when it does not exist yet). Blocking file I/O.

@@ -12,15 +12,16 @@ import jinja2
 from aiohttp import web
 
 import bridge
+from bridge.calls.follows import Follows
 from bridge.catalogue.installed import AirflowInfo
 from bridge.config.settings import CurrentSettings, Settings
-from bridge.http import job_views, lifecycle, metrics, page, views
+from bridge.http import access_log, job_views, lifecycle, metrics, page, views
 from bridge.http.bodies import BodyBudget
 from bridge.http.forms import MAX_QUERY_STRING
-from bridge.http.guards import auth, browsers, proxies
+from bridge.http.guards import auth, browsers
 from bridge.http.guards.errors import error_middleware
 from bridge.http.job_views import JOBS_PATH
-from bridge.http.keys import BODY_BUDGET, COMMANDS, JOBS, SETTINGS, UPLOAD_LOCKS
+from bridge.http.keys import BODY_BUDGET, COMMANDS, FOLLOWS, JOBS, SETTINGS, UPLOAD_LOCKS
 from bridge.jobs.board import Jobs
 from bridge.process.ledger import Ledger, folder_in
 from bridge.process.path import CommandPath
@@ -43,9 +44,9 @@ def create_app(
     helper that the app then does not own (tests share both across a session)."""
     app = web.Application(
         middlewares=[
+            access_log.client_left_middleware,
             metrics.metrics_middleware,
             error_middleware,
-            proxies.proxy_middleware,
             browsers.browser_middleware,
             auth.token_middleware,
         ],
@@ -65,6 +66,7 @@ def create_app(
     app[UPLOAD_LOCKS] = {}
     app[BODY_BUDGET] = BodyBudget()
     app[JOBS] = Jobs(settings.jobs_path)
+    app[FOLLOWS] = Follows(current)
     app[metrics.METRICS] = metrics.Metrics(app)
     aiohttp_jinja2.setup(
         app,

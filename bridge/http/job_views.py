@@ -39,7 +39,7 @@ async def job_status(request: web.Request) -> web.Response:
 async def job_cancel(request: web.Request) -> web.Response:
     """``DELETE /admin/rest_api/jobs/<id>``: stop its command (TERM, grace, KILL)."""
     job = _job(request)
-    await jobs.cancel(job)
+    await jobs.cancel(job, caller_of(request).name)
     return web.json_response(job.describe(), dumps=dumps)
 
 
@@ -53,7 +53,7 @@ async def job_output(request: web.Request) -> web.StreamResponse:
         JOB_OUTPUT_FORMAT,
     )
     offset = _offset(request)
-    followed = jobs.follow(daemon_of(request.app), job, offset)
+    followed = await jobs.follow(daemon_of(request.app), job, offset, caller_of(request).owner)
     return await answers.respond(request, Streamed(followed, job_id=job.job_id), fmt)
 
 

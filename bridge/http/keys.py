@@ -10,6 +10,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from bridge.calls.call import Daemon
+from bridge.calls.follows import Follows
 from bridge.calls.installation import Installation
 from bridge.catalogue.cli_commands import CliCommands
 from bridge.catalogue.installed import AirflowInfo
@@ -27,6 +28,7 @@ BODY_BUDGET: Final = web.AppKey("body_budget", BodyBudget)  # request bodies arr
 INSTALLATION: Final = web.AppKey("installation", Installation)
 WARM_HELPER: Final = web.AppKey("warm_helper", WarmHelper)  # set when one runs
 JOBS: Final = web.AppKey("jobs", Jobs)  # loaded from its folder by the startup context
+FOLLOWS: Final = web.AppKey("follows", Follows)  # follows and waits open now
 # The envelope a request started with, so that an error answered later keeps its arguments.
 STARTED_ENVELOPE: Final = web.RequestKey("started_envelope", dict[str, Any])
 
@@ -54,4 +56,4 @@ def known_cli_commands(app: web.Application | None) -> CliCommands | None:
 
 def daemon_of(app: web.Application) -> Daemon:
     """The daemon's parts a call may use."""
-    return Daemon(app[COMMANDS], app[JOBS], app[UPLOAD_LOCKS])
+    return Daemon(app[COMMANDS], app[JOBS], app[UPLOAD_LOCKS], app[FOLLOWS])

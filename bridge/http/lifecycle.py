@@ -7,7 +7,8 @@ template, start the warm helper and, at the same time, detect Airflow through th
 path (bridge.calls.installation, which then watches for a changed installation); both are in
 place, under their keys, before the first request. Shutdown: running
 commands get the grace period, then their sessions are stopped (``on_shutdown``, while
-their requests can still answer); at cleanup the helper this app started is stopped.
+their requests can still answer); at cleanup the helper this app started is stopped. A
+reload (SIGHUP, bridge.service.serve) ends with :func:`reloaded`.
 """
 
 from __future__ import annotations
@@ -21,12 +22,21 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp_jinja2
 from aiohttp import web
 
+from bridge.calls import revoking
 from bridge.calls.installation import Installation
 from bridge.catalogue.installed import AirflowInfo, interpreter
 from bridge.config.load import own_files_folder
 from bridge.config.settings import Settings
 from bridge.deploy.staging import clean_stale_uploads
-from bridge.http.keys import COMMANDS, INSTALLATION, JOBS, SETTINGS, WARM_HELPER, settings_of
+from bridge.http.keys import (
+    COMMANDS,
+    INSTALLATION,
+    JOBS,
+    SETTINGS,
+    WARM_HELPER,
+    daemon_of,
+    settings_of,
+)
 from bridge.http.page import PAGE_TEMPLATE
 from bridge.offload import in_thread, start_workers
 from bridge.process.ledger import folder_in, stop_leftovers
@@ -85,6 +95,15 @@ async def stop_commands(app: web.Application) -> None:
     the jobs among them end as ``lost``."""
     await app[COMMANDS].shut_down()
     await app[JOBS].close()  # their commands were stopped: they record how they ended
+
+
+async def reloaded(app: web.Application) -> None:
+    """What a reload (SIGHUP) changes at once, with the new settings in force: callers
+    waiting for a slot get those a higher max_concurrent_commands frees, and the tokens the
+    tokens file no longer holds lose their follows and have their running jobs marked
+    (bridge.calls.revoking)."""
+    app[COMMANDS].slots.admit()
+    await revoking.revoke(daemon_of(app), settings_of(app).named_tokens)
 
 
 def _tidy_up(settings: Settings) -> None:

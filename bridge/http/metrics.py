@@ -6,7 +6,8 @@ Prometheus client library (``prometheus_client``) from a registry of this applic
   ``bridge_request_duration_seconds{endpoint, api}``: every request, by route name and, for
   the API, by API name (``unknown`` for a name that is none: the labels stay few).
 - read at each scrape: ``bridge_commands_running`` (calls holding a slot),
-  ``bridge_commands_waiting`` (calls in line for one), ``bridge_airflow_processes``,
+  ``bridge_commands_waiting`` (calls in line for one), ``bridge_follows_open`` (follows
+  and waits, at most ``max_follows``), ``bridge_airflow_processes``,
   ``bridge_warm_helper_state{state}`` (1 for the state it is in),
   ``bridge_warm_helper_restarts_total`` and ``bridge_jobs{state}``.
 
@@ -39,7 +40,7 @@ from bridge.errors import RequestError
 from bridge.http.answers import forbidden
 from bridge.http.guards.auth import identify, presented_token, token_matches
 from bridge.http.guards.browsers import cross_site
-from bridge.http.keys import COMMANDS, JOBS, WARM_HELPER, settings_of
+from bridge.http.keys import COMMANDS, FOLLOWS, JOBS, WARM_HELPER, settings_of
 from bridge.jobs.board import ENDED_STATES, RUNNING_STATES
 from bridge.process.warm import HELPER_STATES
 
@@ -91,6 +92,12 @@ class _StateCollector(Collector):
             "bridge_commands_waiting",
             "Calls waiting in line for a slot (at most max_waiting_calls)",
             value=commands.slots.waiting,
+        )
+        yield GaugeMetricFamily(
+            "bridge_follows_open",
+            "Follows and waits open: job output followed, task_log&follow=true, "
+            "trigger_dag&wait=true (at most max_follows)",
+            value=self._app[FOLLOWS].open,
         )
         yield GaugeMetricFamily(
             "bridge_airflow_processes",

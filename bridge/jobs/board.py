@@ -46,6 +46,7 @@ class Job:
         self.reattach_wait: float | None = None
         self.streamed = False
         self.cancelled = False  # DELETE, or no follower came back in time
+        self.cancelled_by: str | None = None  # a DELETE's, in words: which token sent it
         self.abandoned = False  # the latter: a stream's client left and none came back
         # Set by stop(): what the job waits for besides its command (a run) ends too.
         self.stop_requested = asyncio.Event()
@@ -54,6 +55,9 @@ class Job:
         self.live: tuple[str, str] | None = None  # past the spool: the piece handed over now
         self.live_number = 0  # how many pieces were handed over
         self._taken = 0  # followers that took the current one
+        # One writer of the record at a time, each writing the record as it is then: the
+        # last write is the latest record (a note may come while the job's task writes).
+        self._record_lock = asyncio.Lock()
 
     @property
     def job_id(self) -> str:
@@ -99,8 +103,20 @@ class Job:
         self.record["state"] = state
         if state == "running":
             self.record["started_at"] = time.time()
-        await in_thread(self.files.write_record, self.describe())
+        await self._write_record()
         self.notify()
+
+    async def note(self, warning: str, **fields: Any) -> None:
+        """Add ``warning`` (and ``fields``) to its record now; the warning stays in the
+        record it ends with."""
+        self.record.update(fields)
+        self.record["warning"] = "; ".join(filter(None, [self.record.get("warning"), warning]))
+        await self._write_record()
+        self.notify()
+
+    async def _write_record(self) -> None:
+        async with self._record_lock:
+            await in_thread(self.files.write_record, self.describe())
 
     async def write(self, stream: str, text: str) -> None:
         """Spool output up to the limit. Past it (or a full disk, which ends the spooling,
@@ -169,7 +185,8 @@ class Job:
         if warning and warning not in str(self.record.get("warning", "")):
             self.record["warning"] = "; ".join(filter(None, [result.get("warning"), warning]))
         self.command = None
-        await in_thread(self._close_files)
+        async with self._record_lock:
+            await in_thread(self._close_files)
         self.notify()
 
     def _close_files(self) -> None:

@@ -89,6 +89,11 @@ def schemas() -> dict[str, Schema]:
                     "type": "object",
                     "description": "a service started with daemon=true: its pid and files",
                 },
+                "ended_test_runs": {
+                    "type": "array",
+                    "description": "a test the bridge had to kill: the DAG runs it left, "
+                    "marked failed (dag_id, run_id, was, failed_tasks)",
+                },
             },
         },
         "CliOutput": {
@@ -203,7 +208,9 @@ def responses(settings: Settings, formats: Sequence[Format]) -> dict[str, Schema
         },
         "429": {
             "description": f"{settings.max_concurrent_commands} commands run and "
-            f"{settings.max_waiting_calls} calls wait already: retry",
+            f"{settings.max_waiting_calls} calls wait already, {settings.max_follows} follows "
+            f"are open (wait=true, follow=true), or the token holds its share of them "
+            f"(token_share {settings.token_share:g}): retry",
             "headers": {"Retry-After": {"schema": {"type": "string"}}},
             "content": json_content(ref("schemas", "Rejected")),
         },

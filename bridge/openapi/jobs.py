@@ -169,6 +169,12 @@ def paths(
                     },
                     "400": {**rejected, "description": "stream or offset is not one it takes"},
                     "404": {**rejected, "description": "No such job"},
+                    "429": {
+                        "description": "max_follows follows are open, or the token holds its "
+                        "share of them (token_share): retry",
+                        "headers": {"Retry-After": {"schema": {"type": "string"}}},
+                        "content": json_content(ref("schemas", "Rejected")),
+                    },
                     **forbidden,
                 },
             }

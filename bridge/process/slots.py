@@ -11,6 +11,8 @@ and of the queue's places, so it can never take the daemon away from the others;
 over its share is passed over until one of its own ends, and a token whose queue places
 are all taken gets a 429 that names its share. When there are two slots or more, one is
 kept for the privileged (the seed token, admin tokens): the others share the rest.
+:func:`refusal` says these rules once, for the slots and for the follows
+(bridge.calls.follows).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import enum
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -39,6 +42,37 @@ class Owner:
 def share(total: int, settings: Settings) -> int:
     """How many of ``total`` one token may hold: its share, at least one."""
     return max(1, int(total * settings.token_share))
+
+
+def token_cap(total: int, settings: Settings) -> int:
+    """How many of ``total`` one token may hold at once: its share, and never all of them
+    when there are two or more."""
+    return min(share(total, settings), max(1, total - 1))
+
+
+class Refusal(enum.Enum):
+    """Why an owner may not take one more of a bounded thing (a slot, a follow)."""
+
+    FULL = enum.auto()  # every one is taken
+    SHARE = enum.auto()  # its token holds its share
+    KEPT = enum.auto()  # the last one is kept for the privileged
+
+
+def refusal(
+    owner: Owner | None, held: int, busy: int, total: int, settings: Settings
+) -> Refusal | None:
+    """Whether ``owner``, holding ``held`` of the ``busy`` ones taken of ``total``, may take
+    one more (None) or why not. Without an owner (no auth) only the total applies."""
+    if busy >= total:
+        return Refusal.FULL
+    if owner is None:
+        return None
+    if held >= token_cap(total, settings):
+        return Refusal.SHARE
+    # The last one is kept for the privileged (when there are two or more).
+    if not owner.privileged and total >= 2 and busy >= total - 1:
+        return Refusal.KEPT
+    return None
 
 
 @dataclass(eq=False)
@@ -83,15 +117,9 @@ class Slots:
             self._release(owner)
 
     def _may_take(self, owner: Owner | None, settings: Settings) -> bool:
+        held = self._held[owner] if owner is not None else 0
         limit = settings.max_concurrent_commands
-        if self.busy >= limit:
-            return False
-        if owner is None:
-            return True
-        if self._held[owner] >= min(share(limit, settings), max(1, limit - 1)):
-            return False
-        # The last slot is kept for the privileged (when there are two or more).
-        return owner.privileged or limit < 2 or self.busy < limit - 1
+        return refusal(owner, held, self.busy, limit, settings) is None
 
     async def _acquire(self, owner: Owner | None) -> None:
         settings = self._current()

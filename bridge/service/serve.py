@@ -9,11 +9,12 @@ WATCHDOG=1 pings when asked for, STOPPING=1 on the way out).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -23,6 +24,7 @@ from bridge.config.settings import CurrentSettings, Settings
 from bridge.http.access_log import AccessLogger
 from bridge.http.app import create_app
 from bridge.http.keys import COMMANDS, SETTINGS
+from bridge.http.lifecycle import reloaded
 from bridge.http.page import base_url
 from bridge.offload import in_thread
 from bridge.service import loop_watch
@@ -57,8 +59,8 @@ async def serve(
     def on_sighup() -> None:
         # Handled from the start, so that a SIGHUP while Airflow is detected does not end
         # the daemon; the reload itself waits until the daemon serves.
-        reloaded = _reload(current, reread, notifier, ready, app[COMMANDS].slots.admit)
-        task = asyncio.create_task(reloaded)
+        reloading = _reload(current, reread, notifier, ready, functools.partial(reloaded, app))
+        task = asyncio.create_task(reloading)
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
@@ -115,11 +117,12 @@ async def _reload(
     reread: Callable[[], Settings],
     notifier: Notifier,
     ready: asyncio.Event,
-    admit: Callable[[], None],
+    in_force: Callable[[], Awaitable[None]],
 ) -> None:
     """SIGHUP: read the configuration again. A bad one is refused and the old one stays;
-    requests already running keep the settings they started with; callers waiting for a
-    slot get the ones a higher max_concurrent_commands frees."""
+    requests already running keep the settings they started with; ``in_force`` then does
+    what changes at once (bridge.http.lifecycle.reloaded): callers waiting for a slot get
+    the ones a higher max_concurrent_commands frees, revoked tokens lose their follows."""
     await ready.wait()
     notifier.reloading()
     try:
@@ -132,7 +135,7 @@ async def _reload(
     if changed:
         log.warning("%s take effect at the next start, not on reload", ", ".join(changed))
     current.settings = new
-    admit()
+    await in_force()
     log.info("configuration reloaded (auth %s)", "on" if new.auth_enabled else "off")
     notifier.ready("configuration reloaded")
 
