@@ -83,6 +83,9 @@ def test_an_unusable_airflow_stops_startup(tmp_path: Path) -> None:
     assert result.returncode == 3
     assert "cannot use Airflow" in result.stderr
     assert "warm helper" not in result.stderr  # it is the airflow that is missing
+    # One line, which says what to set; no traceback of a detection command left behind.
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "set airflow_executable" in result.stderr
 
 
 def test_an_airflow_python_that_is_not_there_stops_startup(tmp_path: Path) -> None:

@@ -106,7 +106,15 @@ async def _detect(
     ]
     reading_the_cli = asyncio.ensure_future(_reading(commands, settings, python))
     try:
-        results = await asyncio.gather(*(commands.capture(spec) for spec in specs))
+        # Every look ends before one's failure is raised: a look left behind would end with
+        # its own exception unread, which asyncio prints as a traceback at exit.
+        looks = await asyncio.gather(
+            *(commands.capture(spec) for spec in specs), return_exceptions=True
+        )
+        for failed in looks:
+            if isinstance(failed, BaseException):
+                raise failed
+        results = [look for look in looks if not isinstance(look, BaseException)]
         for spec, result in zip(specs, results, strict=True):
             if result.exit_code != 0:
                 raise AirflowNotUsable(
@@ -119,7 +127,11 @@ async def _detect(
         reading_the_cli.cancel()
         await asyncio.gather(reading_the_cli, return_exceptions=True)
         if isinstance(exc, OSError):
-            raise AirflowNotUsable(f"cannot run {executable}: {exc}") from exc
+            raise AirflowNotUsable(
+                f"cannot run {executable}: {exc} (set airflow_executable in [rest_api_plugin], "
+                "or AIRFLOW__REST_API_PLUGIN__AIRFLOW_EXECUTABLE, to the airflow of Airflow's "
+                "environment)"
+            ) from exc
         raise
     reading = await reading_the_cli
     if reading is not None and reading.cli.version != found.version:  # a cache gone stale
