@@ -32,7 +32,7 @@ setup(
         "multidict>=6.1,<8",
         "prometheus-client>=0.21,<1",  # GET /metrics
     ],
-    entry_points={"console_scripts": ["airflow-rest-bridge = bridge.cli:main"]},
+    entry_points={"console_scripts": ["airflow-rest-bridge = bridge.launch:main"]},
     classifiers=[
         "Framework :: AsyncIO",
         "Framework :: aiohttp",

@@ -1,5 +1,5 @@
 """``python -m bridge``: the same as the ``airflow-rest-bridge`` console script."""
 
-from bridge.cli import main
+from bridge.launch import main
 
 raise SystemExit(main())

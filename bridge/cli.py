@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import bridge
-from bridge import token_commands
+from bridge import launch, token_commands
 from bridge.catalogue.installed import AirflowNotUsable
 from bridge.config import parsers
 from bridge.config.load import ConfigError
@@ -95,12 +95,13 @@ def _run(args: argparse.Namespace) -> int:
         host = _flag("--host", args.host, parsers.text)
         reread = rereader(args.config, host or None, port)
         settings = reread()
+        launch.sighup_pending()  # one that came before this read is answered by it
         ssl_context = tls_context(settings)
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         return 2
     try:
-        asyncio.run(serve(settings, ssl_context, reread))
+        asyncio.run(serve(settings, ssl_context, reread, launch.sighup_pending))
     except AirflowNotUsable as exc:
         log.error("cannot use Airflow: %s", exc)
         return 3

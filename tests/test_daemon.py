@@ -88,6 +88,54 @@ def test_an_unusable_airflow_stops_startup(tmp_path: Path) -> None:
     assert "set airflow_executable" in result.stderr
 
 
+def test_a_sighup_while_the_daemon_imports_is_kept_for_later() -> None:
+    """SIGHUP's default action ends a process: bridge.launch catches it before the imports
+    that take most of a second, and remembers it once."""
+    code = (
+        "import os, signal\n"
+        "from bridge import launch\n"
+        "launch.catch_early_sighups()\n"
+        "os.kill(os.getpid(), signal.SIGHUP)\n"
+        "import bridge.cli\n"
+        "print(launch.sighup_pending(), launch.sighup_pending())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+        cwd=Path(__file__).parents[1],
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "False"]
+
+
+def _catches_sighup(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGHUP - 1)))
+
+
+async def test_a_sighup_as_soon_as_the_daemon_catches_one_does_not_end_it(
+    tmp_path: Path,
+) -> None:
+    cfg = write_cfg(
+        tmp_path / "airflow.cfg", f"airflow_executable = {FAKE_AIRFLOW}\nwarm_helper = false"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "--config", str(cfg), "--port", str(free_port()),
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    daemon = Daemon(proc)
+    try:
+        # No event says "the handler is set": look at the kernel's record of it.
+        while not _catches_sighup(proc.pid):
+            assert proc.returncode is None
+            await asyncio.sleep(0.001)
+        proc.send_signal(signal.SIGHUP)
+        await daemon.line_containing("serving on")
+        assert proc.returncode is None
+    finally:
+        await daemon.stop()
+
+
 def test_an_airflow_python_that_is_not_there_stops_startup(tmp_path: Path) -> None:
     section = f"airflow_executable = {FAKE_AIRFLOW}\nairflow_python = {tmp_path / 'python'}"
     cfg = write_cfg(tmp_path / "airflow.cfg", section)

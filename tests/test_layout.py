@@ -31,7 +31,7 @@ LAYERS = (
     ("openapi",),
     ("http",),
     ("service",),
-    ("cli", "token_commands", "docs", "__main__"),
+    ("cli", "token_commands", "docs", "__main__", "launch"),
 )
 DECLARATIVE_TABLES = {"catalogue/table.py", "config/settings.py"}
 MAX_LINES = 350

@@ -41,9 +41,12 @@ async def serve(
     settings: Settings,
     ssl_context: ssl.SSLContext | None,
     reread: Callable[[], Settings],
+    sighup_pending: Callable[[], bool] = lambda: False,
 ) -> None:
     """Serve until SIGTERM or SIGINT. Startup (Airflow detection) runs before the port
-    opens; ``reread`` loads the configuration again on SIGHUP (blocking; run in a thread)."""
+    opens; ``reread`` loads the configuration again on SIGHUP (blocking; run in a thread);
+    ``sighup_pending`` says whether one came before this handler was in place
+    (bridge.launch)."""
     loop = asyncio.get_running_loop()
     if loop.get_debug():
         loop_watch.watch(SLOW_CALLBACK_SECONDS)
@@ -65,6 +68,8 @@ async def serve(
         task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    if sighup_pending():
+        on_sighup()
     # On the handlers, so that aiohttp's own records (its parse errors quote the request
     # line, query string and all) pass through it too.
     redactor = LogRedactor(lambda: current.settings.secret_values)
