@@ -165,15 +165,19 @@ async def test_real_daemon_serves_the_api(airflow_home: Path, airflow_bin: str) 
         assert await daemon.stop() == 0
 
 
-def test_a_port_already_bound_is_exit_code_4(tmp_path: Path) -> None:
+def test_a_port_already_bound_is_exit_code_4_before_airflow_runs(tmp_path: Path) -> None:
     cfg = write_cfg(tmp_path / "airflow.cfg", f"airflow_executable = {FAKE_AIRFLOW}")
+    record = tmp_path / "argv.jsonl"
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_bridge("--config", str(cfg), "--port", str(port))
+        env = {**os.environ, "FAKE_AIRFLOW_RECORD": str(record)}
+        result = run_bridge("--config", str(cfg), "--port", str(port), env=env)
     assert result.returncode == 4
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    # Found first: no Airflow detection, no warm helper (the fake records every command).
+    assert not record.exists(), record.read_text()
 
 
 async def test_sighup_reloads_limits_and_keeps_what_needs_a_restart(tmp_path: Path) -> None:

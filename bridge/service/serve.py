@@ -27,7 +27,7 @@ from bridge.http.keys import COMMANDS, SETTINGS
 from bridge.http.lifecycle import reloaded
 from bridge.http.page import base_url
 from bridge.offload import in_thread
-from bridge.service import loop_watch
+from bridge.service import listening, loop_watch
 from bridge.service.notify import Notifier
 from bridge.text.redact import LogRedactor
 
@@ -56,8 +56,10 @@ async def serve(
     ready = asyncio.Event()
     reloads: set[asyncio.Task[None]] = set()
     notifier = Notifier(os.environ)
-    app = create_app(settings)
+    app = create_app(settings)  # its startup (Airflow detection) runs in runner.setup()
     current = app[SETTINGS]
+    # Before that startup: a port in use ends the start at once (exit code 4).
+    sockets = await listening.reserve(settings.listen_host, settings.listen_port)
 
     def on_sighup() -> None:
         # Handled from the start, so that a SIGHUP while Airflow is detected does not end
@@ -76,13 +78,16 @@ async def serve(
     for handler in logging.getLogger().handlers:
         handler.addFilter(redactor)
     runner = web.AppRunner(app, handler_cancellation=True, access_log_class=AccessLogger)
-    await runner.setup()
+    try:
+        await runner.setup()
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
     watchdog: asyncio.Task[None] | None = None
     try:
-        site = web.TCPSite(
-            runner, settings.listen_host, settings.listen_port, ssl_context=ssl_context
-        )
-        await site.start()
+        for sock in sockets:
+            await web.SockSite(runner, sock, ssl_context=ssl_context).start()
         address = f"{base_url(settings)}{app.router['index'].url_for()}"
         log.info(
             "serving on %s (auth %s, dags folder %s)",
@@ -104,8 +109,10 @@ async def serve(
         for task in [*reloads, *([watchdog] if watchdog else [])]:
             task.cancel()
         await asyncio.gather(*reloads, *([watchdog] if watchdog else []), return_exceptions=True)
-        # Stops the site, then on_shutdown (running commands stopped), then cleanup.
+        # Stops the sites, then on_shutdown (running commands stopped), then cleanup.
         await runner.cleanup()
+        for sock in sockets:
+            sock.close()  # a site that never started leaves its socket to us
 
 
 async def _watchdog(notifier: Notifier, app: web.Application, address: str) -> None:
