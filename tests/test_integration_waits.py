@@ -129,3 +129,33 @@ async def test_task_log_takes_a_map_index_as_a_number(make_client: ClientFactory
         body = await response.json()
         assert response.status == 404, body
         assert "no log of" in body["output"], body
+
+
+async def test_waits_on_a_paused_dag_say_so_and_a_timed_out_follow_is_a_504(
+    make_client: ClientFactory,
+) -> None:
+    """Issue 26 item 6: a run of a paused DAG cannot start; both waits say why, and a
+    follow that times out answers 504 as a trigger's wait does."""
+    client = await make_client(command_timeout=30.0)
+    await paused(client)
+    response = await client.get(API, params=waiting_trigger(wait_timeout="2"))
+    body = await response.json()
+    assert response.status == 504, body
+    assert f"DAG {DAG} is paused" in body["warning"], body
+    run_id = body["dag_run"]["run_id"]
+    follow = {
+        "api": "task_log",
+        "dag_id": DAG,
+        "task_id": "ticks",
+        "execution_date": run_id,
+        "follow": "true",
+        "stream": "ndjson",
+    }
+    response = await client.get(API, params=follow)
+    assert response.status == 200, await response.text()
+    events = [json.loads(line) for line in (await response.read()).splitlines()]
+    said = "".join(event.get("text", "") for event in events if event["event"] == "output")
+    assert f"DAG {DAG} is paused: task ticks does not start" in said, events
+    result = events[-1]
+    assert result["event"] == "result" and result["http_response_code"] == 504, result
+    assert result["status"] == "ERROR" and "after command_timeout" in result["warning"], result

@@ -51,6 +51,10 @@ async def follow_run(prepared: Prepared, ran: Ran) -> AsyncIterator[str]:
                 state = found or state
                 seen.append({"state": state, "seen_at": time.time()})
                 yield f"[airflow-rest-bridge] run {run_id} of {dag_id}: {state}\n"
+                if len(seen) == 1 and state == "queued":
+                    if note := await paused_note(call, dag_id, f"run {run_id} stays queued"):
+                        ran.warnings.append(note)
+                        yield f"[airflow-rest-bridge] {note}\n"
             if state in ENDED_STATES:
                 break
             left = give_up - loop.time()
@@ -103,6 +107,18 @@ async def list_runs(call: Call, dag_id: str, purpose: str) -> list[Any]:
     argv = [*words, f"--dag-id={dag_id}"] if by_option else [*words, "--", dag_id]
     runs = await cli_json(call, argv, purpose)
     return runs if isinstance(runs, list) else []
+
+
+async def paused_note(call: Call, dag_id: str, what_waits: str) -> str | None:
+    """A sentence when the DAG is paused (so that what is waited for cannot start), else
+    None; asked once, when a wait begins on something not yet running."""
+    details = await unless_stopped(
+        call, cli_json(call, ["dags", "details", "--output=json", "--", dag_id], "is it paused")
+    )
+    found = details[0] if isinstance(details, list) and details else details
+    if isinstance(found, dict) and found.get("is_paused") in (True, "True", "true"):
+        return f"DAG {dag_id} is paused: {what_waits} until it is unpaused"
+    return None
 
 
 async def _failed_tasks(call: Call, dag_id: str, run_id: str) -> list[str]:

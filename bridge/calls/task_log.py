@@ -23,7 +23,7 @@ from bridge.calls import envelope
 from bridge.calls.call import Call
 from bridge.calls.events import Answer, Event, Finished, Output, Result, Streamed
 from bridge.calls.follows import Holding
-from bridge.calls.runs import cli_capture, list_runs
+from bridge.calls.runs import cli_capture, list_runs, paused_note
 from bridge.calls.stopping import Stopped, pause, unless_stopped
 from bridge.catalogue.installed import availability
 from bridge.catalogue.installed_cli import TaskLogSettings
@@ -34,6 +34,9 @@ from bridge.text.redact import mask_uri
 
 FILE_POLL_SECONDS = 0.5  # how late a written line may reach a follower
 STATE_POLL_SECONDS = 2.0  # how often Airflow is asked whether the try has ended
+# States of a try that has not begun (tasks state prints "None" for one not yet scheduled):
+# a follow that begins on one says so when its DAG is paused, as it then never begins.
+NOT_STARTED = frozenset({"none", "scheduled", "queued"})
 
 
 async def task_log(call: Call) -> Answer:
@@ -172,6 +175,7 @@ class _Following:
     reader: LogReader | None = None
     try_number: int | None = None
     state: str | None = None
+    timed_out: bool = False  # command_timeout passed before the try ended
 
     async def more(self, settings: TaskLogSettings, task: TaskTry, whole: bool = False) -> str:
         """What was written since the last look (the file is looked for until found)."""
@@ -207,6 +211,8 @@ async def _streamed(
         except Stopped as stop:
             warnings.append(f"{stop.why}: following the log stopped; the task goes on")
             http_code = stop.http_code
+        if log.timed_out:
+            http_code = 504  # as trigger_dag&wait=true answers a wait that timed out
     if text := await log.more(settings, task, whole=True):
         yield Output("stdout", text)
     if log.reader is None:
@@ -228,17 +234,25 @@ async def _follow(
     looked at every FILE_POLL_SECONDS in between."""
     loop = asyncio.get_running_loop()
     give_up = loop.time() + call.settings.command_timeout
+    first = True
     while True:
         if text := await log.more(settings, task):
             yield text
         log.state = await _state(call, task)
         if log.state in ENDED_STATES:
             return
+        if first and log.state in NOT_STARTED:
+            note = await paused_note(call, task.dag_id, f"task {task.task_id} does not start")
+            if note:
+                warnings.append(note)
+                yield f"[airflow-rest-bridge] {note}\n"
+        first = False
         if loop.time() >= give_up:
             warnings.append(
                 f"the task was still {log.state} after command_timeout "
                 f"({call.settings.command_timeout:g} s); following stopped, the task goes on"
             )
+            log.timed_out = True
             return
         next_state = loop.time() + STATE_POLL_SECONDS
         while loop.time() < next_state:
