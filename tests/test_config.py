@@ -13,6 +13,7 @@ from bridge.config import parsers
 from bridge.config import settings as config
 from bridge.config.load import ConfigError, default_airflow_executable, load, with_listen
 from bridge.config.settings import DEFAULT_PORT, Settings
+from tests.helpers import API, ClientFactory
 
 SECTION = "[rest_api_plugin]"
 
@@ -442,3 +443,62 @@ def test_the_default_airflow_is_the_one_beside_our_python(
     on_path.chmod(0o755)
     airflow.unlink()
     assert default_airflow_executable() == str(on_path)
+
+
+# -- issue 26 item 10: settings refused in the bridge's words, unknown keys named ---------------
+
+
+def test_a_size_that_is_no_number_is_refused_in_the_bridges_words(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load(plugin_cfg(tmp_path / "airflow.cfg", max_upload_size="10X"), {})
+    assert "max_upload_size = '10X': must be a positive size such as" in str(refused.value)
+    assert "invalid literal" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("extra", "port", "whose"),
+    [
+        ("", 8080, "Airflow 2's webserver and Airflow 3's API server"),
+        ("[logging]\nworker_log_server_port = 9100\n", 9100, "the workers' log server"),
+        ("[celery]\nflower_port = 5556\n", 5556, "Celery's Flower"),
+    ],
+)
+def test_a_listen_port_of_airflows_own_is_refused(
+    tmp_path: Path, extra: str, port: int, whose: str
+) -> None:
+    cfg = write_cfg(tmp_path / "airflow.cfg", f"{extra}[rest_api_plugin]\nlisten_port = {port}\n")
+    with pytest.raises(ConfigError) as refused:
+        load(cfg, {})
+    assert f"listen_port {port} is the port of {whose}" in str(refused.value)
+    free = load(write_cfg(tmp_path / "other.cfg", f"{extra}[rest_api_plugin]\n"), {})
+    with pytest.raises(ConfigError):  # --port is checked as the file is
+        with_listen(free, None, port)
+
+
+def test_unknown_keys_are_named_in_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = plugin_cfg(tmp_path / "airflow.cfg", deploy_targett="git", max_upload_size="1M")
+    env = {"AIRFLOW__REST_API_PLUGIN__DEPLOY_TARGET": "git"}
+    with caplog.at_level("WARNING", logger="bridge.config.load"):
+        load(cfg, env)
+    said = [record.getMessage() for record in caplog.records]
+    assert said == [
+        "[rest_api_plugin] deploy_target (in the environment) is no setting of this bridge: "
+        "ignored",
+        "[rest_api_plugin] deploy_targett (in airflow.cfg) is no setting of this bridge: ignored",
+    ]
+
+
+async def test_disabled_apis_that_name_nothing_are_named_at_start(
+    make_fake_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="bridge.http.lifecycle"):
+        client = await make_fake_client(disabled_apis=frozenset({"trigger_dga", "list_dags"}))
+    said = [record.getMessage() for record in caplog.records]
+    assert said == [
+        "disabled_apis names 'trigger_dga', which is no API and no command of this Airflow: "
+        "it disables nothing"
+    ]
+    refused = await client.get(API, params={"api": "list_dags"})
+    assert refused.status == 400  # the name it does know is disabled

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import configparser
 import ipaddress
+import logging
 import os
 import shutil
 import sys
@@ -17,8 +18,27 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bridge.config.settings import LOOPBACK_HOSTS, RESTART_KEYS, SECTION, Settings, keys
+from bridge.config.settings import (
+    KNOWN_KEYS,
+    LOOPBACK_HOSTS,
+    RESTART_KEYS,
+    SECTION,
+    Settings,
+    keys,
+)
 from bridge.config.tokens import TokensError, TokenTable, read_tokens
+
+log = logging.getLogger(__name__)
+ENV_PREFIX = f"AIRFLOW__{SECTION.upper()}__"
+# Airflow's own listening ports, each read from this airflow.cfg (or its environment), with
+# Airflow's default: the bridge must not take one of them.
+AIRFLOW_PORTS = (
+    ("webserver", "web_server_port", 8080, "Airflow 2's webserver"),
+    ("api", "port", 8080, "Airflow 3's API server"),
+    ("logging", "worker_log_server_port", 8793, "the workers' log server"),
+    ("logging", "trigger_log_server_port", 8794, "the triggerer's log server"),
+    ("celery", "flower_port", 5555, "Celery's Flower"),
+)
 
 
 class ConfigError(ValueError):
@@ -72,6 +92,7 @@ def load(path: Path | None, environ: Mapping[str, str], *, with_tokens: bool = T
             return parser.get(section, key)
         return None
 
+    _warn_unknown_keys(parser, environ, set(KNOWN_KEYS))
     values: dict[str, Any] = {}
     for item, key in keys():
         text = raw(SECTION, item.name)
@@ -101,15 +122,38 @@ def load(path: Path | None, environ: Mapping[str, str], *, with_tokens: bool = T
         named_tokens = read_tokens(tokens_file) if tokens_file and with_tokens else TokenTable()
     except TokensError as exc:
         raise ConfigError(f"[{SECTION}] tokens_file: {exc}") from None
+    ports: dict[int, str] = {}
+    for section, option, default, whose in AIRFLOW_PORTS:
+        text = raw(section, option)
+        try:
+            number = int(text) if text and text.strip() else default
+        except ValueError:  # Airflow's to refuse, not the bridge's
+            continue
+        ports[number] = f"{ports[number]} and {whose}" if number in ports else whose
     settings = Settings(
         config_path=cfg_path if cfg_path.is_file() else None,
         airflow_home=airflow_home,
         dags_folder=dags_folder,
         named_tokens=named_tokens,
+        airflow_ports=tuple(sorted(ports.items())),
         **values,
     )
     _check_exposure(settings)
     return settings
+
+
+def _warn_unknown_keys(
+    parser: configparser.ConfigParser, environ: Mapping[str, str], known: set[str]
+) -> None:
+    """A key of the section that no setting reads (a typo, or a newer version's setting)
+    would otherwise do nothing without a word."""
+    in_file = set(parser.options(SECTION)) if parser.has_section(SECTION) else set()
+    in_environ = {
+        name.removeprefix(ENV_PREFIX).lower() for name in environ if name.startswith(ENV_PREFIX)
+    }
+    for name in sorted((in_file | in_environ) - known):
+        where = "the environment" if name in in_environ - in_file else "airflow.cfg"
+        log.warning("[%s] %s (in %s) is no setting of this bridge: ignored", SECTION, name, where)
 
 
 def is_loopback(host: str) -> bool:
@@ -123,6 +167,12 @@ def is_loopback(host: str) -> bool:
 
 
 def _check_exposure(settings: Settings) -> None:
+    for port, whose in settings.airflow_ports:
+        if settings.listen_port == port:
+            raise ConfigError(
+                f"[{SECTION}] listen_port {port} is the port of {whose} in this "
+                "configuration: choose another"
+            )
     if (
         not is_loopback(settings.listen_host)
         and not settings.auth_enabled

@@ -95,9 +95,13 @@ def size(text: str) -> int:
         if cleaned.endswith(suffix):
             cleaned, factor = cleaned[:-1], multiplier
             break
-    value = int(cleaned) * factor
+    expected = "must be a positive size such as 10485760, 512K or 10M"
+    try:
+        value = int(cleaned) * factor
+    except ValueError:
+        raise ValueError(expected) from None
     if value <= 0:
-        raise ValueError("must be a positive size such as 10485760, 512K or 10M")
+        raise ValueError(expected)
     return value
 
 

@@ -36,6 +36,8 @@ class Settings:
     airflow_home: Path = HOME
     dags_folder: Path = HOME / "dags"
     named_tokens: TokenTable = dataclasses.field(default_factory=TokenTable)
+    # Airflow's own listening ports in this configuration, and whose (listen_port is not one)
+    airflow_ports: tuple[tuple[int, str], ...] = ()
 
     log_loading: bool = setting(
         False,
@@ -92,8 +94,10 @@ class Settings:
     listen_port: int = setting(
         DEFAULT_PORT,
         parsers.port,
-        "Port to listen on, 1-65535 (--port overrides it); not one of Airflow's own ports "
-        "(8080, 8793, 8794, 5555).",
+        "Port to listen on, 1-65535 (--port overrides it). One of Airflow's own ports in "
+        "this configuration is refused: [webserver] web_server_port and [api] port (8080), "
+        "[logging] worker_log_server_port (8793) and trigger_log_server_port (8794), "
+        "[celery] flower_port (5555).",
         restart=True,
     )
     allow_unauthenticated_remote_access: bool = setting(
@@ -247,7 +251,9 @@ class Settings:
     disabled_apis: frozenset[str] = setting(
         frozenset(),
         parsers.name_set,
-        "Comma-separated API names (any case) that answer 400, disabled by the operator.",
+        "Comma-separated API names (any case) that answer 400, disabled by the operator. A "
+        "name that is no API and no command of the installed Airflow is named in a warning "
+        "at start and at each reload (it disables nothing).",
     )
     cli_commands: tuple[str, ...] = setting(
         (

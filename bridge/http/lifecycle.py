@@ -25,6 +25,7 @@ from aiohttp import web
 from bridge.calls import revoking
 from bridge.calls.installation import Installation
 from bridge.catalogue.installed import AirflowInfo, interpreter
+from bridge.catalogue.table import NAMES
 from bridge.config.load import own_files_folder
 from bridge.config.settings import Settings
 from bridge.deploy.staging import clean_stale_uploads
@@ -34,6 +35,7 @@ from bridge.http.keys import (
     JOBS,
     SETTINGS,
     WARM_HELPER,
+    cli_commands_of,
     daemon_of,
     settings_of,
 )
@@ -72,6 +74,7 @@ def startup(airflow: AirflowInfo | None, warm: WarmHelper | None) -> CleanupCont
             app[INSTALLATION] = installation
             found = installation.airflow
             log.info("Airflow %s at %s", found.version, found.executable)
+            warn_unknown_disabled(app)
             if settings.log_loading:
                 log.info("settings: %s", settings)  # the token is excluded from the repr
             if helper is not None:
@@ -103,7 +106,20 @@ async def reloaded(app: web.Application) -> None:
     tokens file no longer holds lose their follows and have their running jobs marked
     (bridge.calls.revoking)."""
     app[COMMANDS].slots.admit()
+    warn_unknown_disabled(app)
     await revoking.revoke(daemon_of(app), settings_of(app).named_tokens)
+
+
+def warn_unknown_disabled(app: web.Application) -> None:
+    """disabled_apis names that are no API and no command of this Airflow disable nothing
+    (a typo leaves the API it meant on): say so at start and at each reload."""
+    known = set(NAMES) | set(cli_commands_of(app).commands)
+    for name in sorted(settings_of(app).disabled_apis - known):
+        log.warning(
+            "disabled_apis names %r, which is no API and no command of this Airflow: "
+            "it disables nothing",
+            name,
+        )
 
 
 def _tidy_up(settings: Settings) -> None:
