@@ -45,9 +45,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add.add_argument(
         "--scope",
         required=True,
-        help="comma-separated: read (changes nothing), operate (runs, triggers, pause, "
-        "clear, variables, pools, connections), admin (deploy_dag, refresh_dag, services, "
-        "every other command)",
+        help="read (changes nothing), operate (runs, triggers, pause, clear, variables, "
+        "pools, connections; and what read may), or admin (deploy_dag, refresh_dag, "
+        "services, every other command; and what operate may): each includes the ones "
+        "before it",
     )
     actions.add_parser("list", help="the tokens' names, scopes, creation times and ids")
     revoke = actions.add_parser("revoke", help="remove a token")

@@ -130,7 +130,8 @@ async def test_a_named_token_with_the_read_scope_reads_the_metrics(
     )
     client = await make_fake_client(tokens_file=tmp_path / "tokens.json", named_tokens=table)
     await scrape(client, rest_api_plugin_http_token=reader)
-    refused = await client.get("/metrics", headers={"rest_api_plugin_http_token": operator})
+    await scrape(client, rest_api_plugin_http_token=operator)  # operate includes read
+    refused = await client.get("/metrics", headers={"rest_api_plugin_http_token": "arb_no-such"})
     assert refused.status == 403
     assert (await refused.json())["output"] == "Token Authentication Failed"
 

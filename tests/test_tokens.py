@@ -127,10 +127,11 @@ async def test_each_scope_calls_its_apis_and_is_told_which_scope_the_others_need
     client = await client_with_tokens(make_fake_client, tokens_cfg)
     extra, headers = MODES[mode]
     calls = {"read": READ_CALL, "operate": fault(new_marker(), "ok"), "admin": ADMIN_CALL}
+    # Scopes nest: each includes the ones before it.
     allowed = {
         "reader": {"read"},
-        "operator": {"operate"},
-        "admin": {"admin"},
+        "operator": {"read", "operate"},
+        "admin": {"read", "operate", "admin"},
         "ci": {"read", "operate"},
     }
     for name, scopes in allowed.items():

@@ -40,6 +40,16 @@ class Scope(enum.Enum):
 
 
 ALL_SCOPES = frozenset(Scope)
+# Scopes nest: each includes the ones before it (admin may do what operate may, operate what
+# read may), as most operators expect of "admin".
+SCOPE_ORDER = (Scope.READ, Scope.OPERATE, Scope.ADMIN)
+
+
+def allows(scopes: frozenset[Scope], needed: Scope) -> bool:
+    """Whether a token with ``scopes`` may call an API that needs ``needed``."""
+    return any(SCOPE_ORDER.index(scope) >= SCOPE_ORDER.index(needed) for scope in scopes)
+
+
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # what a file may hold (older files included)
 NEW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # what token add accepts
 SEED_NAME = "seed"  # the seed's single token, in logs and job records; no named token's name

@@ -13,7 +13,7 @@ Prometheus client library (``prometheus_client``) from a registry of this applic
 
 Who may read it: with ``metrics_token`` set, a caller presenting it as
 ``Authorization: Bearer ...`` (what Prometheus sends with ``authorization:``), the API's
-token or a named token with the read scope; without any token set, whoever reaches the
+token or any named token (each scope includes read); without any token set, whoever reaches the
 port. A cross-site request never.
 """
 
@@ -35,7 +35,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from bridge.config.tokens import Scope
+from bridge.config.tokens import Scope, allows
 from bridge.errors import RequestError
 from bridge.http.answers import forbidden
 from bridge.http.guards.auth import identify, presented_token, token_matches
@@ -154,7 +154,7 @@ async def metrics(request: web.Request) -> web.Response:
     bearer = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     allowed = (
         (settings.metrics_token and token_matches(bearer, settings.metrics_token))
-        or (settings.auth_enabled and caller is not None and Scope.READ in caller.scopes)
+        or (settings.auth_enabled and caller is not None and allows(caller.scopes, Scope.READ))
         or not (settings.metrics_token or settings.auth_enabled)
     )
     if not allowed:

@@ -23,6 +23,7 @@ from bridge.catalogue.model import Api, Context, Handler
 from bridge.catalogue.planning import collect
 from bridge.catalogue.table import BY_NAME, NAMES
 from bridge.config.parsers import parse_bool
+from bridge.config.tokens import allows
 from bridge.errors import RequestError
 from bridge.http import answers, forms
 from bridge.http.guards.auth import caller_of
@@ -141,7 +142,7 @@ def _may_call(method: str, name: str, caller: Caller, installed: CliCommands) ->
             405,
             headers={"Allow": ", ".join(api.methods)},
         )
-    if api.scope not in caller.scopes:
+    if not allows(caller.scopes, api.scope):
         raise RequestError(
             f"{name} needs the '{api.scope.value}' scope; the token '{caller.name}' has "
             f"{', '.join(sorted(scope.value for scope in caller.scopes)) or 'none'}",
