@@ -265,9 +265,12 @@ class Command:
         if proc is None or (proc.outlives_command and proc.returncode is not None):
             return  # a warm worker that ran it is waiting for the next command now
         running = proc.returncode is None  # else only what it left behind is stopped
+        # Set before the signal, as killed_after is below: the process may die, and its
+        # outcome be read, before the signal's await returns.
+        was_stopped, self._stopped = self._stopped, self._stopped or running
         if not await self._census.signal(proc.pid, signal.SIGTERM):
+            self._stopped = was_stopped  # nothing was left to signal
             return
-        self._stopped = self._stopped or running
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self._grace
         while loop.time() < give_up:
