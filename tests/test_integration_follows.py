@@ -23,6 +23,7 @@ from bridge.http.lifecycle import reloaded
 from bridge.service.notify import Notifier
 from bridge.service.serve import _reload
 from tests.helpers import API, ClientFactory, app_of, read_until, warm_mode, write_cfg
+from tests.test_integration_waits import DAG, RUN_SEEN, following_the_log
 
 pytestmark = [
     pytest.mark.airflow,
@@ -32,9 +33,7 @@ pytestmark = [
 SEED = "the-seed-token"
 HEADER = "rest_api_plugin_http_token"
 JOBS = "/admin/rest_api/jobs"
-DAG = "bridge_long"
 HANG = 120.0  # a hang detector: these end within a poll interval or two (2 s each)
-RUN_SEEN = b"[airflow-rest-bridge] run "
 
 
 async def test_a_tokens_wait_and_log_follow_are_bounded_and_end_when_it_is_revoked(
@@ -58,14 +57,7 @@ async def test_a_tokens_wait_and_log_follow_are_bounded_and_end_when_it_is_revok
     job_id = wait.headers["X-Job-Id"]
     seen = await asyncio.wait_for(read_until(wait, RUN_SEEN), HANG)
     run_id = seen.split(RUN_SEEN)[1].split(b" ")[0].decode()
-    log_params = {
-        "api": "task_log",
-        "dag_id": DAG,
-        "task_id": "ticks",
-        "execution_date": run_id,
-        "follow": "true",
-        "stream": "ndjson",
-    }
+    log_params = following_the_log(run_id)
     log = await client.get(API, params=log_params, headers=ops)
     assert log.status == 200, await log.text()
     # Its share (2 of 4) is taken: a third follow is refused before a command runs.

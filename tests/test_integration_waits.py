@@ -33,6 +33,18 @@ def waiting_trigger(**extra: str) -> dict[str, str]:
     return {"api": "trigger_dag", "dag_id": DAG, "wait": "true", **extra}
 
 
+def following_the_log(run_id: str) -> dict[str, str]:
+    """task_log&follow=true of the DAG's task in ``run_id``, as an ndjson stream."""
+    return {
+        "api": "task_log",
+        "dag_id": DAG,
+        "task_id": "ticks",
+        "execution_date": run_id,
+        "follow": "true",
+        "stream": "ndjson",
+    }
+
+
 async def test_a_waiting_job_holds_no_slot_and_a_delete_ends_its_wait(
     make_client: ClientFactory,
 ) -> None:
@@ -89,14 +101,7 @@ async def test_sigterm_ends_waits_and_follows_with_the_stopping_warning(
             async with session.get(f"{base}{API}", params=waiting_trigger(stream="true")) as r:
                 seen = await read_until(r, RUN_SEEN)
                 run_id = seen.split(RUN_SEEN)[1].split(b" ")[0].decode()
-                log_params = {
-                    "api": "task_log",
-                    "dag_id": DAG,
-                    "task_id": "ticks",
-                    "execution_date": run_id,
-                    "follow": "true",
-                    "stream": "ndjson",
-                }
+                log_params = following_the_log(run_id)
                 async with session.get(f"{base}{API}", params=log_params) as log:
                     assert log.status == 200, await log.text()
                     # Once the follow asked Airflow at least once, stop the daemon.
@@ -143,15 +148,7 @@ async def test_waits_on_a_paused_dag_say_so_and_a_timed_out_follow_is_a_504(
     assert response.status == 504, body
     assert f"DAG {DAG} is paused" in body["warning"], body
     run_id = body["dag_run"]["run_id"]
-    follow = {
-        "api": "task_log",
-        "dag_id": DAG,
-        "task_id": "ticks",
-        "execution_date": run_id,
-        "follow": "true",
-        "stream": "ndjson",
-    }
-    response = await client.get(API, params=follow)
+    response = await client.get(API, params=following_the_log(run_id))
     assert response.status == 200, await response.text()
     events = [json.loads(line) for line in (await response.read()).splitlines()]
     said = "".join(event.get("text", "") for event in events if event["event"] == "output")
