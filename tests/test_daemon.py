@@ -248,3 +248,49 @@ async def test_sighup_while_airflow_is_detected_is_a_reload_once_serving(tmp_pat
         await daemon.line_containing("configuration reloaded", after=serving)
     finally:
         assert await daemon.stop() == 0
+
+
+async def test_a_second_daemon_on_the_jobs_folder_leaves_a_live_ones_jobs_alone(
+    tmp_path: Path,
+) -> None:
+    """Two daemons may share an Airflow home, its jobs folder included: one that starts while
+    the other runs a job neither takes it for its own nor marks it lost. Once its daemon is
+    gone (SIGKILL: the kernel lets go of what it held), the next start marks it lost."""
+    jobs_folder, gate = tmp_path / "jobs", tmp_path / "gate"
+    env = {**os.environ, "FAKE_AIRFLOW_GATE": str(gate)}
+
+    def cfg(name: str) -> Path:
+        (tmp_path / name).mkdir(exist_ok=True)
+        settings = f"airflow_executable = {FAKE_AIRFLOW}\nwarm_helper = false\n"
+        return write_cfg(tmp_path / name / "airflow.cfg", f"{settings}jobs_folder = {jobs_folder}")
+
+    ports = {"first": free_port(), "second": free_port(), "third": free_port()}
+    daemons = {"first": await start_daemon(cfg("first"), ports["first"], env=env)}
+
+    async def job(session: ClientSession, daemon: str, location: str) -> tuple[int, Any]:
+        async with session.get(f"http://127.0.0.1:{ports[daemon]}{location}") as response:
+            return response.status, await response.json()
+
+    try:
+        async with ClientSession() as session:
+            params = {**fault(new_marker(), "until_gate"), "detach": "true"}
+            first = f"http://127.0.0.1:{ports['first']}"
+            async with session.get(f"{first}{API}", params=params) as started:
+                location = started.headers["Location"]
+            async with session.get(f"{first}{location}/output") as following:
+                await read_until(following, b"tick 0")  # it runs
+            daemons["second"] = await start_daemon(cfg("second"), ports["second"], env=env)
+            assert (await job(session, "second", location))[0] == 404
+            status, listed = await job(session, "second", location.rsplit("/", 1)[0])
+            assert status == 200 and listed["jobs"] == [], listed
+            status, running = await job(session, "first", location)
+            assert status == 200 and running["state"] == "running", running
+            daemons.pop("first").signal(signal.SIGKILL)
+            # The first daemon's home: its ledger stops the command it left running.
+            daemons["third"] = await start_daemon(cfg("first"), ports["third"], env=env)
+            status, lost = await job(session, "third", location)
+            assert status == 200 and lost["state"] == "lost", lost
+    finally:
+        gate.touch()
+        for daemon in daemons.values():
+            assert await daemon.stop() == 0

@@ -223,7 +223,9 @@ async def test_a_job_running_when_the_daemon_died_is_lost_with_its_output(
     await job.write("stdout", "so far\n")
     _, finished = await new_job(tmp_path)
     await finished.finish("succeeded", {"status": "OK"})
-    # The daemon is SIGKILLed here: nothing more is written. The next one loads the folder.
+    # The daemon is SIGKILLed here: nothing more is written, and the kernel closes its files
+    # (letting go of the running job's lock). The next one loads the folder.
+    job.files.close()
     after = Jobs(tmp_path / "jobs")
     await after.load(keep=10, max_age=3600)
     lost = after.get(job.job_id)
@@ -234,6 +236,19 @@ async def test_a_job_running_when_the_daemon_died_is_lost_with_its_output(
     kept = after.get(finished.job_id)
     assert kept is not None and kept.state == "succeeded"
     assert [j.job_id for j in after.newest_first()] == [finished.job_id, job.job_id]
+
+
+async def test_a_job_another_live_daemon_runs_is_left_to_it(tmp_path: Path) -> None:
+    """Two daemons on one jobs folder: the running job of the live one is not loaded (it is
+    not lost, and not the second daemon's to show); its finished jobs are."""
+    _, job = await new_job(tmp_path)
+    await job.set_state("running")
+    _, finished = await new_job(tmp_path)
+    await finished.finish("succeeded", {"status": "OK"})
+    second = Jobs(tmp_path / "jobs")
+    await second.load(keep=10, max_age=3600)
+    assert [j.job_id for j in second.newest_first()] == [finished.job_id]
+    assert json.loads((job.files.folder / RECORD).read_text())["state"] == "running"
 
 
 async def test_finished_jobs_are_kept_by_count_and_age(tmp_path: Path) -> None:
@@ -256,6 +271,7 @@ async def test_only_a_job_id_names_a_job(tmp_path: Path, job_id: str) -> None:
     jobs, job = await new_job(tmp_path)
     (tmp_path / "jobs" / ("0" * 20)).mkdir()  # a folder of that shape, but no job of ours
     assert jobs.get(job_id) is None and jobs.get(job.job_id) is job
+    job.files.close()  # its daemon is gone
     after = Jobs(tmp_path / "jobs")
     await after.load(keep=10, max_age=3600)  # the folder without a record is skipped
     assert [j.job_id for j in after.newest_first()] == [job.job_id]

@@ -6,7 +6,9 @@ through the command path and writes here (:meth:`Job.write`, :meth:`Job.finish`)
 (``GET .../jobs/<id>/output``) read the spooled output from any offset and wait for more with
 :meth:`Job.changed`. At startup the jobs a previous daemon kept are loaded: finished ones as
 they were, and one that was still running when that daemon died as ``lost`` (the ledger has
-already stopped its command), its output so far kept. Finished jobs are kept by count (per
+already stopped its command), its output so far kept. A running job's output file is locked
+for as long as its daemon lives: a second daemon sharing the folder leaves the jobs of a live
+one alone (they are that one's to list, follow and cancel). Finished jobs are kept by count (per
 owner: one token's many jobs never push out another's) and age (``jobs_to_keep``,
 ``job_max_age``).
 """
@@ -258,7 +260,8 @@ class Jobs:
 
 
 def _kept_jobs(folder: Path) -> list[Job]:
-    """Blocking: read the records in ``folder``; mark what was running ``lost``."""
+    """Blocking: read the records in ``folder``; mark what was running ``lost``, unless
+    another daemon sharing the folder still runs it."""
     jobs = []
     for files in existing(folder):
         try:
@@ -267,6 +270,8 @@ def _kept_jobs(folder: Path) -> list[Job]:
             log.warning("ignoring job folder %s: %s", files.folder, exc)
             continue
         job = Job(files, record)
+        if not job.ended and files.run_elsewhere():
+            continue  # another daemon on this folder runs it: its job, not lost
         job.size = files.size()
         if not job.ended:
             record.update(

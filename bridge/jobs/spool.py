@@ -20,6 +20,7 @@ at a time, while its followers read from others; the switches in memory are shar
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -100,15 +101,29 @@ class JobFiles:
     def create(self, record: dict[str, Any]) -> None:
         self.folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.folder.mkdir(mode=0o700)
-        self.write_record(record)
         self._switches = Switches()  # a new job: no switch yet, none to read
-        self.open()
+        self.open()  # locked before its record says it runs: see run_elsewhere()
+        self.write_record(record)
 
     def open(self) -> None:
-        """Open the output for appending, for as long as the job runs (until close())."""
+        """Open the output for appending, for as long as the job runs (until close()), and
+        lock it: the kernel lets the lock go when this daemon ends, however it ends."""
         self._known_switches()  # what is there already, before anything is added
         self._output = open(self.folder / OUTPUT, "ab", opener=_owner_only)
+        fcntl.flock(self._output.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._streams = open(self.folder / STREAMS, "a", encoding="ascii", opener=_owner_only)
+
+    def run_elsewhere(self) -> bool:
+        """Whether a live daemon (another one sharing the folder) runs this job now: its
+        output is locked. A job whose daemon died is not (its record may still say so)."""
+        try:
+            with open(self.folder / OUTPUT, "rb") as output:
+                fcntl.flock(output.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except FileNotFoundError:
+            return False
+        return False
 
     def append(self, stream: str, offset: int, data: bytes) -> None:
         """Add ``data`` (of ``stream``) at ``offset``; OSError (a full disk) goes to the caller."""
