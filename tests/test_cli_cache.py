@@ -15,7 +15,7 @@ import pytest
 
 from bridge.calls.installation import Installation
 from bridge.catalogue import cli_cache
-from bridge.catalogue.cli_cache import Reading, cache_for, load, stamp, store
+from bridge.catalogue.cli_cache import AIRFLOW_SECTIONS, Reading, cache_for, load, stamp, store
 from bridge.catalogue.installed import AirflowInfo
 from bridge.config.settings import CurrentSettings
 from bridge.process.ledger import Ledger
@@ -50,8 +50,9 @@ def document(site: dict[str, Path], version: str = "3.3.2") -> str:
     for name, path in site.items():
         if name == "site-packages":
             continue
-        found = stamp(str(path))
-        stamps.append([str(path), list(found) if found else None])
+        stamped = str(path) + (AIRFLOW_SECTIONS if name == "config" else "")
+        found = stamp(stamped)
+        stamps.append([stamped, list(found) if found else None])
     commands = [{"words": ["dags", "list"], "help": "", "arguments": [cli_argument("output")]}]
     return json.dumps({"version": version, "commands": commands, "stamps": stamps})
 
@@ -91,6 +92,21 @@ def test_a_changed_installation_is_read_again(
         (packages / "apache_airflow-3.3.2.dist-info").rmdir()
     else:
         site["config"].write_text("[core]\nexecutor = CeleryExecutor\n")
+    assert load(path, PYTHON, ENV) is None
+
+
+def test_an_edit_of_the_bridges_own_section_keeps_the_reading(
+    tmp_path: Path, site: dict[str, Path]
+) -> None:
+    """[rest_api_plugin] is the bridge's: Airflow's CLI reads none of it. Any other section
+    counts, also one after it; a section named otherwise ("[Rest_Api_Plugin]") is not ours."""
+    site["config"].write_text("[core]\n[rest_api_plugin]\nmax_follows = 4\n[logging]\n")
+    path = stored(tmp_path, site)
+    site["config"].write_text("[core]\n[rest_api_plugin]\nmax_follows = 8\n[logging]\n")
+    assert load(path, PYTHON, ENV) is not None
+    site["config"].write_text("[core]\n[rest_api_plugin]\nmax_follows = 8\n[logging]\nx = 1\n")
+    assert load(path, PYTHON, ENV) is None
+    site["config"].write_text("[core]\n[Rest_Api_Plugin]\nmax_follows = 4\n[logging]\n")
     assert load(path, PYTHON, ENV) is None
 
 

@@ -368,8 +368,21 @@ async def test_a_changed_airflow_cfg_restarts_the_helper(
 ) -> None:
     assert settings.config_path is not None
     original = settings.config_path.read_bytes()
+    section, note = (
+        b"[rest_api_plugin]\n",
+        b"# the bridge's own section: Airflow reads none of it\n",
+    )
+    ours = original.replace(section, section + note, 1)
+    assert ours != original
     try:
-        settings.config_path.write_bytes(original + b"\n# touched by the warm helper test\n")
+        # The bridge's own settings changed: nothing the helper imported did.
+        settings.config_path.write_bytes(ours)
+        response = await own_client.get(API, params={"api": "variables", "cmd": "list"})
+        assert response.status == 200
+        assert 'desc="warm"' in response.headers["Server-Timing"]
+        assert (await health(own_client))["restarts"] == 0
+        core = b"[core]\n"
+        settings.config_path.write_bytes(ours.replace(core, core + b"# touched by the test\n", 1))
         response = await own_client.get(API, params={"api": "variables", "cmd": "list"})
         assert response.status == 200
         assert 'desc="cold"' in response.headers["Server-Timing"]

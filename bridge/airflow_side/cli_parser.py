@@ -32,6 +32,7 @@ import sys
 from typing import Any
 
 DISTRIBUTIONS = "/*.dist-info"  # a stamp path ending so: the distributions in that folder
+AIRFLOW_SECTIONS = "#airflow-sections"  # ... so: that airflow.cfg without [rest_api_plugin]
 # Airflow's type functions, by name, as far as the daemon can check them itself.
 _INT_TYPES = {"int", "positive_int"}
 _FLOAT_TYPES = {"float"}
@@ -119,14 +120,27 @@ def _stamps() -> list[list[Any]]:
         os.path.join(package, "__init__.py"),
         os.path.join(os.path.dirname(package), "*.dist-info"),
     ]
-    return [[path, _stamp(path)] for path in [*paths, os.path.expanduser(config)]]
+    config_stamp = os.path.expanduser(config) + AIRFLOW_SECTIONS
+    return [[path, _stamp(path)] for path in [*paths, config_stamp]]
 
 
 def _stamp(path: str) -> list[int] | None:
     """As bridge.catalogue.cli_cache.stamp() (this runs under Airflow's interpreter and cannot
     import the bridge): a file's inode, mtime and size; for FOLDER/*.dist-info, the number
-    and a digest of the names of the distributions installed there."""
+    and a digest of the names of the distributions installed there; for FILE#airflow-sections,
+    the number and a digest of that airflow.cfg's lines outside [rest_api_plugin]."""
     try:
+        if path.endswith(AIRFLOW_SECTIONS):
+            with open(path[: -len(AIRFLOW_SECTIONS)], "rb") as config:
+                kept, ours = [], False
+                for line in config.read().splitlines():
+                    header = line.strip()
+                    if header.startswith(b"[") and header.endswith(b"]"):
+                        ours = header == b"[rest_api_plugin]"
+                    if not ours:
+                        kept.append(line)
+            digest = hashlib.sha256(b"\n".join(kept)).digest()
+            return [len(kept), int.from_bytes(digest[:7], "big"), 0]
         if path.endswith(DISTRIBUTIONS):
             folder = os.path.dirname(path)
             names = sorted(n for n in os.listdir(folder) if n.endswith(".dist-info"))

@@ -113,7 +113,9 @@ def warm_up() -> dict[str, Any]:
     warm_fingerprint.prepare()  # for the workers: what Airflow's modules hold now
     package = os.path.dirname(str(airflow.__file__))
     watch = [
-        configuration.AIRFLOW_CONFIG,
+        # Without the bridge's own [rest_api_plugin] section: the daemon stamps it so
+        # (bridge.catalogue.cli_cache.AIRFLOW_SECTIONS), and an edit there changes nothing here.
+        configuration.AIRFLOW_CONFIG + "#airflow-sections",
         str(airflow.__file__),  # replaced by an upgrade
         # The distributions installed beside it (bridge.catalogue.cli_cache.stamp): not the
         # folder's mtime, which moves whenever Python writes __pycache__.

@@ -43,14 +43,26 @@ def cache_for(airflow_home: Path, python: str, env: Mapping[str, str]) -> Path:
 
 
 DISTRIBUTIONS = "/*.dist-info"  # a stamp path ending so: the distributions in that folder
+# A stamp path ending so: that configuration file without the bridge's own section. An edit of
+# [rest_api_plugin] changes nothing Airflow's CLI or the warm helper depend on, and must not
+# cost a reading of the parser or a new helper.
+AIRFLOW_SECTIONS = "#airflow-sections"
+OWN_SECTION = "rest_api_plugin"
 
 
 def stamp(path: str) -> Stamp:
     """What changes when a file is edited or replaced (inode, mtime, size), or, for
     ``FOLDER/*.dist-info``, when a distribution is installed or removed there (their number
     and a digest of their names: the folder's own mtime also moves when Python writes
-    __pycache__). The reader (airflow_side/cli_parser.py) stamps the same way."""
+    __pycache__). For ``FILE#airflow-sections``, the number and a digest of that configuration
+    file's lines outside [rest_api_plugin]. The reader (airflow_side/cli_parser.py) stamps the
+    same way."""
     try:
+        if path.endswith(AIRFLOW_SECTIONS):
+            with open(path.removesuffix(AIRFLOW_SECTIONS), "rb") as config:
+                kept = airflow_sections(config.read())
+            digest = hashlib.sha256(b"\n".join(kept)).digest()
+            return (len(kept), int.from_bytes(digest[:7], "big"), 0)
         if path.endswith(DISTRIBUTIONS):
             names = sorted(n for n in os.listdir(os.path.dirname(path)) if n.endswith(".dist-info"))
             digest = hashlib.sha256("\n".join(names).encode()).digest()
@@ -59,6 +71,25 @@ def stamp(path: str) -> Stamp:
     except OSError:
         return None
     return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+
+def airflow_sections(config: bytes) -> list[bytes]:
+    """The lines of an airflow.cfg outside its [rest_api_plugin] section (a section runs from
+    its header to the next header, as configparser reads it)."""
+    kept: list[bytes] = []
+    ours = False
+    for line in config.splitlines():
+        header = line.strip()
+        if header.startswith(b"[") and header.endswith(b"]"):
+            ours = header == b"[" + OWN_SECTION.encode() + b"]"  # as configparser names it
+        if not ours:
+            kept.append(line)
+    return kept
+
+
+def shown(path: str) -> str:
+    """A stamp path as an operator knows it (the file, not the stamp's kind)."""
+    return path.removesuffix(AIRFLOW_SECTIONS)
 
 
 def configuration_of(env: Mapping[str, str]) -> dict[str, str]:
@@ -104,7 +135,7 @@ class Reading:
     def changes(self, now: Observed) -> list[str]:
         """What changed since the reading (empty: it still holds)."""
         pairs = zip(self.cli.stamps, now.stamps, strict=True)
-        changed = [path for (path, then), (_, found) in pairs if found != then]
+        changed = [shown(path) for (path, then), (_, found) in pairs if found != then]
         if now.python != self.python:
             changed.append(f"the interpreter ({now.python})")
         if now.configuration != self.configuration:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.airflow_side import warm_protocol as protocol
-from bridge.catalogue.cli_cache import configuration_of, stamp
+from bridge.catalogue.cli_cache import configuration_of, shown, stamp
 from bridge.catalogue.installed_cli import Stamp
 from bridge.offload import in_thread
 from bridge.process.pipes import OutputPipes
@@ -85,7 +85,7 @@ class _Live:
 
     def changed(self) -> list[str]:
         """The watched paths that changed since it started (blocking: stat)."""
-        return [path for path, then in self.watch if stamp(path) != then]
+        return [shown(path) for path, then in self.watch if stamp(path) != then]
 
 
 @dataclass(frozen=True)
