@@ -133,11 +133,12 @@ def serve(channel: socket.socket) -> int:
                 flush=True,
             )
         last = served == MAX_COMMANDS or bool(changed)
-        if not _answer(channel, protocol.CommandDone(code, last)) or last:
-            return 0
+        # A worker again (what ps shows) before the daemon hears the command ended.
         warm_child.show_command(
             [f"airflow-rest-bridge warm helper: worker, commands run: {served}"]
         )
+        if not _answer(channel, protocol.CommandDone(code, last)) or last:
+            return 0
         if not _answer(channel, protocol.WorkerReady()):
             return 0
     return 0
