@@ -138,10 +138,10 @@ async def test_a_helper_killed_mid_command_takes_no_command_with_it_and_comes_ba
     rest = (await response.read()).decode()
     assert '"exit_code": -9' in rest  # nobody can tell its result any more: it was stopped
     assert live_members(session=command.pid) == []
-    # The next call notices, runs cold, and the helper is started again.
+    # The next call is answered: cold while the helper is away, or warm if its successor is
+    # ready already (how soon depends on the machine: no race to assert on).
     response = await own_client.get(API, params={"api": "list_tasks", "dag_id": "bridge_demo"})
     assert response.status == 200
-    assert 'desc="cold"' in response.headers["Server-Timing"]
     state = await until_ready(own_client, restarts=1)
     assert state["pid"] != old_pid
     assert "warm helper restarting: the helper exited (code -9)" in caplog.text
