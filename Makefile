@@ -81,8 +81,12 @@ lint: dev
 docs: dev
 	$(BIN)/python -m bridge.docs
 
+# Both cores: pytest-xdist, two workers (each integration worker builds its own Airflow home
+# and warm helper; --dist loadfile keeps a module's tests, which share fixtures, on one).
+XDIST := -n 2
+
 unit: dev systemd-analyze
-	$(BIN)/pytest -m "not airflow"
+	$(BIN)/pytest -m "not airflow" $(XDIST)
 
 # The service tests check the unit with systemd-analyze.
 systemd-analyze:
@@ -100,28 +104,30 @@ postgres:
 	@cd / && { $(AS_POSTGRES) psql -qtAc "SELECT 1 FROM pg_roles WHERE rolname = 'bridge'" | grep -q 1 || \
 		$(AS_POSTGRES) psql -qc "CREATE ROLE bridge LOGIN CREATEDB PASSWORD 'bridge'"; }
 
-# Per Airflow version, the full suite through the warm helper; then with the cold CLI: the
-# full suite (without the smoke set, whose calls it has) on the newest version, the smoke set
-# on the others. How a command is started does not depend on the Airflow version, what it
-# runs does, and that is the warm pass's. The SQLite home is the suite's; the PostgreSQL
-# tests use a database of their own. --durations: where the hour goes.
-COLD_FULL := $(lastword $(AIRFLOW_VERSIONS))
+# Per Airflow version, the full suite through the warm helper; then with the cold CLI, the
+# smoke set and the tests marked `cold` (whose subject is how a command starts and stops
+# without the helper: streams, cancels, stopped test runs, a killed daemon's jobs). What a
+# command does depends on the Airflow version, and the warm pass covers it; the fake airflow
+# of the unit suite drives the cold path's faults. The SQLite homes are the suite's; the
+# PostgreSQL tests use a database of their own. --durations: where the time goes.
 integration: airflow-venvs chromium systemd-analyze postgres
 	@for v in $(AIRFLOW_VERSIONS); do for warm in 1 0; do \
-		if [ $$warm = 1 ]; then marks=airflow; \
-		elif [ $$v = $(COLD_FULL) ]; then marks="airflow and not smoke"; else marks=smoke; fi; \
+		if [ $$warm = 1 ]; then marks=airflow; else marks="airflow and (smoke or cold)"; fi; \
 		echo "== integration suite against Airflow $$v (warm helper: $$warm; -m '$$marks')"; \
 		BRIDGE_TEST_WARM=$$warm BRIDGE_TEST_AIRFLOW=$(call airflow_bin,$$v) \
 		BRIDGE_TEST_POSTGRES=postgresql+psycopg2://bridge:bridge@127.0.0.1:$(PG_PORT) \
-			$(BIN)/pytest -m "$$marks" --durations=15 || exit 1; \
+			$(BIN)/pytest -m "$$marks" $(XDIST) --dist loadfile --durations=15 || exit 1; \
 	done; done
 
-# The smoke set against every other minor, through the warm helper.
+# The smoke set against every other minor, through the warm helper: two minors at a time
+# (one core each; a minor's session is one Airflow home), each one's output kept together.
 smoke: dev
-	@for v in $(AIRFLOW_MINORS); do $(MAKE) --no-print-directory airflow-venv-$$v || exit 1; \
-		echo "== smoke set against Airflow $$v"; \
-		BRIDGE_TEST_AIRFLOW=$(call airflow_bin,$$v) $(BIN)/pytest -m smoke || exit 1; \
-	done
+	@$(MAKE) --no-print-directory -j 2 --output-sync=target $(addprefix smoke-,$(AIRFLOW_MINORS))
+
+smoke-%: dev
+	@$(MAKE) --no-print-directory airflow-venv-$*
+	@echo "== smoke set against Airflow $*"
+	BRIDGE_TEST_AIRFLOW=$(call airflow_bin,$*) $(BIN)/pytest -m smoke -p no:cacheprovider
 
 test: lint unit integration smoke
 

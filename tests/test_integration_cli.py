@@ -62,6 +62,7 @@ def parser_reads(caplog: pytest.LogCaptureFixture) -> int:
     return sum("cli_parser.py" in line for line in audit)
 
 
+@pytest.mark.cold
 @pytest.mark.skipif(warm_mode(), reason="the same through the helper: the cold pass runs it")
 async def test_the_parser_is_kept_and_read_again_when_the_installation_changes(
     aiohttp_client: Any,

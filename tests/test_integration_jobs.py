@@ -28,7 +28,8 @@ from tests.helpers import (
     warm_mode,
 )
 
-pytestmark = pytest.mark.airflow
+# How a command starts and stops: also in the cold pass (make integration).
+pytestmark = [pytest.mark.airflow, pytest.mark.cold]
 JOBS = "/admin/rest_api/jobs"
 LONG_TASK = {"api": "test", "dag_id": "bridge_long", "task_id": "ticks"}  # four minutes
 

@@ -99,6 +99,7 @@ async def test_token_auth(make_client: ClientFactory) -> None:
     assert (await client.get("/health")).status == 200  # liveness needs no token
 
 
+@pytest.mark.cold  # the cold CLI answers as the warm helper does
 @pytest.mark.parametrize(
     ("params", "argv"),
     [

@@ -19,7 +19,8 @@ from tests.helpers import (
     unique_date,
 )
 
-pytestmark = pytest.mark.airflow
+# How a command starts and stops: also in the cold pass (make integration).
+pytestmark = [pytest.mark.airflow, pytest.mark.cold]
 
 
 async def test_text_stream_sends_lines_while_the_task_runs(make_client: ClientFactory) -> None:

@@ -24,7 +24,8 @@ from bridge.catalogue.installed import AirflowInfo
 from bridge.http.keys import JOBS
 from tests.helpers import API, ClientFactory, app_of, call_ok, read_until, unique_date
 
-pytestmark = pytest.mark.airflow
+# How a command starts and stops: also in the cold pass (make integration).
+pytestmark = [pytest.mark.airflow, pytest.mark.cold]
 
 
 @pytest.fixture(autouse=True)
