@@ -11,9 +11,10 @@ prints a tick a line until the file FAKE_AIRFLOW_GATE exists, then "done N"; wit
 FAKE_AIRFLOW_TICKS=FILE it also appends each tick to FILE, so that a test can see it run on
 after its client left. `connections add` succeeds and echoes the URI, password included, as
 Airflow's CLI does; `dags list --output=json` lists one DAG, fake_dag, and `dags reserialize`
-succeeds, for refresh_dag. The errflood mode floods stderr as flood does stdout. `version`
-takes FAKE_AIRFLOW_SLOW_START seconds when that is set (a slow startup). `scheduler --daemon`
-forks a service that lives on, or that dies at once (FAKE_AIRFLOW_SERVICE=dies).
+succeeds (fails with FAKE_AIRFLOW_RESERIALIZE=fails), for refresh_dag and refresh_all. The
+errflood mode floods stderr as flood does stdout. `version` takes FAKE_AIRFLOW_SLOW_START
+seconds when that is set (a slow startup). `scheduler --daemon` forks a service that lives
+on, or that dies at once (FAKE_AIRFLOW_SERVICE=dies).
 The lines mode prints numbered lines (lines500: 500 of them; errlines to stderr). The
 environ mode prints the environment it was given as one JSON line; the say mode prints
 FAKE_AIRFLOW_SAY (as `config get-value` prints a value it read): split across two writes on
@@ -77,6 +78,9 @@ def main(argv: list[str]) -> int:
         print(json.dumps([{"dag_id": "fake_dag", "fileloc": "/dags/fake_dag.py"}]))
         return 0
     if argv[:2] == ["dags", "reserialize"]:
+        if os.environ.get("FAKE_AIRFLOW_RESERIALIZE") == "fails":
+            print("Broken DAG: the bundle could not be read", file=sys.stderr)
+            return 1
         print("serialized", flush=True)
         return 0
     if argv[:2] == ["connections", "add"]:  # like Airflow: echoes the URI, password and all

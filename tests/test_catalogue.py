@@ -42,6 +42,7 @@ for major in (2, 3):
         ("task_state", major): (DTD, ["tasks", "state", "--", D, T, DATE]),
         ("pool", major): ({}, ["pools", "list"]),
         ("clear", major): ({"dag_id": D}, ["tasks", "clear", "--yes", "--", D]),
+        ("refresh_all", major): ({}, ["dags", "reserialize"]),
     }
 REQUIRED[("run", 2)] = (DTD, ["tasks", "run", "--", D, T, DATE])
 REQUIRED[("backfill", 2)] = ({"dag_id": D}, ["dags", "backfill", "--yes", "--", D])

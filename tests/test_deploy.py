@@ -1,17 +1,20 @@
-"""deploy_dag's and refresh_dag's own logic without Airflow: installing with backups, the
-arguments it refuses, and the commands refresh_dag runs (recorded by the fake airflow)."""
+"""deploy_dag's, refresh_dag's and refresh_all's own logic without Airflow: installing with
+backups, the arguments it refuses, and the commands they run (recorded by the fake airflow)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
+import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from aiohttp import FormData
 
+from bridge.catalogue.installed import AirflowInfo
 from bridge.deploy import install
 from bridge.deploy.staging import StagedUpload
 from tests.helpers import API, ClientFactory, call
@@ -105,6 +108,45 @@ async def test_refresh_of_an_unknown_dag_is_404_and_serializes_nothing(
     assert "not_there" in body["output"]
     ran = [json.loads(line) for line in record.read_text().splitlines()]
     assert ran == [["dags", "list", "--output=json"]]
+
+
+async def test_refresh_all_whose_folder_cannot_be_imported_says_so_and_stays_200(
+    make_fake_client: ClientFactory,
+    fake_airflow_info: AirflowInfo,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The report imports the dags folder with Airflow's interpreter; one without Airflow
+    (this test's) fails that: the refresh itself worked, the warning says what is missing.
+    The integration suite has the report on real Airflow."""
+    record = tmp_path / "argv.jsonl"
+    monkeypatch.setenv("FAKE_AIRFLOW_RECORD", str(record))
+    caplog.set_level(logging.INFO, logger="bridge.audit")
+    client = await make_fake_client(replace(fake_airflow_info, python=sys.executable))
+    status, body = await call(client, api="refresh_all")
+    assert status == 200 and body["status"] == "OK", body
+    assert "could not be imported afterwards" in body["warning"], body
+    assert "dags" not in body and "import_errors" not in body
+    ran = [json.loads(line) for line in record.read_text().splitlines()]
+    assert ran == [["dags", "reserialize"]]
+    audited = [r.getMessage() for r in caplog.records if r.name == "bridge.audit"]
+    assert len(audited) == 2 and "dag_check.py" in audited[1], audited  # the command path
+
+
+async def test_a_refresh_all_that_fails_reports_nothing_more(
+    make_fake_client: ClientFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = tmp_path / "argv.jsonl"
+    monkeypatch.setenv("FAKE_AIRFLOW_RECORD", str(record))
+    monkeypatch.setenv("FAKE_AIRFLOW_RESERIALIZE", "fails")
+    client = await make_fake_client()
+    status, body = await call(client, api="refresh_all")
+    assert status == 500 and body["status"] == "ERROR", body
+    assert "the bundle could not be read" in body["output"]["stderr"]
+    assert "dags" not in body and "import_errors" not in body
+    ran = [json.loads(line) for line in record.read_text().splitlines()]
+    assert ran == [["dags", "reserialize"]]
 
 
 def test_a_backups_folder_that_does_not_exist_yet_is_made(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""deploy_dag and refresh_dag against the real Airflow."""
+"""deploy_dag, refresh_dag and refresh_all against the real Airflow."""
 
 from __future__ import annotations
 
@@ -166,6 +166,33 @@ async def test_refresh_dag(make_client: ClientFactory) -> None:
     status, unknown = await call(client, api="refresh_dag", dag_id="no_such_dag_here")
     assert status == 404
     assert "no_such_dag_here" in unknown["output"]
+
+
+async def test_refresh_all_picks_up_files_changed_on_disk_with_their_import_errors(
+    make_client: ClientFactory, settings: Settings
+) -> None:
+    """A bulk deploy the bridge did not make (files written into the dags folder): one
+    refresh_all serializes them, counts the DAGs and names the file that does not import."""
+    client = await make_client()
+    dag_id = new_marker("bulk")
+    written = settings.dags_folder / f"{dag_id}.py"
+    broken = settings.dags_folder / f"{dag_id}_broken.py"
+    written.write_text(DAG_SOURCE.format(dag_id=dag_id, task_id="one"))
+    broken.write_text("import no_such_module_anywhere  # refresh_all's import error\n")
+    try:
+        body = await call_ok(client, api="refresh_all")
+        assert body["dags"] >= 2, body  # the demo DAGs and the new one
+        assert [e["filepath"] for e in body["import_errors"]] == [str(broken)], body
+        assert "no_such_module_anywhere" in body["import_errors"][0]["error"]
+        assert "1 DAG file(s) do not import" in body["warning"]
+        listed = await call_ok(client, api="list_dags", output="json")
+        assert dag_id in {row["dag_id"] for row in listed["data"]}, listed
+    finally:
+        written.unlink()
+        broken.unlink()
+    response = await client.get(API, params={"api": "refresh_all", "stream": "true"})
+    assert response.status == 200
+    assert "DAG(s) in the dags folder, 0 import error(s)" in await response.text()
 
 
 async def test_an_import_that_takes_too_long_is_stopped_and_refused(

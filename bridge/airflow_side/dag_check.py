@@ -1,6 +1,7 @@
-"""Import one DAG file the way Airflow does and print what it finds, as one JSON line.
+"""Import a DAG file (deploy_dag) or the whole dags folder (refresh_all) the way Airflow
+does and print what it finds, as one JSON line.
 
-    <airflow's python> dag_check.py FILE DAGS_FOLDER
+    <airflow's python> dag_check.py FILE_OR_FOLDER DAGS_FOLDER
 
 Run by the Airflow installation's own interpreter in a child process, never imported by the
 daemon: the daemon must not execute user code. Output on stdout is exactly one line,

@@ -16,11 +16,12 @@ from pathlib import Path
 from bridge.calls import jobs
 from bridge.calls.call import Call
 from bridge.calls.command import FollowUp, result_of, run
+from bridge.calls.dag_report import dag_report
 from bridge.calls.events import Answer, Detached, Finished, Streamed
 from bridge.calls.result import Prepared, Ran
 from bridge.calls.runs import follow_run
 from bridge.catalogue.actions import logical_date_of
-from bridge.catalogue.model import EXCHANGE_FILE, RUN_DATE, Plan
+from bridge.catalogue.model import EXCHANGE_FILE, RUN_DATE, After, Plan
 from bridge.catalogue.planning import plan_cli
 from bridge.errors import RequestError
 from bridge.offload import in_thread
@@ -28,6 +29,9 @@ from bridge.process import services
 from bridge.process.path import CommandSpec
 from bridge.process.services import ServiceFiles, Stamp, under_systemd
 from bridge.text.noise import parse_json_output
+
+# What follows a command the catalogue names an ``after`` for, once it succeeded.
+AFTER: dict[After, FollowUp] = {After.DAG_REPORT: dag_report}
 
 
 async def cli(call: Call) -> Answer:
@@ -75,6 +79,8 @@ async def cli(call: Call) -> Answer:
             warnings=[*call.notes, *plan.warnings],
         )
         follow_up: FollowUp | None = follow_run if call.values.get("wait") else None
+        if call.api.after is not None:
+            follow_up = AFTER[call.api.after]
         if service is not None:
             files = ServiceFiles.of(service, call.settings.airflow_home, call.values)
             before = await in_thread(files.pid_stamp)

@@ -174,6 +174,13 @@ class Cli:
     always_json: bool = False  # always ask for -o json (the bridge reads the result)
 
 
+class After(enum.Enum):
+    """What the bridge does once an API's command succeeded (bridge.calls), its lines
+    streamed like the command's and its findings in the result."""
+
+    DAG_REPORT = "dag_report"  # count the DAGs Airflow knows, list the files that do not import
+
+
 class Use(enum.Enum):
     """What one Airflow major does with an argument of an API (:meth:`Api.use_of`)."""
 
@@ -239,6 +246,8 @@ class Api:
     # Envelope fields the API adds when its command succeeded: the state it leaves behind
     # (Airflow 3's pause and unpause print the state from before the change).
     leaves: Mapping[str, Any] = field(default_factory=dict)
+    # What follows its command once it succeeded (None: nothing).
+    after: After | None = None
     # Arguments it does not know are a 400 (a command of the installed CLI), not a warning
     # (a seed API: old scripts send extra keys).
     strict_arguments: bool = False

@@ -19,7 +19,7 @@ from bridge.catalogue.actions import (
     plan_variables,
     summarize_trigger,
 )
-from bridge.catalogue.model import Api, Arg, Cli, Handler, Kind, Unavailable
+from bridge.catalogue.model import After, Api, Arg, Cli, Handler, Kind, Unavailable
 from bridge.config.tokens import Scope
 from bridge.text.redact import Secret
 
@@ -624,6 +624,15 @@ APIS: tuple[Api, ...] = (
         "Re-parse the DAG files so that a changed DAG shows up in Airflow",
         (DAG_ID,),
         handler=Handler.REFRESH_DAG,
+        scope=Scope.ADMIN,
+    ),
+    Api(
+        "refresh_all",
+        "Parse and serialize every DAG again (every bundle on Airflow 3), as after a bulk "
+        "deploy; the result counts the DAGs and lists the files that do not import",
+        (),
+        _by_version(lambda major: Cli(("dags", "reserialize"))),
+        after=After.DAG_REPORT,
         scope=Scope.ADMIN,
     ),
 )

@@ -89,6 +89,22 @@ def schemas() -> dict[str, Schema]:
                     "type": "object",
                     "description": "a service started with daemon=true: its pid and files",
                 },
+                "dags": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "refresh_all: the DAGs in the dags folder after it",
+                },
+                "import_errors": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "filepath": {"type": "string"},
+                            "error": {"type": "string"},
+                        },
+                    },
+                    "description": "refresh_all: each file that does not import, and why",
+                },
                 "ended_test_runs": {
                     "type": "array",
                     "description": "a test the bridge had to kill: the DAG runs it left, "
