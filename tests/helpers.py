@@ -7,6 +7,8 @@ Test modules import from here (and get fixtures from conftest.py), never from ea
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import itertools
 import json
 import os
@@ -29,6 +31,7 @@ from bridge.config.load import load
 from bridge.config.settings import Settings
 from bridge.http.keys import COMMANDS
 from bridge.http.metrics import METRICS
+from bridge.jobs.webhooks import SIGNATURE_HEADER
 from bridge.process.path import CommandPath
 from bridge.service.loop_watch import BLOCKING_MESSAGE, HELD_MESSAGE
 from bridge.text.noise import parse_json_output
@@ -515,3 +518,47 @@ def live_members(*, group: int | None = None, session: int | None = None) -> lis
         ):
             found.append(int(entry.name))
     return found
+
+
+# -- job webhooks ---------------------------------------------------------------------------
+
+WEBHOOK_SECRET = "webhook-test-secret"
+
+
+class Receiver:
+    """An HTTP endpoint that keeps what it was sent; the first ``failing`` tries get 503."""
+
+    def __init__(self, failing: int = 0) -> None:
+        self.received: list[tuple[bytes, str]] = []  # body, its signature header
+        self.refused = 0
+        self.failing = failing
+        self._changed = asyncio.Condition()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        async with self._changed:
+            if self.refused < self.failing:
+                self.refused += 1
+                self._changed.notify_all()
+                return web.Response(status=503)
+            self.received.append((body, request.headers.get(SIGNATURE_HEADER, "")))
+            self._changed.notify_all()
+        return web.Response(status=204)
+
+    async def records(self, count: int) -> list[dict[str, Any]]:
+        """The first ``count`` records, once they arrived, each checked for its signature."""
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: len(self.received) >= count), 60)
+        records = []
+        for body, signed in self.received[:count]:
+            expected = hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+            assert hmac.compare_digest(signed, f"sha256={expected}"), signed
+            records.append(json.loads(body))
+        return records
+
+
+async def start_receiver(aiohttp_server: Any, receiver: Receiver) -> str:
+    app = web.Application()
+    app.router.add_post("/hook", receiver.handle)
+    server = await aiohttp_server(app)
+    return str(server.make_url("/hook?key=in-the-query"))

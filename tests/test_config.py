@@ -157,6 +157,14 @@ def every_key(tmp_path: Path) -> dict[str, tuple[str, object]]:
         "job_output_limit": ("1G", 1024**3),
         "jobs_to_keep": ("0", 0),
         "job_max_age": ("3600", 3600.0),
+        "job_webhooks": (
+            " https://ci.example/hook , http://10.0.0.5:8080/h?k=v",
+            ("https://ci.example/hook", "http://10.0.0.5:8080/h?k=v"),
+        ),
+        "job_webhook_secret": ("sign-with-this", "sign-with-this"),
+        "job_webhook_apis": ("trigger_dag, Test", frozenset({"trigger_dag", "test"})),
+        "job_webhook_tokens": ("ci,-", frozenset({"ci", "-"})),
+        "job_webhook_retry_for": ("90", 90.0),
         "tls_cert_file": (f"{tmp_path}/c.pem", tmp_path / "c.pem"),
         "tls_key_file": (f"{tmp_path}/k.pem", tmp_path / "k.pem"),
     }

@@ -82,7 +82,11 @@ def test_the_settings_know_their_secrets_and_never_show_them() -> None:
     secrets = Secrets()
     settings = Settings(rest_api_plugin_expected_http_token=secrets.seed, metrics_token="m-2")
     declared = [item.name for item, key in keys() if key.secret]
-    assert sorted(declared) == ["metrics_token", "rest_api_plugin_expected_http_token"]
+    assert sorted(declared) == [
+        "job_webhook_secret",
+        "metrics_token",
+        "rest_api_plugin_expected_http_token",
+    ]
     assert settings.secret_values == (secrets.seed, "m-2")
     assert Settings().secret_values == ()
     shown = repr(settings)  # what log_loading logs

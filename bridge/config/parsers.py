@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +162,13 @@ def network_list(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Netw
         raise ValueError(
             f"expected addresses or networks such as 10.0.0.5, 10.1.0.0/16: {exc}"
         ) from None
+
+
+def url_list(value: str) -> tuple[str, ...]:
+    """Comma-separated http:// or https:// URLs (job_webhooks)."""
+    urls = tuple(u.strip() for u in value.split(",") if u.strip())
+    for url in urls:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{url!r} is no http:// or https:// URL")
+    return urls

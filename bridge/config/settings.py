@@ -322,6 +322,39 @@ class Settings:
         parsers.positive_seconds,
         "Seconds a finished job and its output are kept (7 days).",
     )
+    job_webhooks: tuple[str, ...] = setting(
+        (),
+        parsers.url_list,
+        "Comma-separated http(s) URLs: when a job ends, its record is POSTed to each as JSON, "
+        "signed with job_webhook_secret (X-Bridge-Signature: sha256=<hex HMAC of the body>), "
+        "retried with backoff for job_webhook_retry_for seconds. Only the operator names them; "
+        "a caller never does.",
+        example="https://ci.example.com/hooks/airflow-bridge",
+    )
+    job_webhook_secret: str | None = setting(
+        None,
+        parsers.optional_text,
+        "The HMAC-SHA256 key job webhooks are signed with; required when job_webhooks is set.",
+        secret=True,
+        example="a-long-random-webhook-secret",
+    )
+    job_webhook_apis: frozenset[str] = setting(
+        frozenset(),
+        parsers.name_set,
+        "Comma-separated API names whose jobs are sent to job_webhooks; empty: every API.",
+    )
+    job_webhook_tokens: frozenset[str] = setting(
+        frozenset(),
+        parsers.name_set,
+        "Comma-separated token names whose jobs are sent to job_webhooks ('seed': the seed's "
+        "token, '-': no token asked for); empty: every token.",
+    )
+    job_webhook_retry_for: float = setting(
+        3600.0,
+        parsers.positive_seconds,
+        "Seconds a job webhook that fails (no answer, not 2xx) is retried, with backoff from 1 "
+        "s up to 60 s between tries; then it is given up, logged and counted in /metrics.",
+    )
     tls_cert_file: Path | None = setting(
         None,
         parsers.optional_path,

@@ -21,8 +21,17 @@ from bridge.http.forms import MAX_QUERY_STRING
 from bridge.http.guards import auth, browsers
 from bridge.http.guards.errors import error_middleware
 from bridge.http.job_views import JOBS_PATH
-from bridge.http.keys import BODY_BUDGET, COMMANDS, FOLLOWS, JOBS, SETTINGS, UPLOAD_LOCKS
+from bridge.http.keys import (
+    BODY_BUDGET,
+    COMMANDS,
+    FOLLOWS,
+    JOBS,
+    SETTINGS,
+    UPLOAD_LOCKS,
+    WEBHOOKS,
+)
 from bridge.jobs.board import Jobs
+from bridge.jobs.webhooks import Webhooks
 from bridge.process.ledger import Ledger, folder_in
 from bridge.process.path import CommandPath
 from bridge.process.warm import WarmHelper
@@ -65,7 +74,8 @@ def create_app(
     app[COMMANDS] = CommandPath(current, Ledger(folder_in(settings.airflow_home)))
     app[UPLOAD_LOCKS] = {}
     app[BODY_BUDGET] = BodyBudget()
-    app[JOBS] = Jobs(settings.jobs_path)
+    app[WEBHOOKS] = Webhooks(current)
+    app[JOBS] = Jobs(settings.jobs_path, on_end=app[WEBHOOKS].ended)
     app[FOLLOWS] = Follows(current)
     app[metrics.METRICS] = metrics.Metrics(app)
     aiohttp_jinja2.setup(

@@ -17,6 +17,7 @@ from bridge.catalogue.installed import AirflowInfo
 from bridge.config.settings import CurrentSettings, Settings
 from bridge.http.bodies import BodyBudget
 from bridge.jobs.board import Jobs
+from bridge.jobs.webhooks import Webhooks
 from bridge.process.path import CommandPath
 from bridge.process.warm import WarmHelper
 
@@ -29,6 +30,7 @@ INSTALLATION: Final = web.AppKey("installation", Installation)
 WARM_HELPER: Final = web.AppKey("warm_helper", WarmHelper)  # set when one runs
 JOBS: Final = web.AppKey("jobs", Jobs)  # loaded from its folder by the startup context
 FOLLOWS: Final = web.AppKey("follows", Follows)  # follows and waits open now
+WEBHOOKS: Final = web.AppKey("webhooks", Webhooks)  # ended jobs told to job_webhooks
 # The envelope a request started with, so that an error answered later keeps its arguments.
 STARTED_ENVELOPE: Final = web.RequestKey("started_envelope", dict[str, Any])
 

@@ -35,6 +35,7 @@ from bridge.http.keys import (
     JOBS,
     SETTINGS,
     WARM_HELPER,
+    WEBHOOKS,
     cli_commands_of,
     daemon_of,
     settings_of,
@@ -98,6 +99,7 @@ async def stop_commands(app: web.Application) -> None:
     the jobs among them end as ``lost``."""
     await app[COMMANDS].shut_down()
     await app[JOBS].close()  # their commands were stopped: they record how they ended
+    await app[WEBHOOKS].close()  # what is not delivered by now is given up
 
 
 async def reloaded(app: web.Application) -> None:

@@ -9,7 +9,8 @@ Prometheus client library (``prometheus_client``) from a registry of this applic
   ``bridge_commands_waiting`` (calls in line for one), ``bridge_follows_open`` (follows
   and waits, at most ``max_follows``), ``bridge_airflow_processes``,
   ``bridge_warm_helper_state{state}`` (1 for the state it is in),
-  ``bridge_warm_helper_restarts_total`` and ``bridge_jobs{state}``.
+  ``bridge_warm_helper_restarts_total``, ``bridge_jobs{state}``,
+  ``bridge_job_webhooks_total{outcome}`` and ``bridge_job_webhooks_pending``.
 
 Who may read it: with ``metrics_token`` set, a caller presenting it as
 ``Authorization: Bearer ...`` (what Prometheus sends with ``authorization:``), the API's
@@ -40,8 +41,9 @@ from bridge.errors import RequestError
 from bridge.http.answers import forbidden
 from bridge.http.guards.auth import identify, presented_token, token_matches
 from bridge.http.guards.browsers import cross_site
-from bridge.http.keys import COMMANDS, FOLLOWS, JOBS, WARM_HELPER, settings_of
+from bridge.http.keys import COMMANDS, FOLLOWS, JOBS, WARM_HELPER, WEBHOOKS, settings_of
 from bridge.jobs.board import ENDED_STATES, RUNNING_STATES
+from bridge.jobs.webhooks import OUTCOMES
 from bridge.process.warm import HELPER_STATES
 
 CALLED_API: web.RequestKey[str] = web.RequestKey("called_api", str)  # set by the API view
@@ -125,6 +127,20 @@ class _StateCollector(Collector):
         for name in (*RUNNING_STATES, *ENDED_STATES):
             jobs.add_metric([name], tally.get(name, 0))
         yield jobs
+        webhooks = self._app[WEBHOOKS]
+        deliveries = CounterMetricFamily(
+            "bridge_job_webhooks",
+            "Job webhook deliveries, by outcome (delivered, given_up, dropped)",
+            labels=["outcome"],
+        )
+        for outcome in OUTCOMES:
+            deliveries.add_metric([outcome], webhooks.outcomes.get(outcome, 0))
+        yield deliveries
+        yield GaugeMetricFamily(
+            "bridge_job_webhooks_pending",
+            "Job webhook deliveries waiting or being retried",
+            value=webhooks.pending,
+        )
 
 
 @web.middleware

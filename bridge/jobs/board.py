@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,15 @@ ENDED_STATES = ("succeeded", "failed", "cancelled", "timed_out", "lost")
 class Job:
     """One job: its record (what the status shows) and, while it runs, its output's end."""
 
-    def __init__(self, files: JobFiles, record: dict[str, Any], limit: int = 0) -> None:
+    def __init__(
+        self,
+        files: JobFiles,
+        record: dict[str, Any],
+        limit: int = 0,
+        on_end: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.files = files
+        self.on_end = on_end  # told the record once the job ended (job webhooks)
         self.record = record
         self.limit = limit  # output bytes kept on disk; 0: no more are taken
         self.size = int(record.get("output_size") or 0)
@@ -190,6 +197,8 @@ class Job:
         async with self._record_lock:
             await in_thread(self._close_files)
         self.notify()
+        if self.on_end is not None:
+            self.on_end(self.describe())
 
     def _close_files(self) -> None:
         self.files.close()
@@ -202,8 +211,11 @@ class Job:
 class Jobs:
     """Every job this daemon knows, by id (oldest first)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(
+        self, folder: Path, on_end: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
         self.folder = folder
+        self.on_end = on_end  # each job created here is told it (job webhooks)
         self.jobs: dict[str, Job] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -217,7 +229,7 @@ class Jobs:
         files = JobFiles(self.folder / new_job_id())
         record = {**record, "state": "queued", "created_at": time.time()}
         await in_thread(files.create, record)
-        job = Job(files, record, limit)
+        job = Job(files, record, limit, self.on_end)
         self.jobs[job.job_id] = job
         return job
 
