@@ -130,6 +130,9 @@ def test_webhooks_without_a_secret_or_with_a_bad_url_are_refused(tmp_path: Path)
     cfg = write_cfg(tmp_path / "airflow.cfg", base + "job_webhooks = ftp://ci.example/hook")
     with pytest.raises(ConfigError, match="no http"):
         load(cfg, {})
+    cfg = write_cfg(tmp_path / "airflow.cfg", base + "job_webhooks = http://ci.example:99999/")
+    with pytest.raises(ConfigError, match="no valid port"):
+        load(cfg, {})
 
 
 def test_a_url_is_logged_without_credentials_or_query() -> None:

@@ -169,6 +169,10 @@ def url_list(value: str) -> tuple[str, ...]:
     urls = tuple(u.strip() for u in value.split(",") if u.strip())
     for url in urls:
         parts = urllib.parse.urlsplit(url)
+        try:
+            parts.port  # noqa: B018 (raises for a port that is no number or out of range)
+        except ValueError:
+            raise ValueError(f"{url!r} has no valid port") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{url!r} is no http:// or https:// URL")
     return urls

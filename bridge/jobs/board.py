@@ -198,7 +198,10 @@ class Job:
             await in_thread(self._close_files)
         self.notify()
         if self.on_end is not None:
-            self.on_end(self.describe())
+            try:  # telling others (webhooks) never changes how the job ended
+                self.on_end(self.describe())
+            except Exception:
+                log.exception("job %s: telling that it ended failed", self.job_id)
 
     def _close_files(self) -> None:
         self.files.close()
