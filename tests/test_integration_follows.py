@@ -23,7 +23,7 @@ from bridge.http.lifecycle import reloaded
 from bridge.service.notify import Notifier
 from bridge.service.serve import _reload
 from tests.helpers import API, ClientFactory, app_of, read_until, warm_mode, write_cfg
-from tests.test_integration_waits import DAG, RUN_SEEN, following_the_log
+from tests.test_integration_waits import DAG, RUN_SEEN, following_the_log, waiting_trigger
 
 pytestmark = [
     pytest.mark.airflow,
@@ -51,7 +51,7 @@ async def test_a_tokens_wait_and_log_follow_are_bounded_and_end_when_it_is_revok
     )
     paused = await client.get(API, params={"api": "pause", "dag_id": DAG}, headers=seed)
     assert paused.status == 200, await paused.text()
-    waiting = {"api": "trigger_dag", "dag_id": DAG, "wait": "true", "stream": "true"}
+    waiting = waiting_trigger(stream="true")
     wait = await client.get(API, params=waiting, headers=ops)
     assert wait.status == 200, await wait.text()
     job_id = wait.headers["X-Job-Id"]

@@ -15,7 +15,15 @@ from aiohttp.test_utils import TestClient
 
 from bridge.calls.formats import TEXT_RESULT_PREFIX
 from bridge.config.settings import Settings
-from tests.helpers import API, ClientFactory, free_port, read_until, start_daemon
+from tests.helpers import (
+    API,
+    ClientFactory,
+    free_port,
+    new_marker,
+    read_until,
+    start_daemon,
+    unique_date,
+)
 
 pytestmark = pytest.mark.airflow
 
@@ -29,8 +37,20 @@ async def paused(client: TestClient[Any, Any]) -> None:
     assert response.status == 200, await response.text()
 
 
+def a_trigger(**extra: str) -> dict[str, str]:
+    """trigger_dag of the DAG with a run id and logical date of its own: Airflow 2 names a
+    manual run by the second, so two triggers in one second would clash."""
+    return {
+        "api": "trigger_dag",
+        "dag_id": DAG,
+        "run_id": new_marker("run"),
+        "exec_date": unique_date(2025),
+        **extra,
+    }
+
+
 def waiting_trigger(**extra: str) -> dict[str, str]:
-    return {"api": "trigger_dag", "dag_id": DAG, "wait": "true", **extra}
+    return a_trigger(wait="true", **extra)
 
 
 def following_the_log(run_id: str) -> dict[str, str]:
@@ -124,7 +144,7 @@ async def test_task_log_takes_a_map_index_as_a_number(make_client: ClientFactory
     """It was a 500 (the index stayed text); a try with no log is a 404 that says so."""
     client = await make_client()
     await paused(client)
-    response = await client.get(API, params={"api": "trigger_dag", "dag_id": DAG})
+    response = await client.get(API, params=a_trigger())
     body = await response.json()
     assert response.status == 200, body
     run_id = body["dag_run"]["run_id"]
@@ -145,7 +165,7 @@ async def test_waits_on_a_paused_dag_say_so_and_a_timed_out_follow_is_a_504(
     await paused(client)
     response = await client.get(API, params=waiting_trigger(wait_timeout="2"))
     body = await response.json()
-    assert response.status == 504, body
+    assert response.status == 504, json.dumps(body, indent=1)
     assert f"DAG {DAG} is paused" in body["warning"], body
     run_id = body["dag_run"]["run_id"]
     response = await client.get(API, params=following_the_log(run_id))
