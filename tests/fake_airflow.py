@@ -11,7 +11,8 @@ prints a tick a line until the file FAKE_AIRFLOW_GATE exists, then "done N"; wit
 FAKE_AIRFLOW_TICKS=FILE it also appends each tick to FILE, so that a test can see it run on
 after its client left. `connections add` succeeds and echoes the URI, password included, as
 Airflow's CLI does; `dags list --output=json` lists one DAG, fake_dag, and `dags reserialize`
-succeeds (fails with FAKE_AIRFLOW_RESERIALIZE=fails), for refresh_dag and refresh_all. The
+succeeds (fails with FAKE_AIRFLOW_RESERIALIZE=fails; with =gated it first waits for the
+gate), for refresh_dag and refresh_all. The
 errflood mode floods stderr as flood does stdout. `version` takes FAKE_AIRFLOW_SLOW_START
 seconds when that is set (a slow startup). `scheduler --daemon` forks a service that lives
 on, or that dies at once (FAKE_AIRFLOW_SERVICE=dies).
@@ -81,6 +82,10 @@ def main(argv: list[str]) -> int:
         if os.environ.get("FAKE_AIRFLOW_RESERIALIZE") == "fails":
             print("Broken DAG: the bundle could not be read", file=sys.stderr)
             return 1
+        if os.environ.get("FAKE_AIRFLOW_RESERIALIZE") == "gated":
+            print("reserializing", flush=True)
+            while not os.path.exists(os.environ["FAKE_AIRFLOW_GATE"]):
+                time.sleep(0.05)
         print("serialized", flush=True)
         return 0
     if argv[:2] == ["connections", "add"]:  # like Airflow: echoes the URI, password and all

@@ -3,6 +3,7 @@ backups, the arguments it refuses, and the commands they run (recorded by the fa
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -17,7 +18,16 @@ from aiohttp import FormData
 from bridge.catalogue.installed import AirflowInfo
 from bridge.deploy import install
 from bridge.deploy.staging import StagedUpload
-from tests.helpers import API, ClientFactory, call
+from tests.helpers import (
+    API,
+    ClientFactory,
+    call,
+    commands_of,
+    fault,
+    new_marker,
+    read_until,
+    until_waiting,
+)
 
 
 def staged(folder: Path, content: str) -> StagedUpload:
@@ -132,6 +142,43 @@ async def test_refresh_all_whose_folder_cannot_be_imported_says_so_and_stays_200
     assert ran == [["dags", "reserialize"]]
     audited = [r.getMessage() for r in caplog.records if r.name == "bridge.audit"]
     assert len(audited) == 2 and "dag_check.py" in audited[1], audited  # the command path
+
+
+async def test_a_refresh_all_whose_report_finds_no_slot_stays_ok_and_says_why(
+    make_fake_client: ClientFactory,
+    fake_airflow_info: AirflowInfo,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reserialize worked; the report after it waits for a slot like any command. A wait
+    that ends in a 503 (slot_wait_timeout) leaves the call OK, with a warning saying why."""
+    gate = tmp_path / "gate"
+    monkeypatch.setenv("FAKE_AIRFLOW_RESERIALIZE", "gated")
+    monkeypatch.setenv("FAKE_AIRFLOW_GATE", str(gate))
+    client = await make_fake_client(
+        replace(fake_airflow_info, python=sys.executable),
+        max_concurrent_commands=1,
+        slot_wait_timeout=5.0,
+        reattach_wait=0,
+    )
+    commands = commands_of(client)
+    refresh = await client.get(API, params={"api": "refresh_all", "stream": "ndjson"})
+    await read_until(refresh, b"reserializing")
+    # A call that waits for the only slot now gets it when the reserialize ends (a freed
+    # slot goes to the first waiter), so the report after it waits in vain.
+    marker = new_marker()
+    holder = asyncio.create_task(client.get(API, params=fault(marker, "hang", stream="true")))
+    await until_waiting(commands, 1)
+    gate.touch()
+    events = [json.loads(line) for line in (await refresh.read()).splitlines() if line]
+    result = events[-1]
+    assert result["event"] == "result" and result["status"] == "OK", result
+    assert "could not be imported afterwards" in result["warning"], result
+    assert "slot_wait_timeout" in result["warning"], result
+    held = await holder
+    assert held.status == 200
+    held.close()
+    await asyncio.wait_for(commands.idle.wait(), timeout=30)
 
 
 async def test_a_refresh_all_that_fails_reports_nothing_more(

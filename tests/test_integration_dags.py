@@ -177,19 +177,24 @@ async def test_refresh_all_picks_up_files_changed_on_disk_with_their_import_erro
     dag_id = new_marker("bulk")
     written = settings.dags_folder / f"{dag_id}.py"
     broken = settings.dags_folder / f"{dag_id}_broken.py"
+    helper = settings.dags_folder / f"{dag_id}_helper.py"
+    executed = settings.dags_folder.parent / f"{dag_id}_helper_ran"
     written.write_text(DAG_SOURCE.format(dag_id=dag_id, task_id="one"))
-    broken.write_text("import no_such_module_anywhere  # refresh_all's import error\n")
+    broken.write_text("import no_such_module_anywhere  # an airflow DAG's import error\n")
+    # Not a DAG file to Airflow's safe mode (neither of its two words): never executed.
+    helper.write_text(f"open({str(executed)!r}, 'w').close()\n")
     try:
         body = await call_ok(client, api="refresh_all")
         assert body["dags"] >= 2, body  # the demo DAGs and the new one
         assert [e["filepath"] for e in body["import_errors"]] == [str(broken)], body
         assert "no_such_module_anywhere" in body["import_errors"][0]["error"]
         assert "1 DAG file(s) do not import" in body["warning"]
+        assert not executed.exists()
         listed = await call_ok(client, api="list_dags", output="json")
         assert dag_id in {row["dag_id"] for row in listed["data"]}, listed
     finally:
-        written.unlink()
-        broken.unlink()
+        for path in (written, broken, helper):
+            path.unlink()
     response = await client.get(API, params={"api": "refresh_all", "stream": "true"})
     assert response.status == 200
     assert "DAG(s) in the dags folder, 0 import error(s)" in await response.text()

@@ -11,6 +11,7 @@ importing goes to stderr. Uses only the standard library and Airflow.
 
 import inspect
 import json
+import os
 import sys
 
 
@@ -24,7 +25,13 @@ def main(path: str, dags_folder: str) -> int:
     except ImportError:
         from airflow.models.dagbag import DagBag  # type: ignore[import-not-found]
 
-    options = {"dag_folder": path, "safe_mode": False}
+    options: dict[str, object] = {"dag_folder": path}
+    if os.path.isfile(path):
+        # The file a caller deploys is checked whatever words it holds; a folder is read
+        # as Airflow's dag-processor reads it: [core] dag_discovery_safe_mode (DagBag's
+        # default) skips .py files that never say "airflow" and "dag", so helper modules
+        # beside the DAGs are not executed.
+        options["safe_mode"] = False
     if "include_examples" in inspect.signature(DagBag.__init__).parameters:
         options["include_examples"] = False
     bag = DagBag(**options)

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 from bridge.calls.result import Prepared, Ran
 from bridge.deploy.dags import DAG_CHECK
+from bridge.errors import RequestError
 from bridge.process.path import CommandSpec
 from bridge.text.noise import parse_json_output
 
@@ -23,18 +24,29 @@ async def dag_report(prepared: Prepared, ran: Ran) -> AsyncIterator[str]:
     call = prepared.call
     folder = str(call.settings.dags_folder)
     python = call.airflow.python
-    report = None
+    report, why_not = None, "Airflow's interpreter is not known"
     if python is not None:
         spec = CommandSpec(
             [python, str(DAG_CHECK), folder, folder], call.api.name, "dag report", call.peer
         )
-        async with call.commands.slot(call.owner):
-            found = await call.commands.capture(spec)
-        report = parse_json_output(found.stdout) if found.exit_code == 0 else None
+        try:
+            async with call.commands.slot(call.owner):
+                found = await call.commands.capture(spec)
+        except RequestError as refused:
+            # Every slot busy, or the daemon stopping: the reserialize itself succeeded,
+            # so the call stays what it was and says what it could not add.
+            why_not = str(refused)
+        else:
+            report = parse_json_output(found.stdout) if found.exit_code == 0 else None
+            why_not = (
+                f"the import exited with code {found.exit_code}"
+                if found.exit_code
+                else "the import printed no report"
+            )
     if not isinstance(report, dict):
         ran.warnings.append(
             "the DAGs were serialized again, but the dags folder could not be imported "
-            "afterwards: no count and no import errors"
+            f"afterwards ({why_not}): no count and no import errors"
         )
         return
     errors = report.get("import_errors") or {}
