@@ -110,6 +110,21 @@ def test_an_edit_of_the_bridges_own_section_keeps_the_reading(
     assert load(path, PYTHON, ENV) is None
 
 
+def test_an_indented_header_never_hides_an_edit_of_airflows_sections(
+    tmp_path: Path, site: dict[str, Path]
+) -> None:
+    """Configparser may read an indented "[...]" line as a header: an indented [core] ends
+    our section (what follows is Airflow's), an indented [rest_api_plugin] starts nothing."""
+    site["config"].write_text("[rest_api_plugin]\nmax_follows = 4\n  [core]\nx = 1\n")
+    path = stored(tmp_path, site)
+    site["config"].write_text("[rest_api_plugin]\nmax_follows = 4\n  [core]\nx = 2\n")
+    assert load(path, PYTHON, ENV) is None
+    site["config"].write_text("[core]\n  [rest_api_plugin]\nx = 1\n")
+    path = stored(tmp_path, site)
+    site["config"].write_text("[core]\n  [rest_api_plugin]\nx = 2\n")
+    assert load(path, PYTHON, ENV) is None
+
+
 def test_python_writing_bytecode_changes_nothing(tmp_path: Path, site: dict[str, Path]) -> None:
     """A fresh virtualenv without compiled bytecode: every first import writes __pycache__
     into the package's and site-packages' folders, moving their mtimes."""

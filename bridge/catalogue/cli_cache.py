@@ -75,13 +75,19 @@ def stamp(path: str) -> Stamp:
 
 def airflow_sections(config: bytes) -> list[bytes]:
     """The lines of an airflow.cfg outside its [rest_api_plugin] section (a section runs from
-    its header to the next header, as configparser reads it)."""
+    its header to the next header, as configparser reads it).
+
+    Fail closed: a line is left out only when it surely is the bridge's. Configparser reads
+    an indented ``[...]`` line as a header or as the continuation of a value, depending on
+    what came before; so any line that may be a header ends our section, and only our header
+    at the start of a line begins it. A doubt costs a needless re-read, never a missed edit.
+    """
     kept: list[bytes] = []
     ours = False
     for line in config.splitlines():
         header = line.strip()
         if header.startswith(b"[") and header.endswith(b"]"):
-            ours = header == b"[" + OWN_SECTION.encode() + b"]"  # as configparser names it
+            ours = line.rstrip() == b"[" + OWN_SECTION.encode() + b"]"  # as configparser names it
         if not ours:
             kept.append(line)
     return kept
