@@ -557,6 +557,13 @@ class Receiver:
         return records
 
 
+async def detached(client: TestClient[Any, Any], **params: str) -> str:
+    """The id of the job that ``params`` started with detach=true."""
+    response = await client.get(API, params={**params, "detach": "true"})
+    assert response.status == 202, await response.text()
+    return str((await response.json())["job_id"])
+
+
 async def start_receiver(aiohttp_server: Any, receiver: Receiver) -> str:
     app = web.Application()
     app.router.add_post("/hook", receiver.handle)

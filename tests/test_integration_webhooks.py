@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from tests.helpers import (
-    API,
     WEBHOOK_SECRET,
     ClientFactory,
     Receiver,
+    detached,
     read_until,
     start_receiver,
     unique_date,
@@ -29,20 +29,18 @@ async def test_ended_jobs_are_told_signed_even_to_a_receiver_that_was_down(
     receiver = Receiver(failing=1)  # the first try gets 503: delivered at the second
     url = await start_receiver(aiohttp_server, receiver)
     client = await make_client(job_webhooks=(url,), job_webhook_secret=WEBHOOK_SECRET)
-
-    async def detached(**params: str) -> str:
-        response = await client.get(API, params={**params, "detach": "true"})
-        assert response.status == 202, await response.text()
-        return str((await response.json())["job_id"])
-
-    listed = await detached(api="list_dags")
+    listed = await detached(client, api="list_dags")
     await receiver.records(1)
     # No such task: the CLI exits non-zero.
     failed = await detached(
-        api="test", dag_id="bridge_demo", task_id="no_such_task", execution_date=unique_date()
+        client,
+        api="test",
+        dag_id="bridge_demo",
+        task_id="no_such_task",
+        execution_date=unique_date(),
     )
     await receiver.records(2)
-    long = await detached(**LONG_TASK, execution_date=unique_date(2021))
+    long = await detached(client, **LONG_TASK, execution_date=unique_date(2021))
     async with client.get(f"{JOBS}/{long}/output") as following:
         await read_until(following, b"tick 1")
         assert (await client.delete(f"{JOBS}/{long}")).status == 200

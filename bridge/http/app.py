@@ -30,6 +30,7 @@ from bridge.http.keys import (
     UPLOAD_LOCKS,
     WEBHOOKS,
 )
+from bridge.http.webhook_sender import AiohttpSender
 from bridge.jobs.board import Jobs
 from bridge.jobs.webhooks import Webhooks
 from bridge.process.ledger import Ledger, folder_in
@@ -74,7 +75,7 @@ def create_app(
     app[COMMANDS] = CommandPath(current, Ledger(folder_in(settings.airflow_home)))
     app[UPLOAD_LOCKS] = {}
     app[BODY_BUDGET] = BodyBudget()
-    app[WEBHOOKS] = Webhooks(current)
+    app[WEBHOOKS] = Webhooks(current, AiohttpSender())
     app[JOBS] = Jobs(settings.jobs_path, on_end=app[WEBHOOKS].ended)
     app[FOLLOWS] = Follows(current)
     app[metrics.METRICS] = metrics.Metrics(app)

@@ -7,8 +7,12 @@ A try that gets no 2xx (refused, timed out, 5xx, a redirect) is tried again afte
 2, 4, ... up to 60 s between tries, for ``job_webhook_retry_for`` seconds; then it is given
 up and logged. Deliveries run in tasks of their own: a receiver that is down or slow never
 holds a job, a follower or the event loop. At most ``MAX_PENDING`` wait at once (beyond, the
-oldest is given up); the daemon's stop gives up the rest. ``/metrics`` counts each outcome.
-URLs are logged without their query and credentials: either may hold a secret.
+oldest is given up); the daemon's stop gives up the rest, and no job that ends after it is
+sent. ``/metrics`` counts each outcome. URLs are logged without their query and credentials:
+either may hold a secret.
+
+The POST itself is a :class:`Sender`'s, handed in by the app (bridge/http/webhook_sender.py):
+HTTP client code belongs to the adapters, and this package imports no aiohttp.
 """
 
 from __future__ import annotations
@@ -18,12 +22,12 @@ import hashlib
 import hmac
 import json
 import logging
+import traceback
 import urllib.parse
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
-
-import aiohttp
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
 
 from bridge.config.settings import Settings
 
@@ -34,6 +38,24 @@ FIRST_DELAY, MAX_DELAY = 1.0, 60.0  # seconds between tries: doubling, capped
 TRY_TIMEOUT = 10.0  # seconds one POST may take, connecting included
 MAX_PENDING = 1000  # deliveries waiting or retrying at once
 OUTCOMES = ("delivered", "given_up", "dropped")
+
+
+class SendFailed(Exception):
+    """A try that got no answer (refused, reset, timed out, a URL the client refuses); its
+    text says why and holds no URL credentials or query."""
+
+
+class Sender(Protocol):
+    """What POSTs a delivery: an HTTP client, which lives with the adapters."""
+
+    async def send(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> int:
+        """POST ``body`` to ``url`` within ``timeout`` seconds (connecting included), not
+        following a redirect: the answer's status, or :class:`SendFailed` without one."""
+        ...
+
+    async def close(self) -> None:
+        """Let go of the connections; no send follows."""
+        ...
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -50,12 +72,14 @@ def shown(url: str) -> str:
 
 
 class Webhooks:
-    """The deliveries of one daemon; ``ended`` is called (on the loop) as each job ends."""
+    """The deliveries of one daemon; ``ended`` is called (on the loop) as each job ends.
+    ``sender`` makes each try's POST; ``close`` closes it."""
 
-    def __init__(self, current: Callable[[], Settings]) -> None:
+    def __init__(self, current: Callable[[], Settings], sender: Sender) -> None:
         self._current = current
+        self._sender = sender
         self._pending: dict[asyncio.Task[None], str] = {}  # oldest first
-        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
         self.outcomes: Counter[str] = Counter()
 
     @property
@@ -64,7 +88,9 @@ class Webhooks:
 
     def ended(self, record: dict[str, Any]) -> None:
         """Send ``record`` to the receivers the settings in force name, if its API and token
-        are among those they want."""
+        are among those they want; nothing once the daemon stops (``close``)."""
+        if self._closed:  # a delivery started now would outlive close() and the sender
+            return
         settings = self._current()
         secret = settings.job_webhook_secret
         if not settings.job_webhooks or not secret:
@@ -125,16 +151,20 @@ class Webhooks:
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> str | None:
         """One try: None when the receiver answered 2xx, else what went wrong."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(TRY_TIMEOUT))
         try:
-            async with self._session.post(
-                url, data=body, headers=headers, allow_redirects=False
-            ) as response:
-                await response.read()
-                return None if 200 <= response.status < 300 else f"HTTP {response.status}"
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            status = await self._sender.send(url, body, headers, TRY_TIMEOUT)
+        except SendFailed as exc:
+            return str(exc)
+        except Exception as exc:
+            # Not a failure the sender knows (a host name the client cannot encode, a bug):
+            # still a failed try, and retried like the others. Nothing says that it can never
+            # work, and the retries are bounded (job_webhook_retry_for, MAX_PENDING), whereas
+            # a delivery given up is a record lost. Its text is left out, as it may quote the
+            # URL, secrets and all; where it was raised says enough to find it. _deliver logs
+            # it (with shown(url)) at the first try and when it gives up.
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            return f"unexpected {type(exc).__name__} at {Path(where.filename).name}:{where.lineno}"
+        return None if 200 <= status < 300 else f"HTTP {status}"
 
     async def idle(self) -> None:
         """Return once every delivery started so far was delivered or given up."""
@@ -142,7 +172,9 @@ class Webhooks:
             await asyncio.gather(*self._pending, return_exceptions=True)
 
     async def close(self) -> None:
-        """The daemon stops: what is not delivered yet is given up (and said)."""
+        """The daemon stops: what is not delivered yet is given up (and said), no job that
+        ends from now on is sent, and the sender is closed."""
+        self._closed = True
         if self._pending:
             log.warning(
                 "job webhooks: %d deliveries given up, the daemon stops: %s",
@@ -153,6 +185,4 @@ class Webhooks:
             for task in list(self._pending):
                 task.cancel()
             await asyncio.gather(*self._pending, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._sender.close()
