@@ -285,7 +285,11 @@ async def test_a_second_daemon_on_the_jobs_folder_leaves_a_live_ones_jobs_alone(
             assert status == 200 and listed["jobs"] == [], listed
             status, running = await job(session, "first", location)
             assert status == 200 and running["state"] == "running", running
-            daemons.pop("first").signal(signal.SIGKILL)
+            killed = daemons.pop("first")
+            killed.signal(signal.SIGKILL)
+            # Reaped before the next start: the kernel lets go of a process's locks as it
+            # exits, which kill() returning does not mean; and no zombie outlives the test.
+            assert await killed.wait() == -signal.SIGKILL
             # The first daemon's home: its ledger stops the command it left running.
             daemons["third"] = await start_daemon(cfg("first"), ports["third"], env=env)
             status, lost = await job(session, "third", location)

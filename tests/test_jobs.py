@@ -1,22 +1,30 @@
 """Jobs on disk and live (bridge.jobs): output kept in order with its streams, replayed from
 any offset, cut at the limit with a marker, a full disk ending the spooling and never the
-job, followers woken by every change, what a dead daemon left shown as lost, and finished
-jobs kept by count and age. The integration suite runs real commands as jobs."""
+job, followers woken by every change, what a dead daemon left shown as lost (and only that:
+never a live daemon's job, nor one that ended as it was loaded), a job made whole or not at
+all, a filesystem that cannot lock, and finished jobs kept by count and age. The integration
+suite runs real commands as jobs."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import fcntl
 import json
+import logging
 import os
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bridge.jobs import spool
 from bridge.jobs.board import Job, Jobs
-from bridge.jobs.spool import OUTPUT, RECORD, STREAMS, Piece, existing
+from bridge.jobs.spool import OUTPUT, RECORD, STREAMS, JobFiles, Piece, existing
 from bridge.offload import in_thread
 
 RECORD_FIELDS = {"api": "test", "arguments": {"api": "test"}}
@@ -249,6 +257,159 @@ async def test_a_job_another_live_daemon_runs_is_left_to_it(tmp_path: Path) -> N
     await second.load(keep=10, max_age=3600)
     assert [j.job_id for j in second.newest_first()] == [finished.job_id]
     assert json.loads((job.files.folder / RECORD).read_text())["state"] == "running"
+
+
+async def test_a_job_ending_as_a_second_daemon_loads_is_never_marked_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock goes when the job's files close: a daemon sharing the folder that loads just
+    then finds it free, and must find the record that says how the job ended."""
+    _, job = await new_job(tmp_path)
+    await job.set_state("running")
+    loop = asyncio.get_running_loop()
+    second = Jobs(tmp_path / "jobs")
+    close = job.files.close
+
+    def close_then_load() -> None:  # in the job's worker thread, as finish() closes
+        close()
+        loading = asyncio.run_coroutine_threadsafe(second.load(keep=10, max_age=3600), loop)
+        loading.result(timeout=60)
+
+    monkeypatch.setattr(job.files, "close", close_then_load)
+    await job.finish("succeeded", {"status": "OK", "exit_code": 0})
+    loaded = second.get(job.job_id)
+    assert loaded is not None and loaded.state == "succeeded", loaded and loaded.record
+    assert json.loads((job.files.folder / RECORD).read_text())["state"] == "succeeded"
+
+
+async def test_a_job_that_ended_before_its_lock_was_taken_is_left_as_it_ended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loading daemon reads a record that says running; the job ends (its last record,
+    then its lock let go) before that daemon takes the lock: read again under the lock, the
+    record says how it ended, and it stays so."""
+    _, job = await new_job(tmp_path)
+    await job.set_state("running")
+    loop = asyncio.get_running_loop()
+    read_record = JobFiles.read_record
+    reads: list[str] = []
+
+    def read_then_let_it_end(files: JobFiles) -> dict[str, Any]:
+        record = read_record(files)
+        reads.append(record["state"])
+        if len(reads) == 1:  # the job ends now, between this read and the lock
+            ending = asyncio.run_coroutine_threadsafe(job.finish("failed", {"exit_code": 1}), loop)
+            ending.result(timeout=60)
+        return record
+
+    monkeypatch.setattr(JobFiles, "read_record", read_then_let_it_end)
+    second = Jobs(tmp_path / "jobs")
+    await second.load(keep=10, max_age=3600)
+    loaded = second.get(job.job_id)
+    assert loaded is not None and loaded.state == "failed" and loaded.record["exit_code"] == 1
+    assert reads == ["running", "failed"]  # it did end in between
+    assert json.loads((job.files.folder / RECORD).read_text())["state"] == "failed"
+
+
+async def test_a_job_is_marked_lost_under_its_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the loading daemon writes ``lost``, it holds the output's lock: no daemon can
+    be running the job then (and end it, its record replaced by ``lost``)."""
+    _, job = await new_job(tmp_path)
+    await job.set_state("running")
+    job.files.close()  # its daemon died
+    write_record = JobFiles.write_record
+    locked_while_lost: list[bool] = []
+
+    def write_and_look(files: JobFiles, record: dict[str, Any]) -> None:
+        if record["state"] == "lost":
+            with open(files.folder / OUTPUT, "rb") as output:  # as another daemon would
+                try:
+                    fcntl.flock(output.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    locked_while_lost.append(True)
+                else:
+                    locked_while_lost.append(False)
+        write_record(files, record)
+
+    monkeypatch.setattr(JobFiles, "write_record", write_and_look)
+    after = Jobs(tmp_path / "jobs")
+    await after.load(keep=10, max_age=3600)
+    assert locked_while_lost == [True]
+    lost = after.get(job.job_id)
+    assert lost is not None and lost.state == "lost"
+    with open(job.files.folder / OUTPUT, "rb") as output:  # and let go of it after
+        fcntl.flock(output.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def open_under(folder: Path) -> list[str]:
+    """This process's open files in ``folder`` (a removed file's link still names it)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own fd, closed by now
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(f"{folder}/"):
+                found.append(target)
+    return found
+
+
+@pytest.mark.parametrize("failing", ["lock", "record"])
+async def test_a_job_whose_making_fails_part_way_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """Whatever fails (the lock, a full disk under the first record), the call gets the
+    error, and no file stays open and no folder without a record stays behind."""
+
+    def refuse_lock(fd: int, operation: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    def half_a_record(record: object, out: Any, **options: Any) -> None:
+        out.write('{"state": ')
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    if failing == "lock":
+        monkeypatch.setattr(fcntl, "flock", refuse_lock)
+    else:
+        monkeypatch.setattr(spool.json, "dump", half_a_record)
+    jobs = Jobs(tmp_path / "jobs")
+    # The error (and with it the frames of the failed call) is kept while the files are
+    # looked at: what only those frames hold is not closed behind the test's back.
+    with pytest.raises(OSError) as failed:
+        await jobs.create(dict(RECORD_FIELDS), 1024)
+    assert failed.value.errno == (errno.EIO if failing == "lock" else errno.ENOSPC)
+    assert open_under(tmp_path / "jobs") == []
+    assert list((tmp_path / "jobs").iterdir()) == [] and jobs.jobs == {}
+
+
+@pytest.mark.parametrize("error", [errno.ENOLCK, errno.EOPNOTSUPP])
+async def test_where_nothing_can_be_locked_jobs_run_without_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, error: int
+) -> None:
+    """NFS without lock support: jobs run and end as ever, and one warning (not one a job)
+    says that a second daemon on the folder can no longer tell them from a dead one's."""
+
+    def cannot_lock(fd: int, operation: int) -> None:
+        raise OSError(error, os.strerror(error))
+
+    monkeypatch.setattr(fcntl, "flock", cannot_lock)
+    monkeypatch.setattr(spool, "_told_cannot_lock", False)  # as in a new daemon
+    caplog.set_level(logging.WARNING, logger=spool.__name__)
+    _, running = await new_job(tmp_path)
+    await running.set_state("running")
+    await running.write("stdout", "runs\n")
+    _, finished = await new_job(tmp_path)
+    await finished.write("stdout", "done\n")
+    await finished.finish("succeeded", {"status": "OK"})
+    assert finished.files.read(0) == [Piece("stdout", 0, b"done\n")]
+    second = Jobs(tmp_path / "jobs")
+    await second.load(keep=10, max_age=3600)
+    told = [record.getMessage() for record in caplog.records if "locked" in record.getMessage()]
+    assert len(told) == 1 and os.strerror(error) in told[0], told
+    assert "may mark them lost" in told[0]
+    # What the warning says: the running job is taken for a dead daemon's.
+    lost = second.get(running.job_id)
+    assert lost is not None and lost.state == "lost"
 
 
 async def test_finished_jobs_are_kept_by_count_and_age(tmp_path: Path) -> None:

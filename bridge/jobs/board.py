@@ -7,10 +7,11 @@ through the command path and writes here (:meth:`Job.write`, :meth:`Job.finish`)
 :meth:`Job.changed`. At startup the jobs a previous daemon kept are loaded: finished ones as
 they were, and one that was still running when that daemon died as ``lost`` (the ledger has
 already stopped its command), its output so far kept. A running job's output file is locked
-for as long as its daemon lives: a second daemon sharing the folder leaves the jobs of a live
-one alone (they are that one's to list, follow and cancel). Finished jobs are kept by count (per
-owner: one token's many jobs never push out another's) and age (``jobs_to_keep``,
-``job_max_age``).
+for as long as its daemon lives, and let go only after the record says how the job ended: a
+second daemon sharing the folder leaves the jobs of a live one alone (they are that one's to
+list, follow and cancel), and marks a job lost only while it holds that lock itself. Finished
+jobs are kept by count (per owner: one token's many jobs never push out another's) and age
+(``jobs_to_keep``, ``job_max_age``).
 """
 
 from __future__ import annotations
@@ -204,11 +205,15 @@ class Job:
                 log.exception("job %s: telling that it ended failed", self.job_id)
 
     def _close_files(self) -> None:
-        self.files.close()
+        """Blocking: write the final record, then close the output. Closing lets go of its
+        lock, and a daemon sharing the folder that then finds the lock free takes the job for
+        a dead daemon's: by then the record must say how it ended, or it is marked lost."""
         try:
             self.files.write_record(self.describe())
         except OSError as exc:
             log.warning("job %s: its record could not be written: %s", self.job_id, exc)
+        finally:
+            self.files.close()
 
 
 class Jobs:
@@ -280,24 +285,37 @@ def _kept_jobs(folder: Path) -> list[Job]:
     jobs = []
     for files in existing(folder):
         try:
-            record = files.read_record()
+            job = _kept_job(files)
         except (OSError, ValueError) as exc:
             log.warning("ignoring job folder %s: %s", files.folder, exc)
             continue
-        job = Job(files, record)
-        if not job.ended and files.run_elsewhere():
-            continue  # another daemon on this folder runs it: its job, not lost
-        job.size = files.size()
-        if not job.ended:
-            record.update(
-                state="lost",
-                ended_at=time.time(),
-                warning="the daemon stopped while the job ran: its command was stopped "
-                "at the next start; the output up to then is kept",
-            )
-            try:
-                files.write_record(job.describe())
-            except OSError as exc:
-                log.warning("job %s: %s", files.job_id, exc)
-        jobs.append(job)
+        if job is not None:
+            jobs.append(job)
     return jobs
+
+
+def _kept_job(files: JobFiles) -> Job | None:
+    """Blocking: the job in ``files``; None if another live daemon runs it (its job, not
+    lost, and not this daemon's to show)."""
+    job = Job(files, files.read_record())
+    if not job.ended:
+        with files.claimed() as ours:
+            if not ours:
+                return None
+            # Read again under the lock: the job may have ended since the read above, its
+            # daemon writing the last record and then letting go of the lock.
+            job = Job(files, files.read_record())
+            if not job.ended:
+                job.size = files.size()
+                job.record.update(
+                    state="lost",
+                    ended_at=time.time(),
+                    warning="the daemon stopped while the job ran: its command was stopped "
+                    "at the next start; the output up to then is kept",
+                )
+                try:
+                    files.write_record(job.describe())
+                except OSError as exc:
+                    log.warning("job %s: %s", files.job_id, exc)
+    job.size = files.size()  # a dead daemon's record may be behind its output
+    return job

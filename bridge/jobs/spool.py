@@ -13,6 +13,12 @@ parse the whole ``streams`` file again for every block: a job this daemon runs a
 there as it writes it to the file; a job a previous daemon left reads its file once, at its
 first read (or open), and keeps what it read.
 
+A running job's output is locked (``flock``, exclusive) by the daemon that runs it, from before
+its first record until after its last: another daemon sharing the folder that finds the lock
+free (:meth:`JobFiles.claimed`) knows no live daemon runs the job, and reads its final record
+if it has one. Where the filesystem cannot lock (NFS without a lock manager), jobs run without
+the lock, and one warning says that the guarantee is gone.
+
 Everything here blocks on files and runs in worker threads: the job writes from one, one call
 at a time, while its followers read from others; the switches in memory are shared under a lock.
 """
@@ -20,8 +26,10 @@ at a time, while its followers read from others; the switches in memory are shar
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
+import logging
 import os
 import re
 import shutil
@@ -29,7 +37,7 @@ import threading
 import time
 from array import array
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -40,6 +48,14 @@ STREAMS = "streams"
 JOB_ID = re.compile(r"^[0-9a-f]{20}$")  # time_ns in hex (15-16 digits), then random hex
 READ_BLOCK = 64 * 1024
 STREAM_NAMES = ("stdout", "stderr")
+# flock's errors where the filesystem cannot lock at all (NFS without lockd, some FUSE mounts):
+# nothing to wait for, unlike EWOULDBLOCK (another holds the lock).
+CANNOT_LOCK = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP})
+
+log = logging.getLogger(__name__)
+# Whether the "cannot lock" warning was logged: once a process, not once for every job.
+_told_cannot_lock = False
+_telling = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -99,31 +115,53 @@ class JobFiles:
         return self.folder.name
 
     def create(self, record: dict[str, Any]) -> None:
+        """Make the job's folder, its output (locked) and its first record; on a failure
+        part-way, nothing is left: no open file, no folder without a record."""
         self.folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.folder.mkdir(mode=0o700)
-        self._switches = Switches()  # a new job: no switch yet, none to read
-        self.open()  # locked before its record says it runs: see run_elsewhere()
-        self.write_record(record)
+        self.folder.mkdir(mode=0o700)  # raises if it exists: then it is not ours to remove
+        try:
+            self._switches = Switches()  # a new job: no switch yet, none to read
+            self.open()  # locked before its record says it runs: see claimed()
+            self.write_record(record)
+        except BaseException:
+            self.close()
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise
 
     def open(self) -> None:
         """Open the output for appending, for as long as the job runs (until close()), and
-        lock it: the kernel lets the lock go when this daemon ends, however it ends."""
+        lock it: the kernel lets the lock go when this daemon ends, however it ends. On a
+        failure part-way, what was opened is closed again."""
         self._known_switches()  # what is there already, before anything is added
-        self._output = open(self.folder / OUTPUT, "ab", opener=_owner_only)
-        fcntl.flock(self._output.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._streams = open(self.folder / STREAMS, "a", encoding="ascii", opener=_owner_only)
-
-    def run_elsewhere(self) -> bool:
-        """Whether a live daemon (another one sharing the folder) runs this job now: its
-        output is locked. A job whose daemon died is not (its record may still say so)."""
+        output = open(self.folder / OUTPUT, "ab", opener=_owner_only)
         try:
-            with open(self.folder / OUTPUT, "rb") as output:
-                fcntl.flock(output.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
+            _lock(output.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB, self.folder)
+            streams = open(self.folder / STREAMS, "a", encoding="ascii", opener=_owner_only)
+        except BaseException:
+            output.close()
+            raise
+        self._output, self._streams = output, streams
+
+    @contextlib.contextmanager
+    def claimed(self) -> Iterator[bool]:
+        """Hold the output's lock (exclusive, not waiting) for the ``with`` block: True if
+        held, False if a live daemon (another one sharing the folder) runs this job now and
+        holds it. While it is held no daemon runs the job, so a record read in the block is
+        the last its daemon wrote (it wrote it before letting go). Also True where nothing can be
+        locked: no output (a record is only written once its output is locked, so its
+        daemon is gone) or a filesystem that cannot lock (the warning says what is lost)."""
+        try:
+            output = open(self.folder / OUTPUT, "rb")
         except FileNotFoundError:
-            return False
-        return False
+            yield True
+            return
+        with output:
+            try:
+                _lock(output.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB, self.folder)
+            except BlockingIOError:
+                yield False
+                return
+            yield True  # let go when the file closes, after the block
 
     def append(self, stream: str, offset: int, data: bytes) -> None:
         """Add ``data`` (of ``stream``) at ``offset``; OSError (a full disk) goes to the caller."""
@@ -146,9 +184,14 @@ class JobFiles:
 
     def write_record(self, record: dict[str, Any]) -> None:
         partial = self.folder / f".{RECORD}.partial"
-        with open(partial, "w", encoding="utf-8", opener=_owner_only) as out:
-            json.dump(record, out, default=str)
-        os.replace(partial, self.folder / RECORD)
+        try:
+            with open(partial, "w", encoding="utf-8", opener=_owner_only) as out:
+                json.dump(record, out, default=str)
+            os.replace(partial, self.folder / RECORD)
+        except BaseException:
+            with contextlib.suppress(OSError):  # half a record (a full disk) is no record
+                partial.unlink()
+            raise
 
     def read_record(self) -> dict[str, Any]:
         record: dict[str, Any] = json.loads((self.folder / RECORD).read_text("utf-8"))
@@ -190,6 +233,29 @@ class JobFiles:
                     lines = []
                 self._switches = Switches(lines)
             return self._switches
+
+
+def _lock(fd: int, operation: int, folder: Path) -> None:
+    """``flock(fd, operation)``; BlockingIOError when another holds it. A filesystem that
+    cannot lock is not a job's failure: the job goes on without the lock, and the first time
+    a warning says what that costs."""
+    try:
+        fcntl.flock(fd, operation)
+    except OSError as exc:
+        if exc.errno not in CANNOT_LOCK:
+            raise
+        global _told_cannot_lock
+        with _telling:
+            if _told_cannot_lock:
+                return
+            _told_cannot_lock = True
+        log.warning(
+            "job files in %s cannot be locked (%s): jobs run without the lock, so a second "
+            "daemon sharing this jobs folder can no longer tell this daemon's running jobs "
+            "from a dead one's, and may mark them lost",
+            folder.parent,
+            exc,
+        )
 
 
 def _owner_only(path: str, flags: int) -> int:
