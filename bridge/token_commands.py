@@ -23,10 +23,12 @@ from bridge.config.load import ConfigError, load
 from bridge.config.tokens import (
     NamedToken,
     TokensError,
+    check_confinable,
     check_name,
     hash_token,
     new_identity,
     new_token,
+    parse_dag_patterns,
     parse_scopes,
     read_tokens,
     write_tokens,
@@ -50,7 +52,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "services, every other command; and what operate may): each includes the ones "
         "before it",
     )
-    actions.add_parser("list", help="the tokens' names, scopes, creation times and ids")
+    add.add_argument(
+        "--dags",
+        help="confine it to these DAGs: a comma-separated list of DAG ids, each may hold the "
+        "wildcards * and ? ('etl_*,report_daily'); calls naming another DAG, and calls no "
+        "DAG confines, are refused (docs/security.md). Not with --scope admin",
+    )
+    actions.add_parser("list", help="each token: name, scopes, created, id, DAGs (* for all)")
     revoke = actions.add_parser("revoke", help="remove a token")
     revoke.add_argument("name")
     for sub in (add, *actions.choices.values()):
@@ -73,7 +81,10 @@ def run(args: argparse.Namespace) -> int:
             if args.action == "list":
                 for token in table.tokens:
                     scopes = ",".join(token.scope_names)
-                    print(f"{token.name}\t{scopes}\t{token.created}\t{token.identity}")
+                    confined_to = ",".join(token.dags) or "*"
+                    print(
+                        f"{token.name}\t{scopes}\t{token.created}\t{token.identity}\t{confined_to}"
+                    )
                 return 0
             if args.action == "revoke":
                 if table.named(args.name) is None:
@@ -89,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
             value = new_token()
             created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
             allowed = parse_scopes(args.scope)
-            token = NamedToken(name, allowed, hash_token(value), created, new_identity())
+            dags = parse_dag_patterns(args.dags) if args.dags is not None else ()
+            check_confinable(allowed, dags)
+            token = NamedToken(name, allowed, hash_token(value), created, new_identity(), dags)
             write_tokens(path, replace(table, tokens=(*table.tokens, token)))
     except (ConfigError, TokensError, OSError) as exc:
         print(f"airflow-rest-bridge token: {exc}", file=sys.stderr)

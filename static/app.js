@@ -231,6 +231,7 @@ async function loadJobs() {
     row.dataset.jobId = job.job_id;
     cell(row, job.job_id).classList.add("job-id");
     cell(row, job.api);
+    cell(row, job.token, "started-by");
     cell(row, job.state, `state state-${job.state}`);
     cell(row, `${job.output_size} bytes${job.output_cut ? " (cut)" : ""}`);
     const actions = cell(row, "", "actions");
@@ -321,6 +322,34 @@ async function detachCall(form, ui) {
   followJob(envelope.job_id);
 }
 
+// The dag_id fields offer the DAGs list_dags names for this token (a token confined to some
+// DAGs is answered with its own only), asked once per token, when a dag_id field is first
+// entered: a page that is only looked at runs no command. Nothing is offered when refused.
+let dagIdsFor = null;
+async function loadDagIds() {
+  const token = tokenField ? tokenField.value : "";
+  if (dagIdsFor === token) return;
+  dagIdsFor = token;
+  const choices = document.getElementById("dag-ids");
+  choices.replaceChildren();
+  try {
+    const params = new URLSearchParams({ api: "list_dags", output: "json" });
+    const response = await fetch(`${apiUrl}?${params}`, { headers: headers({}) });
+    const envelope = await response.json();
+    if (!response.ok || !Array.isArray(envelope.data)) return;
+    for (const row of envelope.data) {
+      const option = document.createElement("option");
+      option.value = row.dag_id;
+      choices.append(option);
+    }
+  } catch (error) {
+    dagIdsFor = null; // asked again at the next field entered
+  }
+}
+
+for (const field of document.querySelectorAll("input[list=dag-ids]")) {
+  field.addEventListener("focus", loadDagIds);
+}
 document.getElementById("jobs-refresh").addEventListener("click", loadJobs);
 if (!tokenField || tokenField.value) loadJobs(); // without the token it would be a 403
 

@@ -10,7 +10,8 @@ a test can see exactly what the bridge ran (or that it ran nothing). The until_g
 prints a tick a line until the file FAKE_AIRFLOW_GATE exists, then "done N"; with
 FAKE_AIRFLOW_TICKS=FILE it also appends each tick to FILE, so that a test can see it run on
 after its client left. `connections add` succeeds and echoes the URI, password included, as
-Airflow's CLI does; `dags list --output=json` lists one DAG, fake_dag, and `dags reserialize`
+Airflow's CLI does; `dags list --output=json` lists one DAG, fake_dag (or those of
+FAKE_AIRFLOW_DAGS=a,b, with an import error naming the last on stderr), and `dags reserialize`
 succeeds (fails with FAKE_AIRFLOW_RESERIALIZE=fails; with =gated it first waits for the
 gate), for refresh_dag and refresh_all. The
 errflood mode floods stderr as flood does stdout. `version` takes FAKE_AIRFLOW_SLOW_START
@@ -76,7 +77,10 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["scheduler"] and "--daemon" in argv:
         return fake_service(argv)
     if argv[:2] == ["dags", "list"]:
-        print(json.dumps([{"dag_id": "fake_dag", "fileloc": "/dags/fake_dag.py"}]))
+        dag_ids = os.environ.get("FAKE_AIRFLOW_DAGS", "fake_dag").split(",")
+        print(json.dumps([{"dag_id": d, "fileloc": f"/dags/{d}.py"} for d in dag_ids]))
+        if "FAKE_AIRFLOW_DAGS" in os.environ:  # as Airflow logs a file that does not import
+            print(f"Failed to import: /dags/{dag_ids[-1]}_v2.py", file=sys.stderr)
         return 0
     if argv[:2] == ["dags", "reserialize"]:
         if os.environ.get("FAKE_AIRFLOW_RESERIALIZE") == "fails":

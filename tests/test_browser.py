@@ -120,6 +120,43 @@ async def test_a_named_token_calls_what_its_scope_allows_from_the_page(
     await expect(page.locator("#api-pause")).to_contain_text("scope: operate")
 
 
+async def test_a_dag_confined_token_is_offered_its_dags_and_its_jobs_say_who_started_them(
+    browser: Browser, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    """Issue 29: the dag_id fields offer what list_dags answers this token (its DAGs only);
+    the jobs panel names the token that started each job."""
+    confined = new_token()
+    tokens = TokenTable(
+        (
+            NamedToken(
+                "demo-team",
+                frozenset({Scope.OPERATE}),
+                hash_token(confined),
+                dags=("bridge_dem*",),
+            ),
+        )
+    )
+    client = await make_client(tokens_file=tmp_path / "tokens.json", named_tokens=tokens)
+    watched = await open_page(browser, client)
+    page = watched.page
+    await page.fill("#token", confined)
+    await page.locator("form[data-api=pause] [name='dag_id']").focus()
+    choices = page.locator("#dag-ids option")
+    await expect(choices).to_have_count(1, timeout=60_000)
+    assert await choices.first.get_attribute("value") == "bridge_demo"
+    form = page.locator("form[data-api=trigger_dag]")
+    await form.locator("[name='dag_id']").fill("bridge_demo")
+    await form.locator("button.detach").click()
+    await expect(form.locator(".status")).to_contain_text("started: follow or cancel it")
+    row = page.locator("#jobs-list tr").first
+    await expect(row.locator(".started-by")).to_have_text("demo-team")
+    assert watched.problems == []  # the 403 next is logged by the browser itself
+    form = await run(page, "pause", dag_id="bridge_long")
+    await expect(form.locator(".status")).to_contain_text(
+        "DAG 'bridge_long' is not one of the DAGs the token 'demo-team' may call"
+    )
+
+
 async def test_the_page_drives_the_api(
     browser: Browser, make_client: ClientFactory, airflow_info: AirflowInfo, tmp_path: Path
 ) -> None:

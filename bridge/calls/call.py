@@ -13,7 +13,7 @@ from bridge.catalogue.cli_commands import CliCommands
 from bridge.catalogue.installed import AirflowInfo
 from bridge.catalogue.model import Api, Context, Values
 from bridge.config.settings import Settings
-from bridge.config.tokens import ALL_SCOPES, OPEN_IDENTITY, OPEN_NAME, Scope
+from bridge.config.tokens import ALL_SCOPES, OPEN_IDENTITY, OPEN_NAME, Scope, dag_matches
 from bridge.deploy.staging import StagedUpload
 from bridge.jobs.board import Jobs
 from bridge.process.path import CommandPath
@@ -28,6 +28,15 @@ class Caller:
     name: str
     scopes: frozenset[Scope]
     identity: str
+    dags: tuple[str, ...] = ()  # the DAG patterns it is confined to; none: every DAG
+
+    @property
+    def confined(self) -> bool:
+        return bool(self.dags)
+
+    def may_see(self, dag_id: str) -> bool:
+        """Whether the DAG ``dag_id`` is one of this caller's."""
+        return dag_matches(self.dags, dag_id)
 
     @property
     def sees_every_job(self) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
+from bridge.calls import confined
 from bridge.calls.events import Event, Note, Output, Result
 from bridge.calls.result import CappedOutput, Prepared, Ran, assemble, ended, output_texts
 from bridge.calls.temporary_runs import FIELD, TaskTest, end_left_runs, noted
@@ -52,7 +53,13 @@ async def run(
     settings = prepared.call.settings
     watch = watch or Watch()
     texts = output_texts(prepared.api, settings)
-    keep = texts if with_output else ("stdout",) if prepared.plan.json_output else ()
+    keep: tuple[str, ...] = (
+        tuple(texts) if with_output else ("stdout",) if prepared.plan.json_output else ()
+    )
+    withheld = confined.withheld_streams(prepared.call)
+    if confined.WITHHELD in withheld:
+        keep = tuple(name for name in keep if name != confined.WITHHELD)
+    withheld_characters = 0
     kept = {name: CappedOutput(settings.max_output_size) for name in keep}
     test = TaskTest.of(prepared)  # a `tasks test`: the run it makes is watched for
     command: Command | None = None
@@ -67,13 +74,17 @@ async def run(
                 text = texts[chunk.stream].feed(chunk.data)
                 if chunk.stream in kept:
                     kept[chunk.stream].add(text)
-                if text:
+                if chunk.stream == confined.WITHHELD and chunk.stream in withheld:
+                    withheld_characters += len(text)
+                if text and chunk.stream not in withheld:
                     yield Output(chunk.stream, text)
             for name, stream_text in texts.items():
                 text = stream_text.finish()
                 if name in kept:
                     kept[name].add(text)
-                if text:
+                if name == confined.WITHHELD and name in withheld:
+                    withheld_characters += len(text)
+                if text and name not in withheld:
                     yield Output(name, text)
     except BaseException:
         # Left early (its client went away, its job's task was cancelled): nobody reads the
@@ -84,6 +95,8 @@ async def run(
     assert command is not None and command.outcome is not None  # it ran and its output ended
     outcome = command.outcome
     ran = await ended(prepared, outcome, kept, with_output, watch.stopped_by())
+    if withheld_characters:
+        ran.warnings.append(confined.withheld_warning(withheld_characters))
     if test is not None and test.left_behind(outcome):
         runs, warnings = await end_left_runs(prepared, test)
         ran.warnings.extend(warnings)

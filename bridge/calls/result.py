@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bridge.calls import envelope
+from bridge.calls import confined, envelope
 from bridge.calls.call import Call
 from bridge.calls.capped import CappedOutput
 from bridge.catalogue.model import Api, Plan
@@ -50,6 +50,8 @@ class Ran:
     warnings: list[str]
     extra: dict[str, Any] = field(default_factory=dict)
     http_code: int = 200
+    # The output the envelope shows instead of what was kept (a confined token's list).
+    shown: dict[str, str] | None = None
 
 
 def output_texts(api: Api, settings: Settings) -> dict[str, StreamText]:
@@ -147,6 +149,13 @@ async def ended(
     if outcome.exit_code == 0:
         stdout = kept["stdout"].text() if "stdout" in kept else ""
         ran.extra = {**prepared.api.leaves, **await _json_extras(prepared, stdout, warnings)}
+    if "stdout" in confined.withheld_streams(prepared.call):  # a confined token's list
+        stdout = kept["stdout"].text() if "stdout" in kept else ""
+        ran.extra.pop("data", None)
+        rows, text = confined.listing(prepared.call, parse_json_output(stdout))
+        ran.shown = {"stdout": text if outcome.exit_code == 0 else "", "stderr": ""}
+        if prepared.call.want_json and outcome.exit_code == 0:
+            ran.extra["data"] = rows
     return ran
 
 
@@ -154,6 +163,8 @@ def assemble(prepared: Prepared, ran: Ran, with_output: bool) -> dict[str, Any]:
     """The call's result envelope; ``with_output``: the kept output in it (one envelope),
     else without (a stream or a job sent the output already)."""
     output = {name: kept.text() for name, kept in ran.kept.items()} if with_output else None
+    if output is not None and ran.shown is not None:
+        output = ran.shown
     return command_envelope(
         prepared.call.base,
         ran.outcome.exit_code,

@@ -181,6 +181,17 @@ class After(enum.Enum):
     DAG_REPORT = "dag_report"  # count the DAGs Airflow knows, list the files that do not import
 
 
+class Confinement(enum.Enum):
+    """What a token confined to some DAGs may do with an API (bridge.calls.confined), reviewed
+    API by API in the table; an API it does not mark, and every command of the installed CLI,
+    is refused to such a token."""
+
+    REFUSED = "refused"  # it cannot be confined to a DAG (no dag_id, or it reaches past one)
+    ONE_DAG = "one_dag"  # names one DAG in dag_id and acts on that DAG alone
+    DAG_LIST = "dag_list"  # lists DAGs: answered whole, with the caller's DAGs only
+    NO_DAG = "no_dag"  # says nothing of any DAG (the versions)
+
+
 class Use(enum.Enum):
     """What one Airflow major does with an argument of an API (:meth:`Api.use_of`)."""
 
@@ -254,6 +265,10 @@ class Api:
     # What a token must be allowed to call it (bridge.config.tokens.Scope): every command the
     # catalogue does not know better is admin.
     scope: Scope = Scope.ADMIN
+    # What a DAG-confined token may do with it; its arguments that name files on the server
+    # (subdir, ...) and ``confined_refuses`` are refused to such a token.
+    confinement: Confinement = Confinement.REFUSED
+    confined_refuses: tuple[str, ...] = ()
 
     @property
     def long_running(self) -> bool:

@@ -19,7 +19,16 @@ from bridge.catalogue.actions import (
     plan_variables,
     summarize_trigger,
 )
-from bridge.catalogue.model import After, Api, Arg, Cli, Handler, Kind, Unavailable
+from bridge.catalogue.model import (
+    After,
+    Api,
+    Arg,
+    Cli,
+    Confinement,
+    Handler,
+    Kind,
+    Unavailable,
+)
 from bridge.config.tokens import Scope
 from bridge.text.redact import Secret
 
@@ -97,12 +106,14 @@ APIS: tuple[Api, ...] = (
         "Displays the version of Airflow you're using",
         handler=Handler.AIRFLOW_VERSION,
         scope=Scope.READ,
+        confinement=Confinement.NO_DAG,
     ),
     Api(
         "rest_api_plugin_version",
         "Displays the version of this REST API bridge you're using",
         handler=Handler.BRIDGE_VERSION,
         scope=Scope.READ,
+        confinement=Confinement.NO_DAG,
     ),
     Api(
         "render",
@@ -110,6 +121,7 @@ APIS: tuple[Api, ...] = (
         (DAG_ID, TASK_ID, EXECUTION_DATE, SUBDIR),
         _by_version(_dag_task_date, ("tasks", "render")),
         scope=Scope.READ,
+        confinement=Confinement.ONE_DAG,
     ),
     Api(
         "variables",
@@ -158,6 +170,7 @@ APIS: tuple[Api, ...] = (
         _by_version(_dag_only, ("dags", "pause"), fixed=("--yes",)),
         leaves={"is_paused": True},
         scope=Scope.OPERATE,
+        confinement=Confinement.ONE_DAG,
     ),
     Api(
         "unpause",
@@ -166,6 +179,7 @@ APIS: tuple[Api, ...] = (
         _by_version(_dag_only, ("dags", "unpause"), fixed=("--yes",)),
         leaves={"is_paused": False},
         scope=Scope.OPERATE,
+        confinement=Confinement.ONE_DAG,
     ),
     Api(
         "task_failed_deps",
@@ -173,6 +187,7 @@ APIS: tuple[Api, ...] = (
         (DAG_ID, TASK_ID, EXECUTION_DATE, SUBDIR),
         _by_version(_dag_task_date, ("tasks", "failed-deps")),
         scope=Scope.READ,
+        confinement=Confinement.ONE_DAG,
     ),
     Api(
         "trigger_dag",
@@ -219,6 +234,7 @@ APIS: tuple[Api, ...] = (
         },
         summarize=summarize_trigger,
         scope=Scope.OPERATE,
+        confinement=Confinement.ONE_DAG,
     ),
     Api(
         "test",
@@ -245,6 +261,7 @@ APIS: tuple[Api, ...] = (
             ),
         },
         scope=Scope.OPERATE,
+        confinement=Confinement.ONE_DAG,
     ),
     Api(
         "dag_state",
@@ -268,6 +285,7 @@ APIS: tuple[Api, ...] = (
             ),
         },
         scope=Scope.READ,
+        confinement=Confinement.ONE_DAG,
     ),
     Api(
         "run",
@@ -312,6 +330,7 @@ APIS: tuple[Api, ...] = (
             ),
         },
         scope=Scope.OPERATE,
+        confinement=Confinement.ONE_DAG,
     ),
     Api(
         "list_tasks",
@@ -331,6 +350,7 @@ APIS: tuple[Api, ...] = (
             ),
         },
         scope=Scope.READ,
+        confinement=Confinement.ONE_DAG,
     ),
     Api(
         "backfill",
@@ -401,6 +421,7 @@ APIS: tuple[Api, ...] = (
             ),
         },
         scope=Scope.OPERATE,
+        confinement=Confinement.ONE_DAG,
     ),
     Api(
         "list_dags",
@@ -408,6 +429,8 @@ APIS: tuple[Api, ...] = (
         (SUBDIR, Arg("report", Kind.BOOL, "Show the DagBag loading report")),
         {2: plan_list_dags, 3: plan_list_dags},
         scope=Scope.READ,
+        confinement=Confinement.DAG_LIST,
+        confined_refuses=("report",),
     ),
     Api(
         "kerberos",
@@ -513,6 +536,7 @@ APIS: tuple[Api, ...] = (
         (DAG_ID, TASK_ID, EXECUTION_DATE, SUBDIR),
         _by_version(_dag_task_date, ("tasks", "state")),
         scope=Scope.READ,
+        confinement=Confinement.ONE_DAG,
     ),
     Api(
         "pool",
@@ -585,6 +609,7 @@ APIS: tuple[Api, ...] = (
             for major in (2, 3)
         },
         scope=Scope.OPERATE,
+        confinement=Confinement.ONE_DAG,
     ),
     Api(
         "deploy_dag",
@@ -618,6 +643,7 @@ APIS: tuple[Api, ...] = (
         ),
         handler=Handler.TASK_LOG,
         scope=Scope.READ,
+        confinement=Confinement.ONE_DAG,
     ),
     Api(
         "refresh_dag",

@@ -11,14 +11,19 @@ Each token has an identity (``id``), made at random when it is added and never r
 jobs a token starts belong to it, not to its name, so a name revoked and added again starts
 afresh. A token of an older file without one has an identity derived from its hash.
 
+A token may be confined to some DAGs (``dags``: patterns such as ``etl_*``; none: every
+DAG): what it may call then is bridge.calls.confined's.
+
 The file is JSON: ``{"tokens": [{"name": ..., "scopes": [...], "sha256": ..., "created":
-..., "id": ...}]}``. ``airflow-rest-bridge token add|list|revoke`` writes it; the daemon
-reads it at startup and on SIGHUP.
+..., "id": ..., "dags": [...]}]}`` (``dags`` only for a confined token).
+``airflow-rest-bridge token add|list|revoke`` writes it; the daemon reads it at startup and
+on SIGHUP.
 """
 
 from __future__ import annotations
 
 import enum
+import fnmatch
 import hashlib
 import hmac
 import json
@@ -66,6 +71,29 @@ class TokensError(ValueError):
     """The tokens file cannot be used; the message says why."""
 
 
+# A DAG pattern: what a dag_id may hold, and the shell-style wildcards * and ? (no [...]
+# classes: a pattern an operator reads should mean what it looks like).
+DAG_PATTERN = re.compile(r"[A-Za-z0-9_.*?-]{1,250}")
+
+
+def parse_dag_patterns(text: str) -> tuple[str, ...]:
+    """``etl_*,report_daily`` -> the patterns; an empty list or a bad one is a TokensError."""
+    patterns = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    bad = [pattern for pattern in patterns if not DAG_PATTERN.fullmatch(pattern)]
+    if bad or not patterns:
+        raise TokensError(
+            "dags must be a comma-separated list of DAG ids, each may hold the wildcards * "
+            f"and ? (got {text!r})"
+        )
+    return patterns
+
+
+def dag_matches(patterns: tuple[str, ...], dag_id: str) -> bool:
+    """Whether ``dag_id`` is one of the DAGs ``patterns`` name (case-sensitive, as DAG ids
+    are); no patterns: every DAG."""
+    return not patterns or any(fnmatch.fnmatchcase(dag_id, pattern) for pattern in patterns)
+
+
 def parse_scopes(text: str) -> frozenset[Scope]:
     """``read,operate`` -> the scopes; an unknown or missing one is a TokensError."""
     names = [part.strip().lower() for part in text.split(",") if part.strip()]
@@ -100,6 +128,7 @@ class NamedToken:
     sha256: str
     created: str = ""
     identity: str = ""  # empty: derived from the hash (a token an older file holds)
+    dags: tuple[str, ...] = ()  # the DAG patterns it is confined to; none: every DAG
 
     def __post_init__(self) -> None:
         if not self.identity:
@@ -111,13 +140,16 @@ class NamedToken:
         return [scope.value for scope in Scope if scope in self.scopes]
 
     def as_json(self) -> dict[str, object]:
-        return {
+        entry: dict[str, object] = {
             "name": self.name,
             "scopes": self.scope_names,
             "sha256": self.sha256,
             "created": self.created,
             "id": self.identity,
         }
+        if self.dags:
+            entry["dags"] = list(self.dags)
+        return entry
 
 
 @dataclass(frozen=True)
@@ -220,7 +252,22 @@ def _entry(entry: dict[str, object]) -> NamedToken:
     if identity and not IDENTITY.fullmatch(identity):
         raise ValueError(f"{name}: bad id {identity!r}")
     scope_set = parse_scopes(",".join(map(str, scopes)))
-    return NamedToken(name, scope_set, digest, str(entry["created"]), identity)
+    dags = entry.get("dags")
+    if dags is not None and (not isinstance(dags, list) or not dags):
+        raise ValueError(f"{name}: dags must be a list of DAG patterns")
+    patterns = parse_dag_patterns(",".join(map(str, dags))) if dags else ()
+    check_confinable(scope_set, patterns)
+    return NamedToken(name, scope_set, digest, str(entry["created"]), identity, patterns)
+
+
+def check_confinable(scopes: frozenset[Scope], dags: tuple[str, ...]) -> None:
+    """A confined token may read or operate: what admin may call (deploys, services, every
+    command of the CLI) reaches past any DAG."""
+    if dags and Scope.ADMIN in scopes:
+        raise TokensError(
+            "a token confined to some DAGs may have the read or operate scope, not admin: "
+            "admin's APIs reach past any DAG"
+        )
 
 
 def write_tokens(path: Path, table: TokenTable) -> None:

@@ -13,7 +13,7 @@ from aiohttp import web
 
 import bridge
 from bridge import openapi
-from bridge.calls import envelope
+from bridge.calls import confined, envelope
 from bridge.calls.apis import USE_CASES
 from bridge.calls.call import NOBODY, Call, Caller
 from bridge.calls.formats import FORMATS, Format, chosen_format
@@ -107,6 +107,8 @@ async def api(request: web.Request) -> web.StreamResponse:
         if want_json:
             values["output"] = "json"
         fmt = chosen_format((raw.get("stream") or [""])[0], request.headers.get("Accept", ""), None)
+        detach = _detach(chosen, raw, fmt)
+        confined.check(chosen, values, caller, fmt is not None, detach)
         call = Call(
             chosen,
             values,
@@ -122,7 +124,7 @@ async def api(request: web.Request) -> web.StreamResponse:
             want_json,
             received.upload,
             notes=_unknown_arguments(chosen, raw),
-            detach=_detach(chosen, raw, fmt),
+            detach=detach,
         )
         answer = await USE_CASES[chosen.handler](call)
         return await answers.respond(request, answer, fmt)
@@ -131,7 +133,8 @@ async def api(request: web.Request) -> web.StreamResponse:
 
 
 def _may_call(method: str, name: str, caller: Caller, installed: CliCommands) -> None:
-    """A 405 or 403 when the API ``name`` (if it is one) is not for this method or caller."""
+    """A 405 or 403 when the API ``name`` (if it is one) is not for this method or caller
+    (its scope, or a DAG-confined token and an API no DAG confines)."""
     name = name.strip().lower()
     api = BY_NAME.get(name) or installed.apis.get(name)
     if api is None:
@@ -142,6 +145,7 @@ def _may_call(method: str, name: str, caller: Caller, installed: CliCommands) ->
             405,
             headers={"Allow": ", ".join(api.methods)},
         )
+    confined.refuse_unconfinable(api, caller)
     if not allows(caller.scopes, api.scope):
         raise RequestError(
             f"{name} needs the '{api.scope.value}' scope; the token '{caller.name}' has "

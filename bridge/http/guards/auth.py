@@ -45,7 +45,7 @@ def identify(settings: Settings, presented: str | None) -> Caller | None:
     named = settings.named_tokens.find(presented)
     if named is None:
         return None
-    return Caller(named.name, named.scopes, named.identity)
+    return Caller(named.name, named.scopes, named.identity, named.dags)
 
 
 def presented_token(request: web.Request, settings: Settings) -> str | None:

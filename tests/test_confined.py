@@ -1,0 +1,222 @@
+"""Tokens confined to some DAGs (shared/API.md, "DAG-confined tokens"), through the real app
+and the fake airflow: the token file and `token add --dags`; a call naming another DAG, a call
+no DAG confines and an argument naming a server file are 403s; a list shows the token's DAGs
+only, as JSON and as a table; stderr, where Airflow names other DAGs, is never shown. The
+integration suite has the same against real Airflow (tests/test_integration_confined.py)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from bridge import cli
+from bridge.calls.confined import table
+from bridge.catalogue.installed import AirflowInfo
+from bridge.config.load import load
+from bridge.config.tokens import TokensError, dag_matches, parse_dag_patterns, read_tokens
+from tests.helpers import API, ClientFactory, fault, new_marker, write_cfg
+from tests.test_bodies import answer_of, started_upload
+from tests.test_cli_commands import CLI
+
+SEED = "the-seed-token"
+HEADER = "rest_api_plugin_http_token"
+
+
+@pytest.fixture
+def tokens_cfg(tmp_path: Path) -> Path:
+    return write_cfg(tmp_path / "airflow.cfg", f"tokens_file = {tmp_path / 'tokens.json'}\n")
+
+
+def add(cfg: Path, capsys: pytest.CaptureFixture[str], name: str, *options: str) -> str:
+    assert cli.main(["token", "add", name, *options, "--config", str(cfg)]) == 0
+    return capsys.readouterr().out.strip()
+
+
+async def confined_client(
+    make_fake_client: ClientFactory, cfg: Path, **overrides: Any
+) -> TestClient[Any, Any]:
+    settings = load(cfg, {})
+    airflow = overrides.pop("airflow", None)
+    return await make_fake_client(
+        *([airflow] if airflow is not None else []),
+        tokens_file=settings.tokens_file,
+        named_tokens=settings.named_tokens,
+        rest_api_plugin_expected_http_token=SEED,
+        **overrides,
+    )
+
+
+def test_patterns_are_dag_ids_with_wildcards() -> None:
+    assert parse_dag_patterns(" etl_*, report_daily ,etl_*") == ("etl_*", "report_daily")
+    for bad in ("", " , ", "etl_[ab]", "a b", "x/y"):
+        with pytest.raises(TokensError, match="comma-separated list of DAG ids"):
+            parse_dag_patterns(bad)
+    patterns = ("etl_*", "report_daily")
+    assert dag_matches(patterns, "etl_load") and dag_matches(patterns, "report_daily")
+    assert not dag_matches(patterns, "ETL_load") and not dag_matches(patterns, "report_daily2")
+    assert dag_matches((), "anything")  # not confined
+
+
+def test_token_add_dags_is_kept_listed_and_never_admin(
+    tokens_cfg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add(tokens_cfg, capsys, "acc", "--scope", "operate", "--dags", "acc_*,report_daily")
+    add(tokens_cfg, capsys, "everything", "--scope", "read")
+    path = load(tokens_cfg, {}).tokens_file
+    assert path is not None
+    table_ = read_tokens(path)
+    assert table_.named("acc").dags == ("acc_*", "report_daily")  # type: ignore[union-attr]
+    assert table_.named("everything").dags == ()  # type: ignore[union-attr]
+    entries = json.loads(path.read_text())["tokens"]
+    assert entries[0]["dags"] == ["acc_*", "report_daily"] and "dags" not in entries[1]
+    assert cli.main(["token", "list", "--config", str(tokens_cfg)]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].endswith("\tacc_*,report_daily") and listed[1].endswith("\t*")
+    admin = ["token", "add", "boss", "--scope", "admin", "--dags", "acc_*"]
+    assert cli.main([*admin, "--config", str(tokens_cfg)]) == 2
+    assert "not admin" in capsys.readouterr().err
+    bad = ["token", "add", "odd", "--scope", "read", "--dags", "acc_[12]"]
+    assert cli.main([*bad, "--config", str(tokens_cfg)]) == 2
+
+
+def test_a_file_with_an_admin_confined_token_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    entry = {"name": "x", "scopes": ["admin"], "sha256": "0" * 64, "created": "", "dags": ["a"]}
+    path.write_text(json.dumps({"tokens": [entry]}))
+    path.chmod(0o600)
+    with pytest.raises(TokensError, match="not admin"):
+        read_tokens(path)
+
+
+async def test_a_confined_token_calls_its_dags_only(
+    make_fake_client: ClientFactory, tokens_cfg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    marker = new_marker("acc")
+    token = add(tokens_cfg, capsys, "acc", "--scope", "operate", "--dags", "acc_*")
+    client = await confined_client(make_fake_client, tokens_cfg)
+    headers = {HEADER: token}
+
+    async def status_of(params: dict[str, str], **kwargs: Any) -> tuple[int, dict[str, Any]]:
+        response = await client.get(API, params=params, headers=headers, **kwargs)
+        return response.status, await response.json()
+
+    status, body = await status_of(fault(marker, "ok"))  # api=test of acc_..., its DAG
+    assert status == 200, body
+    other = new_marker("other")
+    status, body = await status_of(fault(other, "ok"))
+    assert status == 403, body
+    assert f"DAG '{other}' is not one of the DAGs the token 'acc' may call" in body["output"]
+    refused: list[dict[str, str]] = [
+        {"api": "variables", "cmd": "list"},
+        {"api": "pool", "cmd": "list"},
+        {"api": "refresh_all"},  # and its scope: operate is not enough either way
+        {"api": "pause", "dag_id": marker, "subdir": "elsewhere"},  # another folder's DAGs
+        {"api": "list_dags", "report": "true"},
+    ]
+    for params in refused:
+        status, body = await status_of(params)
+        assert status == 403, (params, body)
+    status, body = await status_of({"api": "variables", "cmd": "list"})
+    assert "cannot be confined to a DAG" in body["output"], body
+    status, body = await status_of({"api": "version"})
+    assert status == 200, body
+
+
+async def test_no_command_of_the_installed_cli_is_confinable(
+    make_fake_client: ClientFactory,
+    fake_airflow_info: AirflowInfo,
+    tokens_cfg: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Even a list (of import errors, which name other DAGs' files): nobody reviewed any
+    command of the installed CLI for confinement."""
+    token = add(tokens_cfg, capsys, "acc", "--scope", "operate", "--dags", "acc_*")
+    airflow = replace(fake_airflow_info, version="2.11.2", major=2, cli=CLI)
+    client = await confined_client(make_fake_client, tokens_cfg, airflow=airflow)
+    params = {"api": "dags.list-import-errors"}  # read: a scope the token has
+    response = await client.get(API, params=params, headers={HEADER: token})
+    body = await response.json()
+    assert response.status == 403 and "cannot be confined" in body["output"], body
+    response = await client.get(API, params=params, headers={HEADER: SEED})
+    assert response.status != 403, await response.text()
+
+
+async def test_an_unconfinable_api_is_refused_before_the_body_is_read(
+    make_fake_client: ClientFactory, tokens_cfg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A body that never ends: the 403 comes from the query alone."""
+    token = add(tokens_cfg, capsys, "acc", "--scope", "operate", "--dags", "acc_*")
+    client = await confined_client(make_fake_client, tokens_cfg)
+    reader, writer = await started_upload(client, token, 10 * 1024 * 1024, "?api=variables")
+    try:
+        status, body = await answer_of(reader)
+    finally:
+        writer.close()
+    assert status == 403 and "cannot be confined to a DAG" in body["output"], body
+
+
+async def test_stderr_is_never_shown_to_a_confined_token(
+    make_fake_client: ClientFactory, tokens_cfg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The crash fault says "something went wrong" on stderr: the seed's token sees it; a
+    confined one, buffered or streamed, gets the exit code and a warning instead."""
+    token = add(tokens_cfg, capsys, "acc", "--scope", "operate", "--dags", "acc_*")
+    client = await confined_client(make_fake_client, tokens_cfg)
+    crash = fault(new_marker("acc"), "crash")
+    seen = await (await client.get(API, params=crash, headers={HEADER: SEED})).json()
+    assert "something went wrong" in seen["output"]["stderr"], seen
+    response = await client.get(API, params=crash, headers={HEADER: token})
+    body = await response.json()
+    assert response.status == 500 and body["exit_code"] == 3, body
+    assert body["output"]["stdout"].startswith("started ") and "stderr" not in body["output"]
+    assert "stderr (21 characters) is not shown to a token confined" in body["warning"], body
+    streamed = await client.get(API, params={**crash, "stream": "ndjson"}, headers={HEADER: token})
+    events = [json.loads(line) for line in (await streamed.read()).splitlines()]
+    assert not [e for e in events if e.get("stream") == "stderr"], events
+    assert "something went wrong" not in json.dumps(events)
+    assert "is not shown to a token confined" in events[-1]["warning"], events[-1]
+
+
+async def test_a_confined_list_names_its_dags_only_as_json_and_as_a_table(
+    make_fake_client: ClientFactory,
+    tokens_cfg: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FAKE_AIRFLOW_DAGS", "acc_one,zeta_secret,acc_two,report_daily")
+    token = add(tokens_cfg, capsys, "acc", "--scope", "read", "--dags", "acc_*,report_daily")
+    client = await confined_client(make_fake_client, tokens_cfg)
+    headers = {HEADER: token}
+    response = await client.get(API, params={"api": "list_dags", "output": "json"}, headers=headers)
+    body = await response.json()
+    assert response.status == 200, body
+    assert [row["dag_id"] for row in body["data"]] == ["acc_one", "acc_two", "report_daily"]
+    assert "zeta_secret" not in json.dumps(body), body  # not in the output, nor stderr's
+    response = await client.get(API, params={"api": "list_dags"}, headers=headers)
+    body = await response.json()
+    assert response.status == 200, body
+    lines = body["output"]["stdout"].splitlines()
+    assert [cell.strip() for cell in lines[0].split(" | ")] == ["dag_id", "fileloc"]
+    assert [line.split(" | ")[0].strip() for line in lines[1:]] == [
+        "acc_one",
+        "acc_two",
+        "report_daily",
+    ]
+    assert "zeta_secret" not in json.dumps(body), body
+    for extra in ({"stream": "true"}, {"detach": "true"}):
+        response = await client.get(API, params={"api": "list_dags", **extra}, headers=headers)
+        assert response.status == 400, await response.text()
+        assert "answered whole" in (await response.json())["output"]
+    unconfined = await client.get(API, params={"api": "list_dags"}, headers={HEADER: SEED})
+    assert "zeta_secret" in (await unconfined.json())["output"]["stdout"]
+
+
+def test_a_table_is_as_wide_as_its_widest_value() -> None:
+    rows = [{"dag_id": "a", "paused": True}, {"dag_id": "longer_one", "paused": False}]
+    assert table(rows) == "dag_id     | paused\na          | True\nlonger_one | False\n"
+    assert table([]) == "No data found\n"
