@@ -13,7 +13,10 @@ after its client left. `connections add` succeeds and echoes the URI, password i
 Airflow's CLI does; `dags list --output=json` lists one DAG, fake_dag (or those of
 FAKE_AIRFLOW_DAGS=a,b, with an import error naming the last on stderr), and `dags reserialize`
 succeeds (fails with FAKE_AIRFLOW_RESERIALIZE=fails; with =gated it first waits for the
-gate), for refresh_dag and refresh_all. The
+gate), for refresh_dag and refresh_all. DAG files are listed in FAKE_AIRFLOW_DAGS_FOLDER,
+each in its own file or all in FAKE_AIRFLOW_DAG_FILE; `dags delete` succeeds. Run as the
+interpreter of deploy_dag's import check, it reports the file's stem as its one DAG (with
+FAKE_AIRFLOW_CHECK_GATE=FILE, first creating FILE.waiting, then waiting for FILE). The
 errflood mode floods stderr as flood does stdout. `version` takes FAKE_AIRFLOW_SLOW_START
 seconds when that is set (a slow startup). `scheduler --daemon` forks a service that lives
 on, or that dies at once (FAKE_AIRFLOW_SERVICE=dies).
@@ -76,9 +79,21 @@ def main(argv: list[str]) -> int:
         return 0
     if argv[:1] == ["scheduler"] and "--daemon" in argv:
         return fake_service(argv)
+    if argv[:1] and argv[0].endswith("dag_check.py"):  # run as deploy_dag's interpreter
+        name = os.path.basename(argv[1]).rsplit(".", 1)[0]
+        gate = os.environ.get("FAKE_AIRFLOW_CHECK_GATE")  # say it checks, wait for the gate
+        if gate:
+            open(gate + ".waiting", "w").close()
+            while not os.path.exists(gate):
+                time.sleep(0.05)
+        print(json.dumps({"dag_ids": [name], "import_errors": {}}))
+        return 0
     if argv[:2] == ["dags", "list"]:
         dag_ids = os.environ.get("FAKE_AIRFLOW_DAGS", "fake_dag").split(",")
-        print(json.dumps([{"dag_id": d, "fileloc": f"/dags/{d}.py"} for d in dag_ids]))
+        folder = os.environ.get("FAKE_AIRFLOW_DAGS_FOLDER", "/dags")
+        shared = os.environ.get("FAKE_AIRFLOW_DAG_FILE")  # one file defines them all
+        rows = [{"dag_id": d, "fileloc": f"{folder}/{shared or d + '.py'}"} for d in dag_ids]
+        print(json.dumps(rows))
         if "FAKE_AIRFLOW_DAGS" in os.environ:  # as Airflow logs a file that does not import
             print(f"Failed to import: /dags/{dag_ids[-1]}_v2.py", file=sys.stderr)
         return 0
@@ -91,6 +106,9 @@ def main(argv: list[str]) -> int:
             while not os.path.exists(os.environ["FAKE_AIRFLOW_GATE"]):
                 time.sleep(0.05)
         print("serialized", flush=True)
+        return 0
+    if argv[:2] == ["dags", "delete"]:
+        print(f"Removed 3 record(s) of {argv[-1]}", flush=True)
         return 0
     if argv[:2] == ["connections", "add"]:  # like Airflow: echoes the URI, password and all
         uri = next((a.split("=", 1)[1] for a in argv if a.startswith("--conn-uri=")), "")

@@ -200,7 +200,8 @@ async def test_a_change_that_cannot_be_detected_keeps_the_answer_and_is_not_retr
     assert "still answering as Airflow 3.3.2: cannot run /nonexistent/airflow" in caplog.text
     caplog.clear()
     assert not await installation.refreshed(commands, settings)
-    assert caplog.text == ""  # the same state: not detected again
+    # The same state: not detected again (asyncio may warn of a slow step on a busy machine).
+    assert not [r for r in caplog.records if r.name.startswith("bridge")]
     site["config"].write_text("[core]\nload_examples = False\n")
     assert not await installation.refreshed(commands, settings)
     assert "still answering" in caplog.text  # a further change: tried again

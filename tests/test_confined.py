@@ -22,6 +22,7 @@ from bridge.config.tokens import TokensError, dag_matches, parse_dag_patterns, r
 from tests.helpers import API, ClientFactory, fault, new_marker, write_cfg
 from tests.test_bodies import answer_of, started_upload
 from tests.test_cli_commands import CLI
+from tests.test_token_identity import JOBS, detach, reload_tokens, until_ended
 
 SEED = "the-seed-token"
 HEADER = "rest_api_plugin_http_token"
@@ -220,3 +221,72 @@ def test_a_table_is_as_wide_as_its_widest_value() -> None:
     rows = [{"dag_id": "a", "paused": True}, {"dag_id": "longer_one", "paused": False}]
     assert table(rows) == "dag_id     | paused\na          | True\nlonger_one | False\n"
     assert table([]) == "No data found\n"
+
+
+# --- found by a review: each let a confined token reach beyond its DAGs ---------------------
+
+DATE = "2024-01-02T03:04:05"
+
+
+async def test_run_with_a_pickle_is_refused_to_a_confined_token(
+    make_fake_client: ClientFactory,
+    fake_airflow_info: AirflowInfo,
+    tokens_cfg: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Airflow 2's `tasks run --pickle N` runs the task of the DAG pickle N holds, whatever
+    dag_id says; --ship-dag makes such pickles."""
+    token = add(tokens_cfg, capsys, "acc", "--scope", "operate", "--dags", "acc_*")
+    airflow = replace(fake_airflow_info, version="2.11.2", major=2)
+    client = await confined_client(make_fake_client, tokens_cfg, airflow=airflow)
+    for extra in ({"pickle": "7"}, {"ship_dag": "true"}):
+        params = {"api": "run", "dag_id": "acc_x", "task_id": "ok", "execution_date": DATE}
+        response = await client.get(API, params={**params, **extra}, headers={HEADER: token})
+        body = await response.json()
+        assert response.status == 403, body
+        assert next(iter(extra)) in body["output"]
+
+
+@pytest.mark.parametrize(("major", "flags"), [(2, True), (3, False)])
+async def test_clear_by_a_confined_token_stays_in_its_dag(
+    make_fake_client: ClientFactory,
+    fake_airflow_info: AirflowInfo,
+    tokens_cfg: Path,
+    capsys: pytest.CaptureFixture[str],
+    major: int,
+    flags: bool,
+) -> None:
+    """Airflow 2's clear follows ExternalTaskMarkers into other DAGs, and clears a SubDAG's
+    parent, unless told not to; Airflow 3 has neither flag (nor SubDAGs)."""
+    token = add(tokens_cfg, capsys, "acc", "--scope", "operate", "--dags", "acc_*")
+    airflow = replace(fake_airflow_info, version=f"{major}.11.2", major=major)
+    client = await confined_client(make_fake_client, tokens_cfg, airflow=airflow)
+    params = {"api": "clear", "dag_id": "acc_x"}
+    body = await (await client.get(API, params=params, headers={HEADER: token})).json()
+    command = body["airflow_cmd"]
+    assert ("--exclude-subdags" in command and "--exclude-parentdag" in command) is flags
+    assert "SubDAGs" not in body.get("warning", "")
+    body = await (await client.get(API, params=params, headers={HEADER: SEED})).json()
+    assert "--exclude-subdags" not in body["airflow_cmd"]  # an unconfined token: as asked
+
+
+async def test_a_token_narrowed_by_the_operator_no_longer_sees_its_jobs_on_other_dags(
+    make_fake_client: ClientFactory,
+    tokens_cfg: Path,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    token = add(tokens_cfg, capsys, "acc", "--scope", "operate", "--dags", "acc_*,zeta_secret")
+    client = await confined_client(make_fake_client, tokens_cfg)
+    params = {"api": "test", "dag_id": "zeta_secret", "task_id": "ok", "execution_date": DATE}
+    job_id = await detach(client, token, params)
+    await until_ended(client, token, job_id)
+    path = tmp_path / "tokens.json"
+    document = json.loads(path.read_text())
+    document["tokens"][0]["dags"] = ["acc_*"]  # the same token, its DAGs narrowed
+    path.write_text(json.dumps(document))
+    reload_tokens(client, tokens_cfg)
+    listed = await (await client.get(JOBS, headers={HEADER: token})).json()
+    assert "zeta_secret" not in json.dumps(listed), listed
+    output = await client.get(f"{JOBS}/{job_id}/output", headers={HEADER: token})
+    assert output.status == 404

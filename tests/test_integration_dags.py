@@ -59,6 +59,28 @@ async def test_deploy_a_new_dag_then_force_replace_keeps_a_backup(
     assert await dag_is_paused(settings, dag_id) is True
 
 
+async def test_delete_dag_keeps_the_file_as_a_backup_and_removes_the_records(
+    make_client: ClientFactory, settings: Settings
+) -> None:
+    client = await make_client()
+    dag_id = new_marker("doomed")
+    source = DAG_SOURCE.format(dag_id=dag_id, task_id="one")
+    status, body = await upload(client, f"{dag_id}.py", source)
+    assert status == 200, body
+    await call_ok(client, api="trigger_dag", dag_id=dag_id)
+
+    status, body = await call(client, api="delete_dag", dag_id=dag_id, metadata="true")
+    assert status == 200, body
+    assert not (settings.dags_folder / f"{dag_id}.py").exists()
+    assert Path(body["output"]["backup"]).read_text() == source
+    assert body["deploy"]["metadata_exit_code"] == 0
+    listed = await call_ok(client, api="list_dags", output="json")
+    names = {row["dag_id"] for row in listed["data"]}
+    assert dag_id not in names and "bridge_demo" in names
+    status, body = await call(client, api="delete_dag", dag_id=dag_id)
+    assert status == 404, body
+
+
 @pytest.mark.parametrize(
     "filename", ["../evil.py", "/abs.py", "sub/dir.py", "x.sh", ".hidden.py", "noext"]
 )

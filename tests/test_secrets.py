@@ -83,6 +83,7 @@ def test_the_settings_know_their_secrets_and_never_show_them() -> None:
     settings = Settings(rest_api_plugin_expected_http_token=secrets.seed, metrics_token="m-2")
     declared = [item.name for item, key in keys() if key.secret]
     assert sorted(declared) == [
+        "deploy_git_url",
         "job_webhook_secret",
         "metrics_token",
         "rest_api_plugin_expected_http_token",

@@ -31,7 +31,7 @@ def _said(call: Call, output: str) -> Finished:
 
 
 def _deployer(call: Call) -> Deployer:
-    return Deployer(call.commands, call.settings, call.airflow, call.peer)
+    return Deployer(call.commands, call.settings, call.airflow, call.peer, call.caller.name)
 
 
 async def deploy_dag(call: Call) -> Answer:
@@ -53,6 +53,24 @@ async def deploy_dag(call: Call) -> Answer:
             http_code=200,
             output=deployed.output(),
             warnings=[*call.notes, *deployed.warnings],
+            extra={"deploy": deployed.target},
+        )
+    )
+
+
+async def delete_dag(call: Call) -> Answer:
+    """Remove a DAG's file through the deploy target, and its records when asked."""
+    async with call.commands.slot(call.owner):
+        deleted = await _deployer(call).delete(
+            call.values["dag_id"], call.daemon.upload_locks, bool(call.values.get("metadata"))
+        )
+    return Finished(
+        envelope.finish(
+            call.base,
+            http_code=200,
+            output=deleted.output(),
+            warnings=[*call.notes, *deleted.warnings],
+            extra={"deploy": deleted.target},
         )
     )
 
@@ -75,5 +93,6 @@ USE_CASES: dict[Handler, Callable[[Call], Awaitable[Answer]]] = {
     Handler.BRIDGE_VERSION: bridge_version,
     Handler.DEPLOY_DAG: deploy_dag,
     Handler.REFRESH_DAG: refresh_dag,
+    Handler.DELETE_DAG: delete_dag,
     Handler.TASK_LOG: task_log,
 }

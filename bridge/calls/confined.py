@@ -22,7 +22,7 @@ import json
 from typing import Any
 
 from bridge.calls.call import Call, Caller
-from bridge.catalogue.model import Api, Confinement, Kind, Values
+from bridge.catalogue.model import Api, Confinement, Kind, Use, Values
 from bridge.errors import RequestError
 
 # Argument kinds whose value names a file or folder on the server.
@@ -40,9 +40,12 @@ def refuse_unconfinable(api: Api, caller: Caller) -> None:
         )
 
 
-def check(api: Api, values: Values, caller: Caller, streamed: bool, detached: bool) -> None:
+def check(
+    api: Api, values: Values, caller: Caller, streamed: bool, detached: bool, major: int
+) -> None:
     """The call's checked values, for a confined token: its DAG one of the token's, no
-    argument it may not give; a list is run for its JSON (the rows are filtered)."""
+    argument it may not give, those that keep it to its DAG set; a list is run for its JSON
+    (the rows are filtered)."""
     if not caller.confined:
         return
     refuse_unconfinable(api, caller)
@@ -65,6 +68,10 @@ def check(api: Api, values: Values, caller: Caller, streamed: bool, detached: bo
                 f"DAG '{dag_id}' is not one of the DAGs the token '{caller.name}' may call",
                 403,
             )
+    for name in api.confined_sets:
+        arg = api.arg(name)
+        if arg is not None and api.use_of(arg, major).use is Use.OPTION:
+            values[name] = True
     if api.confinement is Confinement.DAG_LIST:
         if streamed or detached:
             raise RequestError(

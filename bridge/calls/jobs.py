@@ -54,6 +54,9 @@ async def start(
         "token": call.caller.name,  # shown; who owns it is its identity
         "owner": call.caller.identity,  # whose it is: only it (and admin) sees it
     }
+    dag_id = call.values.get("dag_id")
+    if isinstance(dag_id, str):  # a confined token sees it while the DAG is one of its own
+        record["dag_id"] = dag_id
     jobs = call.daemon.jobs
     try:
         job = await jobs.create(record, call.settings.job_output_limit)
@@ -163,9 +166,15 @@ def visible(job: Job, caller: Caller) -> bool:
     """A token sees (and cancels) the jobs it started, by its identity (not its name: one
     revoked and added again is another token); admin sees every job. Another token's job is
     a 404, as one that does not exist: its id says nothing. A job without an owner (kept
-    from before owners were recorded) is admin's to see alone."""
+    from before owners were recorded) is admin's to see alone. A DAG-confined token sees
+    its jobs on its DAGs only: the operator may have narrowed its DAGs since."""
     owner = job.record.get("owner")
-    return caller.sees_every_job or (owner is not None and owner == caller.identity)
+    if caller.sees_every_job:
+        return True
+    if owner is None or owner != caller.identity:
+        return False
+    dag_id = job.record.get("dag_id")
+    return not caller.confined or (isinstance(dag_id, str) and caller.may_see(dag_id))
 
 
 def find(jobs: Jobs, job_id: str, caller: Caller) -> Job:

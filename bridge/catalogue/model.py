@@ -69,6 +69,7 @@ class Handler(enum.Enum):
     BRIDGE_VERSION = "bridge_version"
     DEPLOY_DAG = "deploy_dag"  # upload, check, install, serialize (bridge.deploy)
     REFRESH_DAG = "refresh_dag"  # re-serialize a known DAG (bridge.deploy)
+    DELETE_DAG = "delete_dag"  # remove a DAG's file through the deploy target (bridge.deploy)
     TASK_LOG = "task_log"  # a task try's log file (bridge.task_logs), followed live
 
     @property
@@ -269,6 +270,9 @@ class Api:
     # (subdir, ...) and ``confined_refuses`` are refused to such a token.
     confinement: Confinement = Confinement.REFUSED
     confined_refuses: tuple[str, ...] = ()
+    # Boolean arguments set for a DAG-confined token wherever the installed major has them
+    # (Airflow 2's clear would otherwise follow ExternalTaskMarkers into other DAGs).
+    confined_sets: tuple[str, ...] = ()
 
     @property
     def long_running(self) -> bool:

@@ -331,6 +331,8 @@ APIS: tuple[Api, ...] = (
         },
         scope=Scope.OPERATE,
         confinement=Confinement.ONE_DAG,
+        # Airflow 2 runs the task of whatever DAG the pickle holds, whatever dag_id says.
+        confined_refuses=("ship_dag", "pickle"),
     ),
     Api(
         "list_tasks",
@@ -583,6 +585,11 @@ APIS: tuple[Api, ...] = (
             Arg("only_failed", Kind.BOOL, "Only failed jobs"),
             Arg("only_running", Kind.BOOL, "Only running jobs"),
             Arg("exclude_subdags", Kind.BOOL, "Exclude subdags"),
+            Arg(
+                "exclude_parentdag",
+                Kind.BOOL,
+                "Exclude ParentDAGs if the task cleared is a part of a SubDAG",
+            ),
         ),
         {
             major: Cli(
@@ -598,22 +605,33 @@ APIS: tuple[Api, ...] = (
                     "only_failed": "--only-failed",
                     "only_running": "--only-running",
                     **(
-                        {**SUBDIR_OPTION, "exclude_subdags": "--exclude-subdags"}
+                        {
+                            **SUBDIR_OPTION,
+                            "exclude_subdags": "--exclude-subdags",
+                            "exclude_parentdag": "--exclude-parentdag",
+                        }
                         if major == 2
                         else {}
                     ),
                 },
                 ignored=NO_SUBDIR_ON_3 if major == 3 else {},
-                reasons={"exclude_subdags": "SubDAGs were removed in Airflow 3"},
+                reasons={
+                    "exclude_subdags": "SubDAGs were removed in Airflow 3",
+                    "exclude_parentdag": "SubDAGs were removed in Airflow 3",
+                },
             )
             for major in (2, 3)
         },
         scope=Scope.OPERATE,
         confinement=Confinement.ONE_DAG,
+        # Without them Airflow 2 also clears the tasks an ExternalTaskMarker points to in
+        # other DAGs, and a SubDAG's parent DAG.
+        confined_sets=("exclude_subdags", "exclude_parentdag"),
     ),
     Api(
         "deploy_dag",
-        "Deploy a DAG file into the dags folder (POST multipart)",
+        "Deploy a DAG file through the deploy target: into the dags folder, or committed and "
+        "pushed to the deploy git branch (POST multipart)",
         (
             Arg("dag_file", Kind.FILE, "Python file to upload and deploy", required=True),
             Arg("force", Kind.BOOL, "Replace an existing file (its old version is kept)"),
@@ -644,6 +662,22 @@ APIS: tuple[Api, ...] = (
         handler=Handler.TASK_LOG,
         scope=Scope.READ,
         confinement=Confinement.ONE_DAG,
+    ),
+    Api(
+        "delete_dag",
+        "Delete a DAG: its file removed through the deploy target (moved to the backups "
+        "folder, or a git commit); with metadata=true its records too ('dags delete')",
+        (
+            DAG_ID,
+            Arg(
+                "metadata",
+                Kind.BOOL,
+                "Also delete the DAG's records from Airflow's database (runs, task "
+                "instances, ...) once its file is gone",
+            ),
+        ),
+        handler=Handler.DELETE_DAG,
+        scope=Scope.ADMIN,
     ),
     Api(
         "refresh_dag",

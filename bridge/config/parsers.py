@@ -121,6 +121,48 @@ def header_name(value: str) -> str:
     return name
 
 
+def deploy_target(value: str) -> str:
+    """Where deploy_dag and delete_dag put DAG files: the local folder, or a git repository."""
+    word = value.strip().lower()
+    if word not in ("folder", "git"):
+        raise ValueError("expected folder or git")
+    return word
+
+
+def git_url(value: str) -> str | None:
+    """A repository git can clone, never one that git would read as an option."""
+    url = value.strip()
+    if url.startswith("-"):
+        raise ValueError("a repository URL cannot start with '-'")
+    return url or None
+
+
+def git_branch(value: str) -> str:
+    """A branch name as git allows it (git check-ref-format), never an option."""
+    name = value.strip()
+    bad = (
+        not name
+        or name.startswith(("-", "/", "."))
+        or name.endswith(("/", ".", ".lock"))
+        or ".." in name
+        or "//" in name
+        or "@{" in name
+        or any(c in name for c in " ~^:?*[\\")
+        or any(ord(c) < 32 or ord(c) == 127 for c in name)
+    )
+    if bad:
+        raise ValueError("expected a git branch name such as main or dags/prod")
+    return name
+
+
+def repository_subdir(value: str) -> str:
+    """A folder inside the repository, relative, without '..' ('' is its root)."""
+    parts = [part for part in value.strip().strip("/").split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise ValueError("must be a folder inside the repository, without '..'")
+    return "/".join(parts)
+
+
 def path(value: str) -> Path:
     return Path(value.strip()).expanduser()
 

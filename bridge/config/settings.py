@@ -9,6 +9,7 @@ and the environment (:mod:`bridge.config.load`), the sample cfg and the settings
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import ipaddress
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -287,7 +288,8 @@ class Settings:
     backups_folder: Path = setting(
         HOME / "dag_backups",
         parsers.path,
-        "Where deploy_dag force=true keeps the file it replaces.",
+        "Where deploy_dag force=true keeps the file it replaces, and delete_dag the file it "
+        "removes (deploy_target = folder).",
         unset="<Airflow home>/dag_backups",
         example="/path/to/airflow-home/dag_backups",
     )
@@ -295,6 +297,37 @@ class Settings:
         10,
         parsers.non_negative_int,
         "Backups kept per DAG file name; 0 keeps all.",
+    )
+    deploy_target: str = setting(
+        "folder",
+        parsers.deploy_target,
+        "Where deploy_dag puts a DAG file and delete_dag removes it: 'folder', the dags folder "
+        "of this host (the file it replaces is kept in backups_folder), or 'git', a commit "
+        "pushed to deploy_git_branch of deploy_git_url, for every host that syncs its DAGs "
+        "from there (git-sync, Airflow 3's GitDagBundle); the git history keeps every version.",
+        example="git",
+    )
+    deploy_git_url: str | None = setting(
+        None,
+        parsers.git_url,
+        "The repository a git deploy pushes to, as git clones it (https://, ssh://, user@host:"
+        "path or a local path). Credentials come from git's own configuration (a credential "
+        "helper, an SSH key); one written into the URL is kept out of logs and answers.",
+        secret=True,
+        example="https://git.example.com/data/airflow-dags.git",
+    )
+    deploy_git_branch: str = setting(
+        "main",
+        parsers.git_branch,
+        "The branch a git deploy commits to; it must exist in the repository. Never "
+        "force-pushed: a branch that moved on is fetched and the deploy replayed onto it.",
+    )
+    deploy_git_subdir: str = setting(
+        "",
+        parsers.repository_subdir,
+        "The folder of the repository that holds the DAG files (what the hosts' dags folder "
+        "or bundle subdir shows); empty: the repository's root.",
+        example="dags",
     )
     jobs_folder: Path | None = setting(
         None,
@@ -379,6 +412,13 @@ class Settings:
     def jobs_path(self) -> Path:
         """jobs_folder, or its place in the Airflow home."""
         return self.jobs_folder or self.airflow_home / ".airflow-rest-bridge-jobs"
+
+    @property
+    def git_clone_path(self) -> Path:
+        """The bridge's own clone of deploy_git_url: one per repository and branch, so a
+        changed URL never pushes an old clone's commits anywhere."""
+        key = hashlib.sha256(f"{self.deploy_git_url}\n{self.deploy_git_branch}".encode())
+        return self.airflow_home / ".airflow-rest-bridge-git" / key.hexdigest()[:16]
 
     @property
     def tls_enabled(self) -> bool:

@@ -1,9 +1,11 @@
-"""deploy_dag and refresh_dag: what the bridge does itself, by asking Airflow.
+"""deploy_dag, delete_dag and refresh_dag: what the bridge does itself, by asking Airflow.
 
 deploy_dag imports the staged upload with Airflow's own interpreter in a child process
-(bridge/airflow_side/dag_check.py); only a file that imports and defines a DAG is installed,
-serialized into Airflow's database and paused or unpaused as asked. refresh_dag re-serializes
-a known DAG. Every process here goes through the command path, like any API call's.
+(bridge/airflow_side/dag_check.py); only a file that imports and defines a DAG is installed
+through the deploy target (``deploy_target``: this host's dags folder, or a commit pushed to
+a git branch that every host syncs from), and paused or unpaused as asked. delete_dag removes
+a DAG's file through the same target (and, asked to, its records). refresh_dag re-serializes a
+known DAG. Every process here, git's included, goes through the command path.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Any
 
 from bridge.catalogue.installed import AirflowInfo
 from bridge.config.settings import Settings
-from bridge.deploy import install
+from bridge.deploy import git, install
+from bridge.deploy.git import Author, GitRepository, Pushed
 from bridge.deploy.staging import StagedUpload
 from bridge.errors import RequestError
 from bridge.offload import in_thread
@@ -31,11 +34,12 @@ DAG_CHECK = Path(__file__).parents[1] / "airflow_side" / "dag_check.py"
 
 @dataclass
 class Deployed:
-    """What deploy_dag did."""
+    """What deploy_dag or delete_dag did, and where (the ``deploy`` field of the answer)."""
 
-    file: Path
+    file: Path | str  # the file in the dags folder, or its path in the repository
     dag_ids: list[str]
     backup: Path | None
+    target: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
 
     def output(self) -> dict[str, Any]:
@@ -47,12 +51,13 @@ class Deployed:
 
 @dataclass(frozen=True)
 class Deployer:
-    """deploy_dag and refresh_dag for one call: its settings, Airflow and client."""
+    """deploy_dag, delete_dag and refresh_dag for one call: its settings, Airflow and client."""
 
     commands: CommandPath
     settings: Settings
     airflow: AirflowInfo
     peer: str
+    author: str = "-"  # the caller's token name: a git commit's author
 
     async def deploy(
         self,
@@ -61,12 +66,34 @@ class Deployer:
         force: bool,
         pause: bool | None,
     ) -> Deployed:
-        """Install the uploaded DAG file: checked, atomically, the file it replaces kept;
-        then serialized and, with ``pause`` True/False, paused or unpaused."""
+        """Install the uploaded DAG file through the deploy target: checked, the version it
+        replaces kept; then, with ``pause`` True/False, paused or unpaused."""
+        if self.settings.deploy_target == "git":
+            deployed = await self._deploy_to_git(staged, locks, force)
+        else:
+            deployed = await self._deploy_to_folder(staged, locks, force)
+        if pause is not None:
+            action = "pause" if pause else "unpause"
+            for dag_id in deployed.dag_ids:
+                result = await self._airflow(action, "dags", action, "--yes", "--", dag_id)
+                if result.exit_code != 0:
+                    deployed.warnings.append(
+                        f"could not {action} {dag_id}: exit code {result.exit_code}"
+                        + (
+                            " (Airflow has not parsed it yet)"
+                            if deployed.target["target"] == "git"
+                            else ""
+                        )
+                    )
+        return deployed
+
+    async def _deploy_to_folder(
+        self, staged: StagedUpload, locks: dict[str, asyncio.Lock], force: bool
+    ) -> Deployed:
         settings = self.settings
         # Refused early when it would be refused anyway (checked again under the lock below).
         await in_thread(install.refuse_overwrite, staged, settings.dags_folder, force)
-        dag_ids = await self.check(staged)
+        dag_ids = await self.check(staged, settings.dags_folder)
         async with install.upload_lock(locks, staged.name):
             installed = await in_thread(
                 install.install,
@@ -76,28 +103,143 @@ class Deployer:
                 settings.backups_to_keep,
                 force,
             )
-        deployed = Deployed(installed.target, dag_ids, installed.backup)
-        # Write the new DAGs to Airflow's database now, so that they are listed (Airflow 3 lists
-        # from the database) and can be paused before a scheduler or dag-processor parses them.
-        # The whole dags folder, on purpose: Airflow 2's 'reserialize --subdir FILE' first
-        # deletes every serialized DAG, so every other DAG would vanish until the next parse.
-        serialized = await self._airflow("serialize", "dags", "reserialize")
-        if serialized.exit_code != 0:
-            deployed.warnings.append(
-                f"'dags reserialize' failed (exit code {serialized.exit_code})"
-            )
-        if pause is not None:
-            action = "pause" if pause else "unpause"
-            for dag_id in dag_ids:
-                result = await self._airflow(action, "dags", action, "--yes", "--", dag_id)
-                if result.exit_code != 0:
-                    deployed.warnings.append(
-                        f"could not {action} {dag_id}: exit code {result.exit_code}"
-                    )
+        target = {"target": "folder", "path": str(installed.target)}
+        deployed = Deployed(installed.target, dag_ids, installed.backup, target)
+        await self._reserialize(deployed.warnings)
         log.info("deployed %s (%d bytes) dags=%s", installed.target, staged.size, dag_ids)
         return deployed
 
-    async def check(self, staged: StagedUpload) -> list[str]:
+    async def _deploy_to_git(
+        self, staged: StagedUpload, locks: dict[str, asyncio.Lock], force: bool
+    ) -> Deployed:
+        """Commit the file to the deploy branch, checked against the branch's own tree."""
+        repo = GitRepository(self.commands, self.settings, "deploy_dag", self.peer)
+        path = repo.relative(staged.name)
+        async with git.locked(locks, self.settings):
+            await repo.sync()
+            target = repo.dags_root / staged.name
+            if await in_thread(target.exists) and not force:
+                raise RequestError(
+                    f"The file '{path}' already exists on {repo.branch}; send force=true to "
+                    "replace it (the git history keeps the current version)"
+                )
+            dag_ids = await self.check(staged, repo.dags_root)
+            await in_thread(install.place_copy, staged.path, target)
+            message = (
+                f"Deploy {path} ({', '.join(dag_ids)})\n\n"
+                f"Deployed through airflow-rest-bridge by token {self.author} ({self.peer})."
+            )
+            pushed = await repo.commit_and_push([path], message, Author(self.author, self.peer))
+        deployed = Deployed(path, dag_ids, None, _git_target(pushed))
+        if not pushed.changed:
+            deployed.warnings.append(
+                f"{repo.branch} holds this file exactly as uploaded: nothing was committed"
+            )
+        log.info("deployed %s to %s at %s dags=%s", path, repo.branch, pushed.commit, dag_ids)
+        return deployed
+
+    async def delete(self, dag_id: str, locks: dict[str, asyncio.Lock], metadata: bool) -> Deployed:
+        """Remove the file that defines ``dag_id`` through the deploy target (kept in the
+        backups, or a git commit), then, with ``metadata``, its records ('dags delete')."""
+        rows = await self._dags_listed("delete_dag")
+        row = next((r for r in rows if r.get("dag_id") == dag_id), None)
+        if row is None:
+            raise RequestError(f"The DAG ID '{dag_id}' does not exist", status=404)
+        fileloc = str(row.get("fileloc") or "")
+        others = sorted(
+            str(r.get("dag_id"))
+            for r in rows
+            if str(r.get("fileloc") or "") == fileloc and r.get("dag_id") != dag_id
+        )
+        if others:
+            raise RequestError(
+                f"{fileloc} defines other DAGs besides {dag_id}: {', '.join(others)}; "
+                "nothing was deleted (deploy a version of the file without it instead)",
+                status=409,
+            )
+        relative = self._relative_file(row, fileloc, dag_id)
+        if self.settings.deploy_target == "git":
+            deleted = await self._delete_from_git(relative, dag_id, locks)
+        else:
+            deleted = await self._delete_from_folder(relative, dag_id, locks)
+        if metadata:
+            result = await self._airflow(
+                "delete records", "dags", "delete", "--yes", "--", dag_id, api="delete_dag"
+            )
+            deleted.target["metadata_exit_code"] = result.exit_code
+            if result.exit_code != 0:
+                deleted.warnings.append(
+                    f"the file is gone, but 'dags delete' failed (exit code "
+                    f"{result.exit_code}): {result.stderr.strip()[-500:]}"
+                )
+        return deleted
+
+    def _relative_file(self, row: dict[str, Any], fileloc: str, dag_id: str) -> Path:
+        """The DAG's file relative to the dags folder (or the bundle's root on Airflow 3)."""
+        relative = row.get("relative_fileloc")
+        if relative:
+            return Path(str(relative))
+        try:
+            return Path(fileloc).relative_to(self.settings.dags_folder)
+        except ValueError:
+            raise RequestError(
+                f"{dag_id} is defined in {fileloc}, outside the dags folder: only a DAG "
+                "file the bridge could have deployed is deleted",
+                status=409,
+            ) from None
+
+    async def _delete_from_folder(
+        self, relative: Path, dag_id: str, locks: dict[str, asyncio.Lock]
+    ) -> Deployed:
+        settings = self.settings
+        async with install.upload_lock(locks, relative.name):
+            file, backup = await in_thread(
+                install.remove,
+                settings.dags_folder,
+                relative,
+                settings.backups_folder,
+                settings.backups_to_keep,
+            )
+        deleted = Deployed(file, [dag_id], backup, {"target": "folder", "path": str(file)})
+        # So that Airflow stops listing it now, not at its next parse of the folder.
+        await self._reserialize(deleted.warnings, api="delete_dag")
+        log.info("deleted %s (dag %s); kept as %s", file, dag_id, backup)
+        return deleted
+
+    async def _delete_from_git(
+        self, relative: Path, dag_id: str, locks: dict[str, asyncio.Lock]
+    ) -> Deployed:
+        repo = GitRepository(self.commands, self.settings, "delete_dag", self.peer)
+        async with git.locked(locks, self.settings):
+            await repo.sync()
+            file = await in_thread(install.file_within, repo.dags_root, relative)
+            if file is None:
+                raise RequestError(
+                    f"{dag_id}'s file {relative} is not on {repo.branch} of the deploy "
+                    "repository; nothing was deleted",
+                    status=404,
+                )
+            path = repo.relative(str(file.relative_to(repo.dags_root)))
+            await in_thread(file.unlink)
+            message = (
+                f"Delete {path} ({dag_id})\n\n"
+                f"Deleted through airflow-rest-bridge by token {self.author} ({self.peer})."
+            )
+            pushed = await repo.commit_and_push([path], message, Author(self.author, self.peer))
+        log.info("deleted %s (dag %s) from %s at %s", path, dag_id, repo.branch, pushed.commit)
+        return Deployed(path, [dag_id], None, _git_target(pushed))
+
+    async def _reserialize(self, warnings: list[str], api: str = "deploy_dag") -> None:
+        """Write the folder's DAGs to Airflow's database now, so that a new DAG is listed
+        (Airflow 3 lists from the database) and can be paused before a scheduler or
+        dag-processor parses it. The whole dags folder, on purpose: Airflow 2's
+        'reserialize --subdir FILE' first deletes every serialized DAG, so every other DAG
+        would vanish until the next parse."""
+        serialized = await self._airflow("serialize", "dags", "reserialize", api=api)
+        if serialized.exit_code != 0:
+            warnings.append(f"'dags reserialize' failed (exit code {serialized.exit_code})")
+
+    async def check(self, staged: StagedUpload, dags_folder: Path) -> list[str]:
         """Import the upload with Airflow's own interpreter, in a child process, and return
         its DAG ids; an import error or a file without a DAG is a 400 with Airflow's message."""
         python = self.airflow.python
@@ -113,7 +255,7 @@ class Deployer:
         try:
             copy = folder / staged.name
             await in_thread(shutil.copyfile, staged.path, copy)
-            argv = [python, str(DAG_CHECK), str(copy), str(self.settings.dags_folder)]
+            argv = [python, str(DAG_CHECK), str(copy), str(dags_folder)]
             result = await self.commands.capture(
                 CommandSpec(argv, "deploy_dag", "import check", self.peer, timeout, warm=False)
             )
@@ -144,20 +286,26 @@ class Deployer:
     async def refresh(self, dag_id: str) -> Captured:
         """Re-serialize the DAGs so that a known DAG's changes show up in Airflow; a DAG
         Airflow does not know is a 404."""
-        if await self.dag_file_of(dag_id) is None:
+        if not any(r.get("dag_id") == dag_id for r in await self._dags_listed("refresh_dag")):
             raise RequestError(f"The DAG ID '{dag_id}' does not exist", status=404)
         # Not limited to the DAG's file: see deploy() for why that would lose the other DAGs.
         return await self._airflow("serialize", "dags", "reserialize", api="refresh_dag")
 
-    async def dag_file_of(self, dag_id: str) -> str | None:
-        """Where Airflow says ``dag_id`` is defined, or None when it does not know the DAG."""
-        listed = await self._airflow("look up", "dags", "list", "--output=json", api="refresh_dag")
+    async def _dags_listed(self, api: str) -> list[dict[str, Any]]:
+        """The DAGs Airflow knows, each with the file that defines it."""
+        listed = await self._airflow("look up", "dags", "list", "--output=json", api=api)
         rows = parse_json_output(filter_text(listed.stdout))
-        for row in rows if isinstance(rows, list) else []:
-            if isinstance(row, dict) and row.get("dag_id") == dag_id:
-                return str(row.get("fileloc") or "")
-        return None
+        return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
 
     async def _airflow(self, purpose: str, *args: str, api: str = "deploy_dag") -> Captured:
         argv = [self.airflow.executable, *args]
         return await self.commands.capture(CommandSpec(argv, api, purpose, self.peer))
+
+
+def _git_target(pushed: Pushed) -> dict[str, Any]:
+    return {
+        "target": "git",
+        "commit": pushed.commit,
+        "branch": pushed.branch,
+        "path": pushed.path,
+    }

@@ -63,6 +63,51 @@ def back_up(target: Path, folder: Path, keep: int) -> Path:
     return backup
 
 
+def place_copy(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target`` whole: written beside it under a temp name, fsync'd, then
+    one ``os.replace`` (a git deploy's clone; the staged upload stays where it is)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.airflow-rest-bridge.tmp")
+    try:
+        shutil.copyfile(source, temp)
+        with open(temp, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def file_within(root: Path, relative: Path) -> Path | None:
+    """The file ``relative`` names inside ``root`` (for a DAG inside a zip, the zip), or None;
+    never a path that leaves ``root``, whatever Airflow recorded."""
+    base = root.resolve()
+    candidate = (base / relative).resolve()
+    if not candidate.is_relative_to(base):
+        return None
+    for path in (candidate, *candidate.parents):
+        if path == base or not path.is_relative_to(base):
+            return None
+        if path.is_file():
+            return path
+    return None
+
+
+def remove(
+    dags_folder: Path, relative: Path, backups_folder: Path, backups_to_keep: int
+) -> tuple[Path, Path]:
+    """delete_dag on the folder target: the DAG's file is backed up, then unlinked."""
+    target = file_within(dags_folder, relative)
+    if target is None:
+        raise RequestError(
+            f"{relative} is not a file in the dags folder {dags_folder}; nothing was deleted",
+            status=409,
+        )
+    backup = back_up(target, backups_folder, backups_to_keep)
+    target.unlink()
+    _fsync_dir(target.parent)
+    return target, backup
+
+
 def _fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:

@@ -108,7 +108,7 @@ async def api(request: web.Request) -> web.StreamResponse:
             values["output"] = "json"
         fmt = chosen_format((raw.get("stream") or [""])[0], request.headers.get("Accept", ""), None)
         detach = _detach(chosen, raw, fmt)
-        confined.check(chosen, values, caller, fmt is not None, detach)
+        confined.check(chosen, values, caller, fmt is not None, detach, airflow.major)
         call = Call(
             chosen,
             values,

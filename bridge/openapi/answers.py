@@ -63,7 +63,10 @@ def schemas() -> dict[str, Schema]:
                     "anyOf": [
                         {"type": "string"},
                         ref("schemas", "CliOutput"),
-                        {"type": "object", "description": "deploy_dag: file, dag_ids, backup"},
+                        {
+                            "type": "object",
+                            "description": "deploy_dag, delete_dag: file, dag_ids, backup",
+                        },
                     ]
                 },
                 "status": {"enum": ["OK", "ERROR"]},
@@ -72,6 +75,11 @@ def schemas() -> dict[str, Schema]:
                 "exit_code": {"type": "integer", "description": "CLI-backed APIs"},
                 "data": {"description": "output=json, export: the CLI's parsed JSON output"},
                 "dag_run": {"type": "object", "description": "trigger_dag: the run created"},
+                "deploy": {
+                    "type": "object",
+                    "description": "deploy_dag, delete_dag: where the file went: target (folder "
+                    "or git), path, and for git the commit and branch",
+                },
                 "run_states": {
                     "type": "array",
                     "description": "trigger_dag&wait=true: each state seen, with its Unix time",

@@ -42,6 +42,7 @@ class CommandSpec:
     peer: str = "-"  # the client's address and token name
     timeout: float | None = None  # default: command_timeout
     warm: bool = True  # may run through the warm helper (services never do)
+    env: tuple[tuple[str, str], ...] = ()  # set over the child environment (git's author)
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class CommandPath:
             raise RequestError("the daemon is stopping: no new Airflow process starts", 503)
         command = Command(
             spec.argv,
-            env=settings.child_environment(os.environ),
+            env={**settings.child_environment(os.environ), **dict(spec.env)},
             timeout=spec.timeout if spec.timeout is not None else settings.command_timeout,
             grace=settings.kill_grace_period,
             census=self._census,
