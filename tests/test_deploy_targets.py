@@ -87,6 +87,19 @@ async def git_client(
     return client, {HEADER: token}
 
 
+Deploying = tuple[TestClient[Any, Any], dict[str, str]]
+
+
+@pytest.fixture
+async def deploying(
+    make_fake_client: ClientFactory,
+    tmp_path: Path,
+    remote: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> Deploying:
+    return await git_client(make_fake_client, tmp_path, remote, capsys)
+
+
 def _fake_info() -> AirflowInfo:
     return AirflowInfo(str(FAKE_AIRFLOW), "3.3.2", 3, frozenset({"dags", "tasks", "scheduler"}))
 
@@ -144,7 +157,7 @@ async def test_delete_dag_moves_the_file_to_the_backups_and_serializes(
 
 
 async def test_delete_dag_with_metadata_also_deletes_the_records(
-    make_fake_client: ClientFactory, tmp_path: Path, listed: Path
+    make_fake_client: ClientFactory, listed: Path
 ) -> None:
     client = await make_fake_client()
     status, body = await call(client, api="delete_dag", dag_id="acc_y", metadata="true")
@@ -199,12 +212,11 @@ async def test_a_dag_defined_outside_the_dags_folder_is_not_deleted(
 
 
 async def test_a_git_deploy_commits_under_the_token_name_and_pushes(
-    make_fake_client: ClientFactory,
+    deploying: Deploying,
     tmp_path: Path,
     remote: Path,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    client, headers = await git_client(make_fake_client, tmp_path, remote, capsys)
+    client, headers = deploying
     status, body = await deploy(client, headers, "acc_new.py", "# v1\n")
     assert status == 200, body
     head = git(remote, "rev-parse", "main")
@@ -256,13 +268,12 @@ async def _deploy_while_main_moves(
 
 
 async def test_a_branch_that_moved_on_gets_the_deploy_replayed_never_forced(
-    make_fake_client: ClientFactory,
+    deploying: Deploying,
     tmp_path: Path,
     remote: Path,
-    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    client, headers = await git_client(make_fake_client, tmp_path, remote, capsys)
+    client, headers = deploying
     status, body, theirs = await _deploy_while_main_moves(
         client, headers, remote, tmp_path, monkeypatch, "dags/their_dag.py"
     )
@@ -274,13 +285,12 @@ async def test_a_branch_that_moved_on_gets_the_deploy_replayed_never_forced(
 
 
 async def test_a_conflicting_change_is_a_409_and_nothing_is_pushed(
-    make_fake_client: ClientFactory,
+    deploying: Deploying,
     tmp_path: Path,
     remote: Path,
-    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    client, headers = await git_client(make_fake_client, tmp_path, remote, capsys)
+    client, headers = deploying
     status, body, theirs = await _deploy_while_main_moves(
         client, headers, remote, tmp_path, monkeypatch, "dags/acc_race.py"
     )
@@ -295,16 +305,15 @@ async def test_a_conflicting_change_is_a_409_and_nothing_is_pushed(
 
 
 async def test_delete_dag_through_git_commits_the_removal(
-    make_fake_client: ClientFactory,
+    deploying: Deploying,
     tmp_path: Path,
     remote: Path,
-    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # This host's Airflow sees the repository's dags folder (as git-sync gives it).
     monkeypatch.setenv("FAKE_AIRFLOW_DAGS", "existing")
     monkeypatch.setenv("FAKE_AIRFLOW_DAGS_FOLDER", str(tmp_path / "dags"))
-    client, headers = await git_client(make_fake_client, tmp_path, remote, capsys)
+    client, headers = deploying
     before = git(remote, "rev-parse", "main")
     response = await client.get(
         "/admin/rest_api/api", params={"api": "delete_dag", "dag_id": "existing"}, headers=headers
@@ -319,7 +328,6 @@ async def test_delete_dag_through_git_commits_the_removal(
 
 async def test_credentials_in_the_url_never_reach_the_answer_or_the_logs(
     make_fake_client: ClientFactory,
-    tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     url = "http://robot:hunter2-secret@127.0.0.1:9/team/dags.git"  # nothing listens on 9
@@ -338,12 +346,10 @@ async def test_credentials_in_the_url_never_reach_the_answer_or_the_logs(
 
 
 async def test_two_deploys_racing_both_land(
-    make_fake_client: ClientFactory,
-    tmp_path: Path,
+    deploying: Deploying,
     remote: Path,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    client, headers = await git_client(make_fake_client, tmp_path, remote, capsys)
+    client, headers = deploying
     answers = await asyncio.gather(
         *(deploy(client, headers, f"acc_{n}.py", f"# {n}\n") for n in range(3))
     )

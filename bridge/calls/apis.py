@@ -13,7 +13,7 @@ from bridge.calls.events import Answer, Finished
 from bridge.calls.result import command_envelope
 from bridge.calls.task_log import task_log
 from bridge.catalogue.model import Handler
-from bridge.deploy.dags import Deployer
+from bridge.deploy.dags import Deployed, Deployer
 from bridge.errors import RequestError
 
 
@@ -47,15 +47,7 @@ async def deploy_dag(call: Call) -> Answer:
         deployed = await _deployer(call).deploy(
             staged, call.daemon.upload_locks, bool(values.get("force")), pause
         )
-    return Finished(
-        envelope.finish(
-            call.base,
-            http_code=200,
-            output=deployed.output(),
-            warnings=[*call.notes, *deployed.warnings],
-            extra={"deploy": deployed.target},
-        )
-    )
+    return _done(call, deployed)
 
 
 async def delete_dag(call: Call) -> Answer:
@@ -64,13 +56,18 @@ async def delete_dag(call: Call) -> Answer:
         deleted = await _deployer(call).delete(
             call.values["dag_id"], call.daemon.upload_locks, bool(call.values.get("metadata"))
         )
+    return _done(call, deleted)
+
+
+def _done(call: Call, deployed: Deployed) -> Finished:
+    """What a deploy or a deletion answers: the file, its DAGs, and where it went."""
     return Finished(
         envelope.finish(
             call.base,
             http_code=200,
-            output=deleted.output(),
-            warnings=[*call.notes, *deleted.warnings],
-            extra={"deploy": deleted.target},
+            output=deployed.output(),
+            warnings=[*call.notes, *deployed.warnings],
+            extra={"deploy": deployed.target},
         )
     )
 
