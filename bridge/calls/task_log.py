@@ -1,6 +1,9 @@
-"""``api=task_log``: a task try's log from the installation's local logs folder, whole
-(one envelope, or streamed once), or followed live (``follow=true`` with a stream) until the
-try ends.
+"""``api=task_log``: a task try's log, whole (one envelope, or streamed once), or followed
+live (``follow=true`` with a stream) until the try ends.
+
+The local logs folder is read directly (the fast path); a log not there is read by Airflow's
+own reader (bridge.calls.log_reader: the worker's log server, remote logging), also by a
+follow once the try has begun with no local file.
 
 The run is found with ``dags list-runs`` and the try's state with ``tasks state``, through the
 command path like every Airflow process, each with a slot of its own for as long as it runs:
@@ -13,16 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bridge.calls import envelope
+from bridge.calls import envelope, log_reader
 from bridge.calls.call import Call
 from bridge.calls.events import Answer, Event, Finished, Output, Result, Streamed
 from bridge.calls.follows import Holding
+from bridge.calls.log_reader import Read
 from bridge.calls.runs import cli_capture, list_runs, paused_note
 from bridge.calls.stopping import Stopped, pause, unless_stopped
 from bridge.catalogue.installed import availability
@@ -37,6 +42,7 @@ STATE_POLL_SECONDS = 2.0  # how often Airflow is asked whether the try has ended
 # States of a try that has not begun (tasks state prints "None" for one not yet scheduled):
 # a follow that begins on one says so when its DAG is paused, as it then never begins.
 NOT_STARTED = frozenset({"none", "scheduled", "queued"})
+GOING = frozenset({"running", "deferred"})  # a try that has begun and not ended
 
 
 async def task_log(call: Call) -> Answer:
@@ -57,8 +63,10 @@ async def task_log(call: Call) -> Answer:
         if follow:  # a task the run does not have would otherwise be waited for
             await _check_task(call, task)
         found = await _find(settings, task, try_number)
-        if found is None and not follow:
-            raise RequestError(_missing(settings, task, try_number), status=404)
+        if found is None and not follow:  # not here: Airflow's own reader looks further
+            missing = functools.partial(_missing, settings, task, try_number)
+            described = _describe(settings, task, try_number, None)
+            return await log_reader.answer(call, task, try_number, missing, described)
         if call.stream is None:
             assert found is not None
             return await _whole(call, settings, task, *found)
@@ -121,22 +129,27 @@ async def _find(
     return (try_number, path) if await in_thread(path.is_file) else None
 
 
-def _missing(settings: TaskLogSettings, task: TaskTry, try_number: int | None) -> str:
+def _missing(
+    settings: TaskLogSettings, task: TaskTry, try_number: int | None, said: Read | None = None
+) -> str:
     which = f"try {try_number}" if try_number else "any try"
     where = f"of task '{task.task_id}' in run '{task.run_id}' of DAG '{task.dag_id}'"
-    if settings.remote:
-        return (
-            f"no local log of {which} {where}: remote logging is on, so the log may only be at "
-            f"{settings.remote_folder or 'the remote log store'}; read it with Airflow's UI or "
-            "REST API"
-        )
-    return f"no log of {which} {where} in the logs folder (yet: follow=true waits for it)"
+    remote = (
+        f", nor at {settings.remote_folder or 'the remote log store'}" if settings.remote else ""
+    )
+    notes = "; ".join(said.notes()) if said is not None else ""
+    return (
+        f"no log of {which} {where} in the logs folder, and Airflow's log reader found none "
+        f"(on the worker's log server{remote}){f': {notes}' if notes else ''} "
+        "(yet: follow=true waits for it)"
+    )
 
 
 def _describe(
     settings: TaskLogSettings, task: TaskTry, try_number: int | None, path: Path | None
 ) -> dict[str, Any]:
-    """Which file was read, relative to the logs folder (resolved: the disk, so in a thread)."""
+    """Which file was read, relative to the logs folder (resolved: the disk, so in a thread);
+    ``source`` says where the log came from (here: ``file``)."""
     return {
         "dag_id": task.dag_id,
         "task_id": task.task_id,
@@ -144,6 +157,8 @@ def _describe(
         "map_index": task.map_index,
         "try_number": try_number,
         "log_file": str(path.relative_to(Path(settings.base_folder).resolve())) if path else None,
+        "source": "file" if path else None,
+        "sources": [str(path)] if path else [],
     }
 
 
@@ -176,6 +191,7 @@ class _Following:
     try_number: int | None = None
     state: str | None = None
     timed_out: bool = False  # command_timeout passed before the try ended
+    elsewhere: Read | None = None  # what Airflow's reader said, once it took over
 
     async def more(self, settings: TaskLogSettings, task: TaskTry, whole: bool = False) -> str:
         """What was written since the last look (the file is looked for until found)."""
@@ -213,14 +229,19 @@ async def _streamed(
             http_code = stop.http_code
         if log.timed_out:
             http_code = 504  # as trigger_dag&wait=true answers a wait that timed out
-    if text := await log.more(settings, task, whole=True):
+    if log.elsewhere is None and (text := await log.more(settings, task, whole=True)):
         yield Output("stdout", text)
-    if log.reader is None:
-        warnings.append(_missing(settings, task, log.wanted))
+    said = log.elsewhere
+    if said is not None and said.failure is not None:
+        warnings.append(said.failure)
+        http_code = 500 if http_code == 200 else http_code
+    elif log.reader is None and not (said is not None and said.found):
+        warnings.append(_missing(settings, task, log.wanted, said))
     read = log.reader.path if log.reader else None
-    extra: dict[str, Any] = {
-        "task_log": await in_thread(_describe, settings, task, log.try_number, read)
-    }
+    described = await in_thread(_describe, settings, task, log.try_number, read)
+    if said is not None:
+        described.update(said.describe())
+    extra: dict[str, Any] = {"task_log": described}
     if log.state is not None:
         extra["task_state"] = log.state
     yield Result(envelope.finish(call.base, http_code=http_code, warnings=warnings, extra=extra))
@@ -239,6 +260,16 @@ async def _follow(
         if text := await log.more(settings, task):
             yield text
         log.state = await _state(call, task)
+        if log.reader is None and (log.state in ENDED_STATES or log.state in GOING):
+            # The try has begun: a log not here (looked for once more) is elsewhere.
+            if text := await log.more(settings, task):
+                yield text
+            if log.reader is None:
+                async for text in _follow_elsewhere(
+                    call, task, log, warnings, give_up - loop.time()
+                ):
+                    yield text
+                return
         if log.state in ENDED_STATES:
             return
         if first and log.state in NOT_STARTED:
@@ -261,11 +292,37 @@ async def _follow(
                 yield text
 
 
+async def _follow_elsewhere(
+    call: Call, task: TaskTry, log: _Following, warnings: list[str], seconds: float
+) -> AsyncGenerator[str, None]:
+    """The try followed by Airflow's own reader, within what is left of command_timeout,
+    until it says the log ended; Stopped when the call is stopped."""
+    said = log.elsewhere = Read(withhold_stderr=call.caller.confined)
+    texts = log_reader.followed(call, task, log.wanted, said, STATE_POLL_SECONDS, seconds)
+    try:
+        async with contextlib.aclosing(texts):
+            async for text in texts:
+                yield text
+    except RequestError as refused:  # no slot for it, the daemon stopping, no interpreter
+        raise Stopped(str(refused), refused.status) from None
+    log.try_number = said.about.get("try_number") or log.try_number
+    log.state = str(said.about.get("state") or log.state)
+    if said.timed_out:  # as a follow of a file times out
+        said.about["done"] = True
+        log.timed_out = True
+        warnings.append(
+            f"the task was still {log.state} after command_timeout "
+            f"({call.settings.command_timeout:g} s); following stopped, the task goes on"
+        )
+
+
 async def _check_task(call: Call, task: TaskTry) -> None:
     """A 404 when ``tasks state`` cannot find the task instance (its words say why)."""
     found = await cli_capture(call, _state_argv(task), "find the task")
     if found.exit_code != 0:
         said = [line for line in found.stderr.splitlines() if line.strip()][-1:]
+        if call.caller.confined:  # Airflow's words there may name other DAGs
+            said = []
         raise RequestError(
             f"task '{task.task_id}' of run '{task.run_id}' of DAG '{task.dag_id}' was not "
             f"found: {mask_uri(said[0].strip()) if said else 'tasks state failed'}",

@@ -644,8 +644,9 @@ APIS: tuple[Api, ...] = (
     ),
     Api(
         "task_log",
-        "A task try's log from the logs folder; with follow=true and a stream, followed live "
-        "until the try ends",
+        "A task try's log: the local file, else through Airflow's log reader (the worker's "
+        "log server, remote logging); with follow=true and a stream, followed live until "
+        "the try ends",
         (
             DAG_ID,
             TASK_ID,
