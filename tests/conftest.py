@@ -87,6 +87,16 @@ def settings(airflow_home: Path, airflow_bin: str) -> Settings:
     return settings_for(airflow_home, airflow_bin)
 
 
+@pytest.fixture(scope="module")
+def private_home(airflow_info: AirflowInfo, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An Airflow home of the module's own (a migration's cost), for a test that must leave
+    the session's home as it was while other tests use it: import errors in the database
+    change what `dags list-import-errors` answers everywhere."""
+    home = tmp_path_factory.mktemp("airflow-home-private")
+    make_home(airflow_info.executable, home)
+    return home
+
+
 @pytest.fixture(scope="session")
 def session_warm_helper(
     airflow_bin: str, airflow_home: Path, airflow_info: AirflowInfo

@@ -6,10 +6,13 @@ import asyncio
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bridge.catalogue.installed import AirflowInfo
 from bridge.config.settings import Settings
+from bridge.http.app import create_app
 from tests.helpers import (
     API,
     DAG_SOURCE,
@@ -19,6 +22,7 @@ from tests.helpers import (
     dag_is_paused,
     new_marker,
     processes_with,
+    settings_for,
     upload,
 )
 
@@ -191,11 +195,13 @@ async def test_refresh_dag(make_client: ClientFactory) -> None:
 
 
 async def test_refresh_all_picks_up_files_changed_on_disk_with_their_import_errors(
-    make_client: ClientFactory, settings: Settings
+    aiohttp_client: Any, private_home: Path, airflow_info: AirflowInfo
 ) -> None:
     """A bulk deploy the bridge did not make (files written into the dags folder): one
-    refresh_all serializes them, counts the DAGs and names the file that does not import."""
-    client = await make_client()
+    refresh_all serializes them, counts the DAGs and names the file that does not import.
+    In a home of its own: Airflow 3 records the import error in its database."""
+    settings = settings_for(private_home, airflow_info.executable, warm_helper=False)
+    client = await aiohttp_client(create_app(settings, airflow_info))
     dag_id = new_marker("bulk")
     written = settings.dags_folder / f"{dag_id}.py"
     broken = settings.dags_folder / f"{dag_id}_broken.py"
