@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ from aiohttp.test_utils import TestClient
 
 from bridge.catalogue.installed import AirflowInfo
 from bridge.config.load import load
-from tests.helpers import FAKE_AIRFLOW, ClientFactory, call, upload, write_cfg
+from bridge.deploy.git import locked as clone_locked
+from bridge.http.keys import SETTINGS, settings_of
+from tests.helpers import FAKE_AIRFLOW, ClientFactory, app_of, call, upload, write_cfg
 from tests.test_confined import HEADER, SEED, add
 
 
@@ -359,3 +362,45 @@ async def test_two_deploys_racing_both_land(
     commits = {body["deploy"]["commit"] for _, body in answers}
     assert len(commits) == 3  # each its own commit, none lost
     assert git(remote, "rev-list", "--count", "main") == "4"
+
+
+async def test_a_second_daemon_changing_the_clone_holds_off_a_deploy(
+    make_fake_client: ClientFactory,
+    tmp_path: Path,
+    remote: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Two daemons on one Airflow home share the clone: while another process holds its
+    lock, a deploy waits (here past a short command_timeout: a 503, nothing pushed), and
+    takes the lock once that process is gone."""
+    client, headers = await git_client(make_fake_client, tmp_path, remote, capsys)
+    settings = replace(settings_of(app_of(client)), command_timeout=0.5)
+    app_of(client)[SETTINGS].settings = settings
+    lock_file = settings.git_clone_path.with_name(settings.git_clone_path.name + ".lock")
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT);"
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
+            str(lock_file),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        before = tree_of(remote)
+        status, body = await deploy(client, headers, "acc_held.py", "# held\n")
+        assert status == 503, body
+        assert "another bridge on this Airflow home" in body["output"], body
+        assert tree_of(remote) == before
+    finally:
+        assert holder.stdin is not None and holder.stdout is not None
+        holder.stdin.close()
+        holder.wait()
+        holder.stdout.close()
+    async with clone_locked({}, replace(settings, command_timeout=60)):
+        pass  # the lock is free again: taken at once

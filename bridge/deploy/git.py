@@ -14,14 +14,18 @@ message's text.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import os
 import shutil
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.config.settings import Settings
 from bridge.errors import RequestError
+from bridge.jobs.spool import CANNOT_LOCK
 from bridge.offload import in_thread
 from bridge.process.path import Captured, CommandPath, CommandSpec
 from bridge.text.redact import mask_uri
@@ -221,6 +225,49 @@ class GitRepository:
         return mask_uri(text.replace(self.url, "<deploy_git_url>"))
 
 
-def locked(locks: dict[str, asyncio.Lock], settings: Settings) -> asyncio.Lock:
-    """One change at a time in a clone."""
-    return locks.setdefault(f"git:{settings.git_clone_path}", asyncio.Lock())
+@contextlib.asynccontextmanager
+async def locked(locks: dict[str, asyncio.Lock], settings: Settings) -> AsyncIterator[None]:
+    """One change at a time in a clone: in this daemon (an asyncio lock), and among the
+    daemons that share the Airflow home and so the clone (``flock`` on a file beside it,
+    which the kernel lets go when the holder dies, however). Waiting for another daemon is
+    bounded by command_timeout: then a 503."""
+    async with locks.setdefault(f"git:{settings.git_clone_path}", asyncio.Lock()):
+        fd = await in_thread(_lock_file, settings.git_clone_path)
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + settings.command_timeout
+            pause = 0.05
+            while not await in_thread(_try_lock, fd):
+                if loop.time() >= deadline:
+                    raise RequestError(
+                        "another bridge on this Airflow home has been changing the git "
+                        f"clone for command_timeout ({settings.command_timeout:g} s); "
+                        "nothing was changed, try again",
+                        503,
+                        headers={"Retry-After": "10"},
+                    )
+                await asyncio.sleep(pause)  # a retry, not a synchronisation: flock has no event
+                pause = min(pause * 2, 1.0)
+            yield
+        finally:
+            await in_thread(os.close, fd)  # closing it lets go of the lock
+
+
+def _lock_file(clone: Path) -> int:
+    clone.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return os.open(clone.with_name(clone.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+
+
+def _try_lock(fd: int) -> bool:
+    """True once this process holds the lock; False while another does. A filesystem that
+    cannot lock at all counts as held: the in-process lock still keeps this daemon's own
+    changes apart."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as exc:
+        if exc.errno not in CANNOT_LOCK:
+            raise
+        log.warning("the git clone's lock cannot be taken here (%s): changed unlocked", exc)
+    return True
