@@ -20,6 +20,8 @@ FAKE_AIRFLOW_CHECK_GATE=FILE, first creating FILE.waiting, then waiting for FILE
 errflood mode floods stderr as flood does stdout. `version` takes FAKE_AIRFLOW_SLOW_START
 seconds when that is set (a slow startup). `scheduler --daemon` forks a service that lives
 on, or that dies at once (FAKE_AIRFLOW_SERVICE=dies).
+The dagbag mode logs on stdout, as Airflow 2 does, a DAG file of the folder that does not
+import, unless --subdir names one file.
 The lines mode prints numbered lines (lines500: 500 of them; errlines to stderr). The
 environ mode prints the environment it was given as one JSON line; the say mode prints
 FAKE_AIRFLOW_SAY (as `config get-value` prints a value it read): split across two writes on
@@ -142,6 +144,12 @@ def main(argv: list[str]) -> int:
             ticks += 1
             time.sleep(0.1)
         print(f"done {ticks}", flush=True)
+        return 0
+    if mode == "dagbag":  # as Airflow 2 loads a dags folder: logs, on stdout, what fails
+        subdir = next((a.split("=", 1)[1] for a in argv if a.startswith("--subdir=")), "")
+        if not subdir.endswith(".py"):
+            print("{dagbag.py:387} ERROR - Failed to import: /dags/zeta_secret.py", flush=True)
+        print(f"loaded {subdir or 'the dags folder'}", flush=True)
         return 0
     if mode == "environ":
         print(json.dumps(dict(os.environ)), flush=True)

@@ -16,15 +16,20 @@ from aiohttp.test_utils import TestClient
 
 from bridge import cli
 from bridge.calls.confined import table
+from bridge.catalogue.cli_classes import dag_report
+from bridge.catalogue.cli_commands import minor_of
 from bridge.catalogue.installed import AirflowInfo
+from bridge.catalogue.model import Confinement
 from bridge.config.load import load
 from bridge.config.tokens import TokensError, dag_matches, parse_dag_patterns, read_tokens
-from tests.helpers import API, ClientFactory, fault, new_marker, write_cfg
+from tests.helpers import API, ClientFactory, fault, installed_cli, new_marker, write_cfg
+from tests.helpers import cli_argument as argument
 from tests.test_bodies import answer_of, started_upload
 from tests.test_cli_commands import CLI
 from tests.test_token_identity import JOBS, detach, reload_tokens, until_ended
 
 SEED = "the-seed-token"
+DATE = "2024-01-02T03:04:05"
 HEADER = "rest_api_plugin_http_token"
 
 
@@ -128,23 +133,66 @@ async def test_a_confined_token_calls_its_dags_only(
     assert status == 200, body
 
 
-async def test_no_command_of_the_installed_cli_is_confinable(
+async def test_only_reviewed_commands_of_the_installed_cli_are_confinable(
     make_fake_client: ClientFactory,
     fake_airflow_info: AirflowInfo,
     tokens_cfg: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Even a list (of import errors, which name other DAGs' files): nobody reviewed any
-    command of the installed CLI for confinement."""
+    """A list of import errors names other DAGs' files: refused. The reviewed `dags
+    list-runs` names one DAG: the token's own only; on a minor nobody reviewed, refused."""
     token = add(tokens_cfg, capsys, "acc", "--scope", "operate", "--dags", "acc_*")
     airflow = replace(fake_airflow_info, version="2.11.2", major=2, cli=CLI)
     client = await confined_client(make_fake_client, tokens_cfg, airflow=airflow)
-    params = {"api": "dags.list-import-errors"}  # read: a scope the token has
+
+    async def status_of(headers: dict[str, str], **params: str) -> tuple[int, str]:
+        response = await client.get(API, params=params, headers=headers)
+        return response.status, await response.text()
+
+    status, text = await status_of({HEADER: token}, api="dags.list-import-errors")
+    assert status == 403 and "cannot be confined" in text, text
+    status, text = await status_of({HEADER: SEED}, api="dags.list-import-errors")
+    assert status != 403, text
+    status, text = await status_of({HEADER: token}, api="dags.list-runs", dag_id="zeta_x")
+    assert status == 403 and "DAG 'zeta_x' is not one of" in text, text
+    status, text = await status_of({HEADER: token}, api="dags.list-runs", dag_id="acc_x")
+    assert status not in (403, 404), text
+    assert "--dag-id=acc_x" in json.loads(text)["airflow_cmd"], text
+
+    unreviewed = replace(airflow, version="2.10.5", cli=replace(CLI, version="2.10.5"))
+    client = await confined_client(make_fake_client, tokens_cfg, airflow=unreviewed)
+    status, text = await status_of({HEADER: token}, api="dags.list-runs", dag_id="acc_x")
+    assert status == 403 and "cannot be confined" in text, text
+
+
+async def test_on_airflow_2_a_confined_call_loads_its_dags_file_only(
+    make_fake_client: ClientFactory,
+    fake_airflow_info: AirflowInfo,
+    tokens_cfg: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Airflow 2 logs on stdout the files of the dags folder that do not import: a confined
+    token's command gets --subdir set to its DAG's own file, found with `dags list`."""
+    monkeypatch.setenv("FAKE_AIRFLOW_DAGS", "zeta_secret,acc_x")
+    token = add(tokens_cfg, capsys, "acc", "--scope", "operate", "--dags", "acc_*")
+    airflow = replace(fake_airflow_info, version="2.11.2", major=2)
+    client = await confined_client(make_fake_client, tokens_cfg, airflow=airflow)
+    params = {"api": "test", "dag_id": "acc_x", "task_id": "dagbag", "execution_date": DATE}
     response = await client.get(API, params=params, headers={HEADER: token})
     body = await response.json()
-    assert response.status == 403 and "cannot be confined" in body["output"], body
+    assert response.status == 200, body
+    assert "--subdir=/dags/acc_x.py" in body["airflow_cmd"], body
+    assert "zeta_secret" not in json.dumps(body), body
+    # An unconfined token: the folder, as asked (the fault shows what was kept out).
     response = await client.get(API, params=params, headers={HEADER: SEED})
-    assert response.status != 403, await response.text()
+    assert "zeta_secret" in (await response.json())["output"]["stdout"]
+    # A DAG Airflow does not list: nothing runs.
+    missing = {**params, "dag_id": "acc_gone"}
+    response = await client.get(API, params=missing, headers={HEADER: token})
+    body = await response.json()
+    assert response.status == 404 and "acc_gone" in body["output"], body
+    assert "airflow_cmd" not in body
 
 
 async def test_an_unconfinable_api_is_refused_before_the_body_is_read(
@@ -162,13 +210,22 @@ async def test_an_unconfinable_api_is_refused_before_the_body_is_read(
 
 
 async def test_stderr_is_never_shown_to_a_confined_token(
-    make_fake_client: ClientFactory, tokens_cfg: Path, capsys: pytest.CaptureFixture[str]
+    make_fake_client: ClientFactory,
+    fake_airflow_info: AirflowInfo,
+    tokens_cfg: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The crash fault says "something went wrong" on stderr: the seed's token sees it; a
-    confined one, buffered or streamed, gets the exit code and a warning instead."""
+    confined one, buffered or streamed, gets the exit code and a warning instead. On Airflow
+    3, where `tasks test` logs every other file that does not import on stdout, it is shown
+    neither stream."""
+    marker = new_marker("acc")
+    monkeypatch.setenv("FAKE_AIRFLOW_DAGS", marker)  # for the --subdir of Airflow 2
     token = add(tokens_cfg, capsys, "acc", "--scope", "operate", "--dags", "acc_*")
-    client = await confined_client(make_fake_client, tokens_cfg)
-    crash = fault(new_marker("acc"), "crash")
+    airflow = replace(fake_airflow_info, version="2.11.2", major=2)
+    client = await confined_client(make_fake_client, tokens_cfg, airflow=airflow)
+    crash = fault(marker, "crash")
     seen = await (await client.get(API, params=crash, headers={HEADER: SEED})).json()
     assert "something went wrong" in seen["output"]["stderr"], seen
     response = await client.get(API, params=crash, headers={HEADER: token})
@@ -181,6 +238,17 @@ async def test_stderr_is_never_shown_to_a_confined_token(
     assert not [e for e in events if e.get("stream") == "stderr"], events
     assert "something went wrong" not in json.dumps(events)
     assert "is not shown to a token confined" in events[-1]["warning"], events[-1]
+
+    client = await confined_client(make_fake_client, tokens_cfg)  # Airflow 3
+    response = await client.get(API, params=crash, headers={HEADER: token})
+    body = await response.json()
+    assert response.status == 500 and body["exit_code"] == 3, body
+    assert not any(body["output"].values()), body
+    said = "stderr (21 characters) and stdout (31 characters) are not shown to a token"
+    assert said in body["warning"], body
+    streamed = await client.get(API, params={**crash, "stream": "ndjson"}, headers={HEADER: token})
+    events = [json.loads(line) for line in (await streamed.read()).splitlines()]
+    assert not [e for e in events if e.get("event") == "output"], events
 
 
 async def test_a_confined_list_names_its_dags_only_as_json_and_as_a_table(
@@ -225,8 +293,6 @@ def test_a_table_is_as_wide_as_its_widest_value() -> None:
 
 # --- found by a review: each let a confined token reach beyond its DAGs ---------------------
 
-DATE = "2024-01-02T03:04:05"
-
 
 async def test_run_with_a_pickle_is_refused_to_a_confined_token(
     make_fake_client: ClientFactory,
@@ -255,9 +321,11 @@ async def test_clear_by_a_confined_token_stays_in_its_dag(
     capsys: pytest.CaptureFixture[str],
     major: int,
     flags: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Airflow 2's clear follows ExternalTaskMarkers into other DAGs, and clears a SubDAG's
     parent, unless told not to; Airflow 3 has neither flag (nor SubDAGs)."""
+    monkeypatch.setenv("FAKE_AIRFLOW_DAGS", "acc_x")
     token = add(tokens_cfg, capsys, "acc", "--scope", "operate", "--dags", "acc_*")
     airflow = replace(fake_airflow_info, version=f"{major}.11.2", major=major)
     client = await confined_client(make_fake_client, tokens_cfg, airflow=airflow)
@@ -265,6 +333,7 @@ async def test_clear_by_a_confined_token_stays_in_its_dag(
     body = await (await client.get(API, params=params, headers={HEADER: token})).json()
     command = body["airflow_cmd"]
     assert ("--exclude-subdags" in command and "--exclude-parentdag" in command) is flags
+    assert ("--subdir=/dags/acc_x.py" in command) is flags  # Airflow 2 loads its file only
     assert "SubDAGs" not in body.get("warning", "")
     body = await (await client.get(API, params=params, headers={HEADER: SEED})).json()
     assert "--exclude-subdags" not in body["airflow_cmd"]  # an unconfined token: as asked
@@ -290,3 +359,25 @@ async def test_a_token_narrowed_by_the_operator_no_longer_sees_its_jobs_on_other
     assert "zeta_secret" not in json.dumps(listed), listed
     output = await client.get(f"{JOBS}/{job_id}/output", headers={HEADER: token})
     assert output.status == 404
+
+
+def test_a_report_is_confinable_only_in_the_shape_it_was_reviewed_in() -> None:
+    """The reviewed table names commands; the parser must still show what made them
+    confinable (a required dag_id, no regex, JSON for a list), on a minor reviewed."""
+    dag_id = argument("dag_id", "-d", "--dag-id", required=True)
+    output = argument("output", "-o", "--output", choices=["table", "json"])
+
+    def class_of(version: str, words: list[str], *arguments: dict[str, Any]) -> Confinement:
+        cli = installed_cli(version, (words, list(arguments)))
+        return dag_report(next(iter(cli.commands.values())), minor_of(version))
+
+    assert class_of("2.11.2", ["dags", "list-runs"], dag_id, output) is Confinement.ONE_DAG
+    assert class_of("3.3.2", ["dags", "list-jobs"], output) is Confinement.DAG_LIST
+    refused = [
+        class_of("2.10.5", ["dags", "list-runs"], dag_id, output),  # a minor nobody read
+        class_of("2.11.2", ["dags", "list-runs"], argument("dag_id", "-d"), output),
+        class_of("2.11.2", ["dags", "state"], dag_id, argument("dag_regex", "--dag-regex")),
+        class_of("3.3.2", ["dags", "list"], argument("columns", "--columns")),  # no JSON
+        class_of("3.3.2", ["dags", "list-import-errors"], output),  # not a report on DAGs
+    ]
+    assert set(refused) == {Confinement.REFUSED}, refused

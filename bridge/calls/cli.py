@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from bridge.calls import jobs
+from bridge.calls import confined, jobs
 from bridge.calls.call import Call
 from bridge.calls.command import FollowUp, result_of, run
 from bridge.calls.dag_report import dag_report
@@ -36,6 +36,7 @@ AFTER: dict[After, FollowUp] = {After.DAG_REPORT: dag_report}
 
 async def cli(call: Call) -> Answer:
     """The API's argv on this Airflow, run through the command path."""
+    await confined.pin_to_dag_file(call)
     plan = plan_cli(call.api, call.values, call.context, call.want_json)
     service = call.api.service if call.values.get("daemon") else None
     if service is not None and under_systemd(os.environ):

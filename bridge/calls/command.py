@@ -57,9 +57,9 @@ async def run(
         tuple(texts) if with_output else ("stdout",) if prepared.plan.json_output else ()
     )
     withheld = confined.withheld_streams(prepared.call)
-    if confined.WITHHELD in withheld:
-        keep = tuple(name for name in keep if name != confined.WITHHELD)
-    withheld_characters = 0
+    hidden = confined.hidden_streams(prepared.call)
+    keep = tuple(name for name in keep if name not in hidden)
+    hidden_characters = dict.fromkeys(sorted(hidden), 0)
     kept = {name: CappedOutput(settings.max_output_size) for name in keep}
     test = TaskTest.of(prepared)  # a `tasks test`: the run it makes is watched for
     command: Command | None = None
@@ -74,16 +74,16 @@ async def run(
                 text = texts[chunk.stream].feed(chunk.data)
                 if chunk.stream in kept:
                     kept[chunk.stream].add(text)
-                if chunk.stream == confined.WITHHELD and chunk.stream in withheld:
-                    withheld_characters += len(text)
+                if chunk.stream in hidden:
+                    hidden_characters[chunk.stream] += len(text)
                 if text and chunk.stream not in withheld:
                     yield Output(chunk.stream, text)
             for name, stream_text in texts.items():
                 text = stream_text.finish()
                 if name in kept:
                     kept[name].add(text)
-                if name == confined.WITHHELD and name in withheld:
-                    withheld_characters += len(text)
+                if name in hidden:
+                    hidden_characters[name] += len(text)
                 if text and name not in withheld:
                     yield Output(name, text)
     except BaseException:
@@ -95,8 +95,9 @@ async def run(
     assert command is not None and command.outcome is not None  # it ran and its output ended
     outcome = command.outcome
     ran = await ended(prepared, outcome, kept, with_output, watch.stopped_by())
-    if withheld_characters:
-        ran.warnings.append(confined.withheld_warning(withheld_characters))
+    if any(hidden_characters.values()):
+        said = {name: count for name, count in hidden_characters.items() if count}
+        ran.warnings.append(confined.withheld_warning(said))
     if test is not None and test.left_behind(outcome):
         runs, warnings = await end_left_runs(prepared, test)
         ran.warnings.extend(warnings)

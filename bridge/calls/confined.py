@@ -10,10 +10,12 @@ Fail closed, from the catalogue's reviewed table (``Api.confinement``), never fr
   would be the CLI's own;
 - the versions (``NO_DAG``) say nothing of any DAG;
 - everything else is refused (403), before the body is read: variables, connections,
-  pools, the services, deploys, refresh_all, and every command of the installed CLI by its
-  dotted name, which no one has reviewed for confinement.
+  pools, the services, deploys, refresh_all, and the commands of the installed CLI by
+  their dotted names that no one reviewed for confinement.
 Arguments that name files on the server (``subdir`` reads another folder's DAGs) and the
-API's ``confined_refuses`` (list_dags' ``report``) are refused to such a token too.
+API's ``confined_refuses`` (list_dags' ``report``) are refused to such a token too; on
+Airflow 2 the bridge sets ``subdir`` itself, to the DAG's own file (:func:`pin_to_dag_file`).
+The installed CLI's commands are classed by a reviewed table (``cli_classes.DAG_REPORTS``).
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from typing import Any
 from bridge.calls.call import Call, Caller
 from bridge.catalogue.model import Api, Confinement, Kind, Use, Values
 from bridge.errors import RequestError
+from bridge.process.path import CommandSpec
+from bridge.text.noise import filter_text, parse_json_output
 
 # Argument kinds whose value names a file or folder on the server.
 FILE_KINDS = frozenset({Kind.DAGS_PATH, Kind.SERVER_PATH, Kind.FILE})
-WITHHELD = "stderr"
 
 
 def refuse_unconfinable(api: Api, caller: Caller) -> None:
@@ -81,20 +84,67 @@ def check(
         values["output"] = "json"  # the rows to filter; shown as the caller asked
 
 
+async def pin_to_dag_file(call: Call) -> None:
+    """On Airflow 2, a confined token's one-DAG command loads its DAG's own file only.
+
+    Airflow 2 logs to stdout, and a command that loads the whole dags folder (``tasks
+    test``, ``render``, ``list``...) logs there every other file that does not import, with
+    its traceback; stdout is the token's to see. ``--subdir`` set to the file Airflow itself
+    records for the DAG (``dags list``) keeps those out. Airflow 3 does not take ``subdir``
+    and logs to stderr, which such a token is never shown."""
+    if not call.caller.confined or call.api.confinement is not Confinement.ONE_DAG:
+        return
+    subdir = call.api.arg("subdir")
+    if subdir is None or call.api.use_of(subdir, call.airflow.major).use is not Use.OPTION:
+        return
+    dag_id = call.values.get("dag_id")
+    argv = [call.airflow.executable, "dags", "list", "--output=json"]
+    spec = CommandSpec(argv, call.api.name, "find the DAG's file", call.peer)
+    async with call.commands.slot(call.owner):
+        listed = await call.commands.capture(spec)
+    rows = parse_json_output(filter_text(listed.stdout))
+    fileloc = next(
+        (
+            row.get("fileloc")
+            for row in (rows if isinstance(rows, list) else [])
+            if isinstance(row, dict) and row.get("dag_id") == dag_id
+        ),
+        None,
+    )
+    if not isinstance(fileloc, str) or not fileloc.startswith("/"):
+        # Not one Airflow can load from a file it names: nothing runs that could load more.
+        raise RequestError(f"The DAG ID '{dag_id}' does not exist", 404)
+    call.values["subdir"] = fileloc
+
+
 def withheld_streams(call: Call) -> frozenset[str]:
-    """The command's output streams a confined caller is not shown as they come: stderr
-    always; stdout of a list too (it is shown filtered, by :func:`listing`)."""
+    """The command's output streams a confined caller is not shown as they come: the hidden
+    ones (:func:`hidden_streams`), and stdout of a list (it is shown filtered, by
+    :func:`listing`)."""
+    hidden = hidden_streams(call)
+    if call.caller.confined and call.api.confinement is Confinement.DAG_LIST:
+        return hidden | {"stdout"}
+    return hidden
+
+
+def hidden_streams(call: Call) -> frozenset[str]:
+    """The streams a confined caller is never shown, not even in part: stderr always, where
+    Airflow logs other DAGs' files; stdout too where the API's command logs there on this
+    major whatever file it is given (``Api.confined_hides_stdout``: Airflow 3's ``tasks
+    test`` parses the whole bundle and logs to stdout)."""
     if not call.caller.confined:
         return frozenset()
-    if call.api.confinement is Confinement.DAG_LIST:
-        return frozenset({"stdout", WITHHELD})
-    return frozenset({WITHHELD})
+    if call.airflow.major in call.api.confined_hides_stdout:
+        return frozenset({"stdout", "stderr"})
+    return frozenset({"stderr"})
 
 
-def withheld_warning(characters: int) -> str:
+def withheld_warning(characters: dict[str, int]) -> str:
+    said = " and ".join(f"{name} ({count} characters)" for name, count in characters.items())
+    verb = "is" if len(characters) == 1 else "are"
     return (
-        f"stderr ({characters} characters) is not shown to a token confined to some DAGs: "
-        "Airflow's messages there can name other DAGs"
+        f"{said} {verb} not shown to a token confined to some DAGs: Airflow's messages there "
+        "can name other DAGs"
     )
 
 

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 from bridge.catalogue.installed_cli import CliArgument, CliCommand
+from bridge.catalogue.model import Confinement
 
 # The Airflow minors whose parsers the table below was reviewed against (2.11.2, 3.3.2).
 REVIEWED_MINORS = ("2.11", "3.3")
@@ -201,3 +202,44 @@ def explicit_only(command: CliCommand) -> str | None:
     if words[-1] in _INTERACTIVE:
         return f"it {INTERACTIVE}"
     return None
+
+
+# The installed CLI's reports on DAGs, read on the minors reviewed: each reads what it reports
+# and changes nothing; a one-DAG report covers the DAG its required dag_id names alone, a list
+# has the dag_id in every row. They need the `read` scope (every other command `admin`), and a
+# DAG-confined token may call them (bridge.calls.confined), for its own DAGs. Every other
+# command, and these on a minor nobody reviewed, is refused to such a token.
+DAG_REPORTS: dict[str, Confinement] = {
+    **{
+        name: Confinement.ONE_DAG
+        for name in (
+            "dags.details",
+            "dags.list-runs",
+            "dags.next-execution",
+            "dags.state",
+            "tasks.failed-deps",
+            "tasks.list",
+            "tasks.state",
+            "tasks.states-for-dag-run",
+        )
+    },
+    "dags.list": Confinement.DAG_LIST,
+    "dags.list-jobs": Confinement.DAG_LIST,
+}
+
+
+def dag_report(command: CliCommand, minor: str) -> Confinement:
+    """The class of ``command`` if it is a reviewed report on DAGs on this minor and the
+    parser still shows the shape it was reviewed for; refused (no report) otherwise."""
+    reviewed = DAG_REPORTS.get(command.name, Confinement.REFUSED)
+    if minor not in REVIEWED_MINORS or reviewed is Confinement.REFUSED:
+        return Confinement.REFUSED
+    if any(risk(argument) for argument in command.arguments):
+        return Confinement.REFUSED
+    if reviewed is Confinement.ONE_DAG:
+        dag_id = command.argument("dag_id")
+        one_dag = dag_id is not None and (
+            dag_id.required or (dag_id.positional and dag_id.nargs not in ("?", "*"))
+        )
+        return reviewed if one_dag else Confinement.REFUSED
+    return reviewed if command.json_capable else Confinement.REFUSED

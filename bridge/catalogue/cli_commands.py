@@ -24,13 +24,15 @@ from dataclasses import dataclass
 
 from bridge.catalogue.cli_classes import (
     FileUse,
+    dag_report,
     explicit_only,
     file_use,
     is_config_section,
     risk,
 )
 from bridge.catalogue.installed_cli import CliArgument, CliCommand, InstalledCli
-from bridge.catalogue.model import Api, Arg, Cli, Kind
+from bridge.catalogue.model import Api, Arg, Cli, Confinement, Kind
+from bridge.config.tokens import Scope
 from bridge.text.redact import Secret, is_sensitive_name
 
 # Arguments the bridge itself reads, not passed on by name (output=json becomes -o json),
@@ -125,6 +127,7 @@ def api_of(command: CliCommand, major: int, minor: str = "") -> Api:
     )
     # A service runs cold, as the seed's services do: never forked from the warm helper.
     service = command.words[-1] if command.argument("daemon") is not None else None
+    report = dag_report(command, minor)
     return Api(
         command.name,
         command.help,
@@ -133,6 +136,8 @@ def api_of(command: CliCommand, major: int, minor: str = "") -> Api:
         service=service,
         strict_arguments=True,
         mask_output=command.words[0] == "connections",  # add echoes the URI it was given
+        scope=Scope.ADMIN if report is Confinement.REFUSED else Scope.READ,
+        confinement=report,
     )
 
 

@@ -273,6 +273,9 @@ class Api:
     # Boolean arguments set for a DAG-confined token wherever the installed major has them
     # (Airflow 2's clear would otherwise follow ExternalTaskMarkers into other DAGs).
     confined_sets: tuple[str, ...] = ()
+    # The Airflow majors whose command logs other DAGs' files on stdout whatever it is given
+    # (reviewed against 2.11 and 3.3): a DAG-confined token is shown neither stream.
+    confined_hides_stdout: tuple[int, ...] = ()
 
     @property
     def long_running(self) -> bool:

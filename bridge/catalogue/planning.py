@@ -64,6 +64,8 @@ def plan_cli(api: Api, values: Values, ctx: Context, want_json: bool) -> Plan:
 
 
 def _plan_from_cli(api: Api, cli: Cli, values: Values, ctx: Context, want_json: bool) -> Plan:
+    # output=json among the values: the caller's, or the bridge's for a list it filters.
+    want_json = want_json or values.get("output") == "json"
     warnings: list[str] = []
     installed = ctx.cli
     missing = [name for name in cli.also_required if name not in values]
