@@ -543,7 +543,8 @@ CHANGES = {
         "threading.Thread(target=threading.Event().wait, daemon=True).start()",
         "threads",
     ),
-    "masker": ("_secrets_masker().patterns.add('a secret')", "the secrets masker"),
+    # A masker's own state is put back (below); its class is not a command's to change.
+    "masker": ("type(_secrets_masker()).min_length_to_mask = 1", "the secrets masker"),
 }
 CHANGING_AIRFLOW_FILES = {
     "__init__.py": "",
@@ -561,6 +562,7 @@ CHANGING_AIRFLOW_FILES = {
     "utils/log/secrets_masker.py": (
         "import functools\n"
         "class SecretsMasker:\n"
+        "    _has_warned_short_secret = False\n"
         "    def __init__(self):\n"
         "        self.patterns = set()\n"
         "@functools.cache\n"
@@ -573,6 +575,13 @@ CHANGING_AIRFLOW_FILES = {
         "from airflow.models.variable import Variable\n"
         "from airflow.utils.log.secrets_masker import _secrets_masker\n"
         "def main():\n"
+        "    if sys.argv[-1] == 'show_masker':\n"
+        "        masker = _secrets_masker()\n"
+        "        print(sorted(masker.patterns), type(masker)._has_warned_short_secret)\n"
+        "        return\n"
+        "    if sys.argv[-1] == 'mask':\n"
+        "        _secrets_masker().patterns.add('a secret')\n"
+        "        type(_secrets_masker())._has_warned_short_secret = True\n"
         "    print(Variable.get('k'))\n"
         + "".join(
             f"    if sys.argv[-1] == {name!r}:\n        {change}\n"
@@ -580,6 +589,22 @@ CHANGING_AIRFLOW_FILES = {
         )
     ),
 }
+
+
+def test_what_a_command_added_to_the_secrets_masker_is_gone_for_the_next(tmp_path: Path) -> None:
+    """Airflow 3 masks every value a command reads, and warns once per process about one too
+    short to mask: the next command starts with the masker as a new process would."""
+    with worker_in_a_process(tmp_path, CHANGING_AIRFLOW_FILES) as (helper_end, _):
+        said = []
+        for last in ("mask", "show_masker"):
+            argv = ["airflow", "variables", "get", last]
+            out, err = hand_over(helper_end, protocol.Command(argv, {}).encode())
+            done = protocol.decode(helper_end.recv(4096), protocol.CommandDone)
+            assert done == protocol.CommandDone(0, last=False)  # the worker stays
+            assert protocol.decode(helper_end.recv(4096), protocol.WorkerReady)
+            with os.fdopen(out) as stdout, os.fdopen(err):
+                said.append(stdout.read())
+        assert said == ["its value\n", "[] False\n"]
 
 
 @pytest.mark.parametrize("change", [*CHANGES, "nothing"])

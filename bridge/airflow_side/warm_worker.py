@@ -8,9 +8,9 @@ for its exit; for a command that only reads, that was most of its time. A worker
 once. It runs only the commands in READ_ONLY, each exactly as a child would (the same
 ``airflow.__main__.main()``, argv, environment and pipes), and puts back after each one
 what a command may leave behind: the standard streams, logging's streams and handlers, the
-database session, the secrets cache and the modules imported from DAG and plugin folders
-(so an edited module is read again, as a new process would). After MAX_COMMANDS it exits
-and the helper forks a new one.
+database session, the secrets cache, the secrets maskers and the modules imported from DAG
+and plugin folders (so an edited module is read again, as a new process would). After
+MAX_COMMANDS it exits and the helper forks a new one.
 
 A DAG or plugin file's top-level code can change anything else too (replace an Airflow
 function, set a configuration value, add a warnings filter). So, having put things back, it
@@ -26,6 +26,7 @@ as it was): it exits instead; EOF (the helper is gone) ends it.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import signal
@@ -181,6 +182,7 @@ class Baseline:
             and handler.stream in (sys.stdout, sys.stderr)
         }
         self.signals = {signum: signal.getsignal(signum) for signum in LEFT_BY_DAG_IMPORTS}
+        self.maskers = _masker_states()
         self.fingerprint = warm_fingerprint.Fingerprint()
 
     def put_back(self) -> list[str]:
@@ -209,6 +211,7 @@ class Baseline:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 self._reset_secrets_cache()
+                _put_back_maskers(self.maskers)
                 self._restore_logging()
                 self._forget_user_modules()
                 os.environ.clear()  # the command ran with the request's environment
@@ -270,6 +273,41 @@ class Baseline:
                 del sys.modules[name]
             else:  # a module of the installation, imported late: kept, and not looked at again
                 self.modules.add(name)
+
+
+# What a secrets masker's class sets once per process: Airflow 3 warns once that a secret
+# is too short to mask (every `variables get` of a short value). Put back, so that the next
+# command warns as a new process would (and the fingerprint finds the class as it was).
+MASKER_ONCE_FLAGS = ("_has_warned_short_secret",)
+
+MaskerState = tuple[Any, dict[str, Any], type, dict[str, Any]]
+
+
+def _masker_states() -> list[MaskerState]:
+    """Each secrets masker as the worker starts: its attributes (containers copied) and its
+    class's once-flags."""
+    states = []
+    for name in warm_fingerprint.MASKERS:
+        make = getattr(sys.modules.get(name), "_secrets_masker", None)
+        if make is None:
+            continue
+        masker = make()
+        attributes = {key: copy.copy(value) for key, value in vars(masker).items()}
+        flags = {f: vars(type(masker))[f] for f in MASKER_ONCE_FLAGS if f in vars(type(masker))}
+        states.append((masker, attributes, type(masker), flags))
+    return states
+
+
+def _put_back_maskers(states: list[MaskerState]) -> None:
+    """The secrets a command added to a masker (Airflow 3 masks every value `variables get`
+    read) are not masked in the next command, as in a new process, which starts with the
+    masker as the helper left it."""
+    for masker, attributes, cls, flags in states:
+        current: dict[str, Any] = masker.__dict__
+        current.clear()
+        current.update({key: copy.copy(value) for key, value in attributes.items()})
+        for flag, value in flags.items():
+            setattr(cls, flag, value)
 
 
 def _named_loggers() -> list[tuple[str, logging.Logger]]:
