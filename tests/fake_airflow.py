@@ -16,7 +16,9 @@ succeeds (fails with FAKE_AIRFLOW_RESERIALIZE=fails; with =gated it first waits 
 gate), for refresh_dag and refresh_all. DAG files are listed in FAKE_AIRFLOW_DAGS_FOLDER,
 each in its own file or all in FAKE_AIRFLOW_DAG_FILE; `dags delete` succeeds. Run as the
 interpreter of deploy_dag's import check, it reports the file's stem as its one DAG (with
-FAKE_AIRFLOW_CHECK_GATE=FILE, first creating FILE.waiting, then waiting for FILE). The
+FAKE_AIRFLOW_CHECK_GATE=FILE, first creating FILE.waiting, then waiting for FILE). Run as
+deploy_dag&wait's parsed check, it says every DAG is parsed (not yet, with
+FAKE_AIRFLOW_PARSED=no). The
 errflood mode floods stderr as flood does stdout. `version` takes FAKE_AIRFLOW_SLOW_START
 seconds when that is set (a slow startup). `scheduler --daemon` forks a service that lives
 on, or that dies at once (FAKE_AIRFLOW_SERVICE=dies).
@@ -89,6 +91,11 @@ def main(argv: list[str]) -> int:
             while not os.path.exists(gate):
                 time.sleep(0.05)
         print(json.dumps({"dag_ids": [name], "import_errors": {}}))
+        return 0
+    if argv[:1] and argv[0].endswith("parsed_check.py"):  # deploy_dag&wait's interpreter
+        parsed = os.environ.get("FAKE_AIRFLOW_PARSED", "yes") == "yes"
+        dags = {d: {"known": True, "source_matches": parsed} for d in argv[argv.index("--") + 1 :]}
+        print(json.dumps({"dags": dags, "import_errors": []}))
         return 0
     if argv[:2] == ["dags", "list"]:
         dag_ids = os.environ.get("FAKE_AIRFLOW_DAGS", "fake_dag").split(",")

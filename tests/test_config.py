@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,7 @@ def every_key(tmp_path: Path) -> dict[str, tuple[str, object]]:
         "allowed_paths": (f"{tmp_path}/a, {tmp_path}/b", (tmp_path / "a", tmp_path / "b")),
         "backups_folder": (f"{tmp_path}/bk", tmp_path / "bk"),
         "deploy_target": (" Git ", "git"),
+        "deploy_bundle": (" team-dags ", "team-dags"),  # agrees with TEAM_BUNDLE below
         "deploy_git_url": ("https://git.example/dags.git", "https://git.example/dags.git"),
         "deploy_git_branch": ("dags/prod", "dags/prod"),
         "deploy_git_subdir": ("/dags/./team/", "dags/team"),
@@ -179,11 +181,88 @@ def test_every_known_key_parses_from_the_file(tmp_path: Path) -> None:
     assert set(table) == set(config.KNOWN_KEYS)
     cfg = plugin_cfg(tmp_path / "airflow.cfg", **{k: text for k, (text, _) in table.items()})
 
-    settings = load(cfg, {})
+    settings = load(cfg, {BUNDLES_ENV: TEAM_BUNDLE})
 
     for key, (_, expected) in table.items():
         assert getattr(settings, key) == expected, key
     assert settings.tls_enabled and settings.auth_enabled
+
+
+BUNDLES_ENV = "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"
+GIT_BUNDLE = "airflow.providers.git.bundles.git.GitDagBundle"
+TEAM_BUNDLE = json.dumps(
+    [
+        {"name": "dags-folder", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle"},
+        {
+            "name": "team-dags",
+            "classpath": GIT_BUNDLE,
+            "kwargs": {
+                "tracking_ref": "dags/prod",
+                "subdir": "dags/team",
+                "repo_url": "https://git.example/dags.git",
+                "refresh_interval": 60,
+            },
+        },
+    ]
+)
+
+
+def bundle_list(**kwargs: object) -> str:
+    return json.dumps([{"name": "b", "classpath": GIT_BUNDLE, "kwargs": kwargs}])
+
+
+def test_deploy_bundle_takes_the_git_target_from_airflows_bundle(tmp_path: Path) -> None:
+    cfg = write_cfg(
+        tmp_path / "airflow.cfg",
+        f"[dag_processor]\ndag_bundle_config_list = {TEAM_BUNDLE}\n\n"
+        f"{SECTION}\ndeploy_bundle = team-dags\n",
+    )
+    settings = load(cfg, {})
+    assert settings.deploy_target == "git"
+    assert settings.deploy_git_url == "https://git.example/dags.git"
+    assert (settings.deploy_git_branch, settings.deploy_git_subdir) == ("dags/prod", "dags/team")
+    assert settings.deploy_git_connection is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "connection"), [({}, "git_default"), ({"git_conn_id": "c"}, "c")]
+)
+def test_a_bundle_without_repo_url_deploys_through_its_connection(
+    tmp_path: Path, kwargs: dict[str, str], connection: str
+) -> None:
+    cfg = plugin_cfg(tmp_path / "airflow.cfg", deploy_bundle="b")
+    settings = load(cfg, {BUNDLES_ENV: bundle_list(tracking_ref="main", **kwargs)})
+    assert settings.deploy_target == "git" and settings.deploy_git_url is None
+    assert settings.deploy_git_connection == connection
+
+
+@pytest.mark.parametrize(
+    ("bundles", "keys", "said"),
+    [
+        ("", {}, "dag_bundle_config_list is not set"),
+        ("[{", {}, "is not JSON"),
+        (TEAM_BUNDLE, {"deploy_bundle": "nope"}, "it lists: dags-folder, team-dags"),
+        (TEAM_BUNDLE, {"deploy_bundle": "dags-folder"}, "not a git bundle"),
+        (bundle_list(tracking_ref="main", depth=1), {}, "does not know (depth)"),
+        (bundle_list(subdir="dags"), {}, "names no tracking_ref"),
+        (bundle_list(tracking_ref="-x"), {}, "tracking_ref: expected a git branch name"),
+        (bundle_list(tracking_ref="main"), {"deploy_git_branch": "prod"}, "disagrees"),
+        (bundle_list(tracking_ref="main"), {"deploy_target": "folder"}, "disagrees"),
+        (
+            bundle_list(tracking_ref="main", repo_url="https://u:pw@git.example/x.git"),
+            {"deploy_git_url": "https://git.example/y.git"},
+            "deploy_git_url = <set> disagrees with bundle b (<set>)",
+        ),
+    ],
+)
+def test_a_bundle_that_cannot_be_deployed_to_is_refused_naming_why(
+    tmp_path: Path, bundles: str, keys: dict[str, str], said: str
+) -> None:
+    cfg = plugin_cfg(tmp_path / "airflow.cfg", **{"deploy_bundle": "b", **keys})
+    with pytest.raises(ConfigError, match="deploy_bundle") as caught:
+        load(cfg, {BUNDLES_ENV: bundles})
+    assert said in str(caught.value)
+    assert "pw" not in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ backups, the arguments it refuses, and the commands they run (recorded by the fa
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import re
@@ -221,3 +222,54 @@ def test_the_overwrite_refusal_says_how_to_replace(tmp_path: Path) -> None:
         f"The file '{dags / 'my_dag.py'}' already exists on this host; send force=true to "
         "replace it (the current version is kept as a backup)"
     )
+
+
+async def test_a_wait_longer_than_command_timeout_is_refused_before_anything_is_deployed(
+    make_fake_client: ClientFactory, tmp_path: Path
+) -> None:
+    client = await make_fake_client(command_timeout=30)
+    form = FormData()
+    form.add_field("dag_file", b"x = 1\n", filename="waited.py")
+    form.add_field("wait", "true")
+    form.add_field("wait_timeout", "31")
+    response = await client.post(API, params={"api": "deploy_dag"}, data=form)
+    body = await response.json()
+    assert response.status == 400, body
+    assert body["output"] == "wait_timeout may be at most command_timeout (30 s)"
+    assert list((tmp_path / "dags").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("found", "parsed"),
+    [
+        ({"known": True, "source_matches": True, "last_parsed_time": 5.0}, True),
+        ({"known": True, "source_matches": False, "last_parsed_time": 500.0}, False),
+        ({"known": False}, False),
+        # Airflow keeps no source: a parse after the deploy counts, one before it does not.
+        ({"known": True, "source_matches": None, "last_parsed_time": 100.0}, True),
+        ({"known": True, "source_matches": None, "last_parsed_time": 99.0}, False),
+    ],
+)
+def test_a_dag_counts_as_parsed_only_at_the_deployed_version(
+    found: dict[str, object], parsed: bool
+) -> None:
+    from bridge.calls.deploy_wait import _not_parsed
+
+    report = {"dags": {"a": found}, "since": 100.0}
+    assert _not_parsed(["a"], report) == ([] if parsed else ["a"])
+    assert _not_parsed(["a", "b"], report)[-1] == "b"  # a DAG not in the report waits
+
+
+def test_the_source_hash_is_of_the_text_airflow_keeps(tmp_path: Path) -> None:
+    from bridge.deploy.dags import source_hash
+
+    (tmp_path / "unix.py").write_bytes(b"a = 1\nb = 2\n")
+    (tmp_path / "dos.py").write_bytes(b"a = 1\r\nb = 2\r\n")
+    (tmp_path / "other.py").write_bytes(b"a = 1\nb = 3\n")
+    unix, dos, other = (source_hash(tmp_path / f"{n}.py") for n in ("unix", "dos", "other"))
+    assert unix == dos != other
+    assert unix == hashlib.sha256(b"a = 1\nb = 2\n").hexdigest()
+    # The child that reads what Airflow kept hashes it the same way.
+    from bridge.airflow_side.parsed_check import _hash
+
+    assert _hash("a = 1\r\nb = 2\r\n") == _hash("a = 1\nb = 2\n") == unix

@@ -3,12 +3,14 @@ through the command path, a task's log, or the bridge itself (versions, DAG file
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 
 import bridge
 from bridge.calls import envelope
 from bridge.calls.call import Call
 from bridge.calls.cli import cli
+from bridge.calls.deploy_wait import wait_parsed
 from bridge.calls.events import Answer, Finished
 from bridge.calls.result import command_envelope
 from bridge.calls.task_log import task_log
@@ -43,11 +45,22 @@ async def deploy_dag(call: Call) -> Answer:
     if values.get("pause") and values.get("unpause"):
         raise RequestError("give pause or unpause, not both")
     pause = True if values.get("pause") else False if values.get("unpause") else None
-    async with call.commands.slot(call.owner):
-        deployed = await _deployer(call).deploy(
-            staged, call.daemon.upload_locks, bool(values.get("force")), pause
+    waited = values.get("wait_timeout")
+    if waited is not None and float(waited) > call.settings.command_timeout:
+        raise RequestError(
+            f"wait_timeout may be at most command_timeout ({call.settings.command_timeout:g} s)"
         )
-    return _done(call, deployed)
+    async with contextlib.AsyncExitStack() as following:
+        if values.get("wait"):  # a follow: a 429 before anything is deployed when none is free
+            call.follow = await following.enter_async_context(call.daemon.follows.place(call.owner))
+        async with call.commands.slot(call.owner):
+            deployed = await _deployer(call).deploy(
+                staged, call.daemon.upload_locks, bool(values.get("force")), pause
+            )
+        http_code = 200
+        if values.get("wait"):
+            http_code = await wait_parsed(call, deployed, staged.name)
+    return _done(call, deployed, http_code)
 
 
 async def delete_dag(call: Call) -> Answer:
@@ -59,12 +72,12 @@ async def delete_dag(call: Call) -> Answer:
     return _done(call, deleted)
 
 
-def _done(call: Call, deployed: Deployed) -> Finished:
+def _done(call: Call, deployed: Deployed, http_code: int = 200) -> Finished:
     """What a deploy or a deletion answers: the file, its DAGs, and where it went."""
     return Finished(
         envelope.finish(
             call.base,
-            http_code=200,
+            http_code=http_code,
             output=deployed.output(),
             warnings=[*call.notes, *deployed.warnings],
             extra={"deploy": deployed.target},

@@ -640,6 +640,19 @@ APIS: tuple[Api, ...] = (
             Arg("force", Kind.BOOL, "Replace an existing file (its old version is kept)"),
             Arg("pause", Kind.BOOL, "Pause the DAG(s) after deploying"),
             Arg("unpause", Kind.BOOL, "Unpause the DAG(s) after deploying"),
+            Arg(
+                "wait",
+                Kind.BOOL,
+                "Answer once Airflow has parsed the deployed version (wherever it parses it): "
+                "OK, or ERROR with its import errors",
+                for_bridge=True,
+            ),
+            Arg(
+                "wait_timeout",
+                Kind.INT,
+                "Seconds to wait for the parse (default: command_timeout); the deploy stands",
+                for_bridge=True,
+            ),
         ),
         handler=Handler.DEPLOY_DAG,
         methods=("POST",),

@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bridge.config import bundles
 from bridge.config.settings import (
     KNOWN_KEYS,
     LOOPBACK_HOSTS,
@@ -116,7 +117,13 @@ def load(path: Path | None, environ: Mapping[str, str], *, with_tokens: bool = T
     values.setdefault("allowed_paths", (own_files_folder(airflow_home),))
     if values.get("job_webhooks") and not values.get("job_webhook_secret"):
         raise ConfigError(f"[{SECTION}] job_webhooks needs job_webhook_secret to sign with")
-    if values.get("deploy_target") == "git" and not values.get("deploy_git_url"):
+    if values.get("deploy_bundle"):
+        config_list = raw("dag_processor", "dag_bundle_config_list")
+        try:
+            values.update(bundles.git_settings(values["deploy_bundle"], config_list, values))
+        except bundles.BundleError as exc:
+            raise ConfigError(f"[{SECTION}] deploy_bundle: {exc}") from None
+    elif values.get("deploy_target") == "git" and not values.get("deploy_git_url"):
         raise ConfigError(f"[{SECTION}] deploy_target = git needs deploy_git_url")
     if (values.get("tls_cert_file") is None) != (values.get("tls_key_file") is None):
         raise ConfigError(f"[{SECTION}] tls_cert_file and tls_key_file must be set together")

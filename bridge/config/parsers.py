@@ -137,6 +137,14 @@ def git_url(value: str) -> str | None:
     return url or None
 
 
+def bundle_name(value: str) -> str | None:
+    """The name of one of Airflow 3's DAG bundles, as dag_bundle_config_list names it."""
+    name = value.strip()
+    if name.startswith("-") or any(c.isspace() for c in name):
+        raise ValueError("expected the name of a DAG bundle, such as dags-git")
+    return name or None
+
+
 def git_branch(value: str) -> str:
     """A branch name as git allows it (git check-ref-format), never an option."""
     name = value.strip()

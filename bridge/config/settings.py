@@ -39,6 +39,9 @@ class Settings:
     named_tokens: TokenTable = dataclasses.field(default_factory=TokenTable)
     # Airflow's own listening ports in this configuration, and whose (listen_port is not one)
     airflow_ports: tuple[tuple[int, str], ...] = ()
+    # deploy_bundle's git connection, when the bundle names no repo_url: the connection's
+    # host is the URL, asked of Airflow at each deploy (it may live in Airflow's database).
+    deploy_git_connection: str | None = None
 
     log_loading: bool = setting(
         False,
@@ -306,6 +309,15 @@ class Settings:
         "pushed to deploy_git_branch of deploy_git_url, for every host that syncs its DAGs "
         "from there (git-sync, Airflow 3's GitDagBundle); the git history keeps every version.",
         example="git",
+    )
+    deploy_bundle: str | None = setting(
+        None,
+        parsers.bundle_name,
+        "Airflow 3: deploy to the git repository of this DAG bundle of [dag_processor] "
+        "dag_bundle_config_list (a GitDagBundle): deploy_target becomes git, and the URL "
+        "(the bundle's repo_url, else its git connection's host), the branch (tracking_ref) "
+        "and the folder (subdir) are the bundle's. Read again on reload.",
+        example="dags-git",
     )
     deploy_git_url: str | None = setting(
         None,

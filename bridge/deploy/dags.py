@@ -11,10 +11,12 @@ known DAG. Every process here, git's included, goes through the command path.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from bridge.catalogue.installed import AirflowInfo
 from bridge.config.settings import Settings
 from bridge.deploy import git, install
 from bridge.deploy.git import Author, GitRepository, Pushed
+from bridge.deploy.git_connection import connection_url
 from bridge.deploy.staging import StagedUpload
 from bridge.errors import RequestError
 from bridge.offload import in_thread
@@ -41,6 +44,8 @@ class Deployed:
     backup: Path | None
     target: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    placed_at: float = 0.0  # when the file was put in place (POSIX time): a parse after it
+    source_hash: str = ""  # the file's text as Airflow reads and keeps it (source_hash())
 
     def output(self) -> dict[str, Any]:
         shown: dict[str, Any] = {"file": str(self.file), "dag_ids": self.dag_ids}
@@ -72,6 +77,7 @@ class Deployer:
             deployed = await self._deploy_to_git(staged, locks, force)
         else:
             deployed = await self._deploy_to_folder(staged, locks, force)
+        deployed.source_hash = await in_thread(source_hash, staged.path)
         if pause is not None:
             action = "pause" if pause else "unpause"
             for dag_id in deployed.dag_ids:
@@ -95,6 +101,7 @@ class Deployer:
         await in_thread(install.refuse_overwrite, staged, settings.dags_folder, force)
         dag_ids = await self.check(staged, settings.dags_folder)
         async with install.upload_lock(locks, staged.name):
+            placed_at = time.time()
             installed = await in_thread(
                 install.install,
                 staged,
@@ -105,6 +112,7 @@ class Deployer:
             )
         target = {"target": "folder", "path": str(installed.target)}
         deployed = Deployed(installed.target, dag_ids, installed.backup, target)
+        deployed.placed_at = placed_at
         await self._reserialize(deployed.warnings)
         log.info("deployed %s (%d bytes) dags=%s", installed.target, staged.size, dag_ids)
         return deployed
@@ -113,9 +121,9 @@ class Deployer:
         self, staged: StagedUpload, locks: dict[str, asyncio.Lock], force: bool
     ) -> Deployed:
         """Commit the file to the deploy branch, checked against the branch's own tree."""
-        repo = GitRepository(self.commands, self.settings, "deploy_dag", self.peer)
+        repo, notes = await self._repository("deploy_dag")
         path = repo.relative(staged.name)
-        async with git.locked(locks, self.settings):
+        async with git.locked(locks, repo.settings):
             await repo.sync()
             target = repo.dags_root / staged.name
             if await in_thread(target.exists) and not force:
@@ -129,8 +137,9 @@ class Deployer:
                 f"Deploy {path} ({', '.join(dag_ids)})\n\n"
                 f"Deployed through airflow-rest-bridge by token {self.author} ({self.peer})."
             )
+            placed_at = time.time()
             pushed = await repo.commit_and_push([path], message, Author(self.author, self.peer))
-        deployed = Deployed(path, dag_ids, None, _git_target(pushed))
+        deployed = Deployed(path, dag_ids, None, _git_target(pushed), notes, placed_at)
         if not pushed.changed:
             deployed.warnings.append(
                 f"{repo.branch} holds this file exactly as uploaded: nothing was committed"
@@ -209,8 +218,8 @@ class Deployer:
     async def _delete_from_git(
         self, relative: Path, dag_id: str, locks: dict[str, asyncio.Lock]
     ) -> Deployed:
-        repo = GitRepository(self.commands, self.settings, "delete_dag", self.peer)
-        async with git.locked(locks, self.settings):
+        repo, notes = await self._repository("delete_dag")
+        async with git.locked(locks, repo.settings):
             await repo.sync()
             file = await in_thread(install.file_within, repo.dags_root, relative)
             if file is None:
@@ -227,7 +236,26 @@ class Deployer:
             )
             pushed = await repo.commit_and_push([path], message, Author(self.author, self.peer))
         log.info("deleted %s (dag %s) from %s at %s", path, dag_id, repo.branch, pushed.commit)
-        return Deployed(path, [dag_id], None, _git_target(pushed))
+        return Deployed(path, [dag_id], None, _git_target(pushed), notes)
+
+    async def _repository(self, api: str) -> tuple[GitRepository, list[str]]:
+        """The deploy repository for this call, and what to say about it: with
+        deploy_bundle's git connection, its URL asked of Airflow now (the connection may be
+        in Airflow's database or a secrets backend, and may change)."""
+        settings, notes = self.settings, list[str]()
+        if not settings.deploy_git_url and settings.deploy_git_connection:
+            argv = [self.airflow.executable, "connections", "get", "--output=json", "--"]
+            spec = CommandSpec(
+                [*argv, settings.deploy_git_connection],
+                api,
+                "deploy_bundle's connection",
+                self.peer,
+            )
+            url, notes = connection_url(
+                await self.commands.capture(spec), settings.deploy_git_connection, settings
+            )
+            settings = replace(settings, deploy_git_url=url)
+        return GitRepository(self.commands, settings, api, self.peer), notes
 
     async def _reserialize(self, warnings: list[str], api: str = "deploy_dag") -> None:
         """Write the folder's DAGs to Airflow's database now, so that a new DAG is listed
@@ -300,6 +328,14 @@ class Deployer:
     async def _airflow(self, purpose: str, *args: str, api: str = "deploy_dag") -> Captured:
         argv = [self.airflow.executable, *args]
         return await self.commands.capture(CommandSpec(argv, api, purpose, self.peer))
+
+
+def source_hash(path: Path) -> str:
+    """SHA-256 of a DAG file's text as Airflow reads it (universal newlines) and keeps it in
+    its database; bridge/airflow_side/parsed_check.py hashes the kept text the same way."""
+    text = path.read_bytes().decode("utf-8", "surrogateescape")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _git_target(pushed: Pushed) -> dict[str, Any]:

@@ -63,6 +63,7 @@ class GitRepository:
         if not settings.deploy_git_url:
             raise RequestError("deploy_target = git needs deploy_git_url", status=500)
         self.commands = commands
+        self.settings = settings  # with deploy_bundle's connection URL, when it has one
         self.url = settings.deploy_git_url
         self.branch = settings.deploy_git_branch
         self.clone = settings.git_clone_path
