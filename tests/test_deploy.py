@@ -28,6 +28,7 @@ from tests.helpers import (
     new_marker,
     read_until,
     until_waiting,
+    upload,
 )
 
 
@@ -228,13 +229,8 @@ async def test_a_wait_longer_than_command_timeout_is_refused_before_anything_is_
     make_fake_client: ClientFactory, tmp_path: Path
 ) -> None:
     client = await make_fake_client(command_timeout=30)
-    form = FormData()
-    form.add_field("dag_file", b"x = 1\n", filename="waited.py")
-    form.add_field("wait", "true")
-    form.add_field("wait_timeout", "31")
-    response = await client.post(API, params={"api": "deploy_dag"}, data=form)
-    body = await response.json()
-    assert response.status == 400, body
+    status, body = await upload(client, "waited.py", "x = 1\n", wait="true", wait_timeout="31")
+    assert status == 400, body
     assert body["output"] == "wait_timeout may be at most command_timeout (30 s)"
     assert list((tmp_path / "dags").iterdir()) == []
 

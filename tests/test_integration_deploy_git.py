@@ -202,16 +202,18 @@ async def deploy_parsed_by_the_host(
         await signal.close()
 
 
+async def git_target(aiohttp_client: Any, home: Path, airflow: AirflowInfo) -> tuple[Settings, Any]:
+    """A bridge whose deploy target is the branch the home's dags folder follows."""
+    settings = settings_for(
+        home, airflow.executable, deploy_target="git", deploy_git_url=str(remote_of(home))
+    )
+    return settings, await aiohttp_client(create_app(settings, airflow))
+
+
 async def test_deploy_wait_answers_once_the_synced_host_parsed_that_version(
     aiohttp_client: Any, git_home: Path, airflow_info: AirflowInfo, tmp_path: Path
 ) -> None:
-    settings = settings_for(
-        git_home,
-        airflow_info.executable,
-        deploy_target="git",
-        deploy_git_url=str(remote_of(git_home)),
-    )
-    client = await aiohttp_client(create_app(settings, airflow_info))
+    settings, client = await git_target(aiohttp_client, git_home, airflow_info)
     dag_id = new_marker("waitdag")
     first = DAG_SOURCE.format(dag_id=dag_id, task_id="one")
 
@@ -238,13 +240,7 @@ async def test_deploy_wait_answers_once_the_synced_host_parsed_that_version(
 async def test_deploy_wait_answers_the_import_error_of_the_host_that_parsed_it(
     aiohttp_client: Any, git_home: Path, airflow_info: AirflowInfo, tmp_path: Path
 ) -> None:
-    settings = settings_for(
-        git_home,
-        airflow_info.executable,
-        deploy_target="git",
-        deploy_git_url=str(remote_of(git_home)),
-    )
-    client = await aiohttp_client(create_app(settings, airflow_info))
+    settings, client = await git_target(aiohttp_client, git_home, airflow_info)
     dag_id = new_marker("hostfails")
     source = HOST_ONLY_FAILURE + DAG_SOURCE.format(dag_id=dag_id, task_id="one")
     (git_home / "dags" / "HOST_LACKS_IT").write_text("")
