@@ -78,10 +78,16 @@ def test_no_module_reaches_up(path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", sorted((PACKAGE / "calls").glob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE))
+    "path",
+    sorted(
+        path for folder in ("calls", "deploy", "jobs") for path in (PACKAGE / folder).glob("*.py")
+    ),
+    ids=lambda p: str(p.relative_to(PACKAGE)),
 )
 def test_the_use_cases_know_no_http_framework(path: Path) -> None:
-    """bridge/calls/ is what a call does, whatever carries it: no aiohttp, no multidict."""
+    """bridge/calls/ is what a call does, whatever carries it, and deploy/ and jobs/ what it
+    uses: no aiohttp, no multidict (an upload arrives as chunks, a webhook leaves through a
+    sender the HTTP side hands in)."""
     for imported in imports_of(path):
         assert imported.split(".")[0] not in ("aiohttp", "multidict", "yarl"), imported
 

@@ -9,10 +9,9 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-
-from aiohttp import BodyPartReader
 
 from bridge.errors import RequestError
 from bridge.offload import in_thread
@@ -22,7 +21,6 @@ log = logging.getLogger(__name__)
 STAGING_PREFIX = ".airflow-rest-bridge-upload-"
 STAGING_SUFFIX = ".tmp"  # neither .py nor a complete zip while written: the parser skips it
 ALLOWED_SUFFIXES = (".py", ".zip")
-READ_CHUNK = 64 * 1024
 _RAW_FILENAME = re.compile(r'filename="([^"]*)"|filename=([^";\s]+)')
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _DEFAULT_UMASK = 0o022
@@ -58,17 +56,23 @@ def check_upload_name(filename: str) -> str:
     return filename
 
 
-async def stage_upload(part: BodyPartReader, dags_folder: Path, max_size: int) -> StagedUpload:
-    """Stream one multipart file part to a temp file in the dags folder, under the size cap."""
-    # aiohttp's parsed filename drops a leading '/', so the raw header is checked as well.
-    raw_header = part.headers.get("Content-Disposition", "")
+async def stage_upload(
+    raw_header: str,
+    filename: str | None,
+    chunks: AsyncIterator[bytes],
+    dags_folder: Path,
+    max_size: int,
+) -> StagedUpload:
+    """Stream one uploaded file (``chunks``, as they arrive) to a temp file in the dags
+    folder, under the size cap. Its name is checked as the client sent it: in the part's
+    raw Content-Disposition header (a parser may drop a leading '/') and as parsed."""
     for match in _RAW_FILENAME.finditer(raw_header):
         check_upload_name(match[1] if match[1] is not None else match[2])
-    name = check_upload_name(part.filename or "")
+    name = check_upload_name(filename or "")
     temp = _TempFile()
     try:
         await in_thread(temp.create, dags_folder)
-        while chunk := await part.read_chunk(READ_CHUNK):
+        async for chunk in chunks:
             if temp.size + len(chunk) > max_size:
                 raise RequestError(
                     f"dag_file is larger than max_upload_size ({max_size} bytes)", status=413

@@ -10,7 +10,7 @@ an upload (deploy_dag's ``dag_file``) is streamed to a staged temp file by
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
@@ -266,7 +266,22 @@ async def _read_multipart(
             continue
         if found.upload is not None:
             raise RequestError(f"only one {name} may be uploaded per request")
-        found.upload = await stage_upload(part, settings.dags_folder, settings.max_upload_size)
+        found.upload = await stage_upload(
+            part.headers.get("Content-Disposition", ""),
+            part.filename,
+            _chunks(part),
+            settings.dags_folder,
+            settings.max_upload_size,
+        )
+
+
+READ_CHUNK = 64 * 1024  # bytes of an uploaded file read at once
+
+
+async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+    """A file part's bytes as they arrive (aiohttp's streaming reader)."""
+    while chunk := await part.read_chunk(READ_CHUNK):
+        yield chunk
 
 
 async def _next_part(reader: MultipartReader) -> MultipartReader | BodyPartReader | None:
