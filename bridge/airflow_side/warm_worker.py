@@ -280,19 +280,20 @@ class Baseline:
 # command warns as a new process would (and the fingerprint finds the class as it was).
 MASKER_ONCE_FLAGS = ("_has_warned_short_secret",)
 
-MaskerState = tuple[Any, dict[str, Any], type, dict[str, Any]]
+# A masker, its attributes as the worker started (each object, with a copy of a container's
+# content), its class and the class's once-flags.
+MaskerState = tuple[Any, dict[str, tuple[Any, Any]], type, dict[str, Any]]
 
 
 def _masker_states() -> list[MaskerState]:
-    """Each secrets masker as the worker starts: its attributes (containers copied) and its
-    class's once-flags."""
+    """Each secrets masker as the worker starts."""
     states = []
     for name in warm_fingerprint.MASKERS:
         make = getattr(sys.modules.get(name), "_secrets_masker", None)
         if make is None:
             continue
         masker = make()
-        attributes = {key: copy.copy(value) for key, value in vars(masker).items()}
+        attributes = {key: (value, _content(value)) for key, value in vars(masker).items()}
         flags = {f: vars(type(masker))[f] for f in MASKER_ONCE_FLAGS if f in vars(type(masker))}
         states.append((masker, attributes, type(masker), flags))
     return states
@@ -301,13 +302,25 @@ def _masker_states() -> list[MaskerState]:
 def _put_back_maskers(states: list[MaskerState]) -> None:
     """The secrets a command added to a masker (Airflow 3 masks every value `variables get`
     read) are not masked in the next command, as in a new process, which starts with the
-    masker as the helper left it."""
+    masker as the helper left it: the same objects (the fingerprint compares identities),
+    containers refilled with what they held."""
     for masker, attributes, cls, flags in states:
         current: dict[str, Any] = masker.__dict__
         current.clear()
-        current.update({key: copy.copy(value) for key, value in attributes.items()})
+        for key, (value, content) in attributes.items():
+            if isinstance(value, list):
+                value[:] = content
+            elif isinstance(value, (set, dict)):
+                value.clear()
+                value.update(content)
+            current[key] = value
         for flag, value in flags.items():
             setattr(cls, flag, value)
+
+
+def _content(value: Any) -> Any:
+    """A copy of a container's content (None for anything else, kept as it is)."""
+    return copy.copy(value) if isinstance(value, (set, list, dict)) else None
 
 
 def _named_loggers() -> list[tuple[str, logging.Logger]]:
