@@ -332,3 +332,21 @@ async def test_deploy_bundle_commits_where_the_bundle_reads_through_its_connecti
     assert status == 502, body  # nothing listens there
     assert "127.0.0.1:9" in body["output"]
     assert secret not in json.dumps(body) and secret not in caplog.text
+
+
+async def test_deploy_wait_to_the_folder_answers_once_this_host_reserialized_it(
+    aiohttp_client: Any, git_home: Path, airflow_info: AirflowInfo
+) -> None:
+    settings = settings_for(git_home, airflow_info.executable)  # deploy_target = folder
+    client = await aiohttp_client(create_app(settings, airflow_info))
+    dag_id = new_marker("folderwait")
+    for task_id in ("one", "two"):  # a new file, then a replaced one: each version parsed
+        source = DAG_SOURCE.format(dag_id=dag_id, task_id=task_id)
+        status, body = await upload(
+            client, f"{dag_id}.py", source, force="true", wait="true", wait_timeout="120"
+        )
+        assert status == 200, (body.get("output"), body.get("warning"), body.get("deploy"))
+        assert body["deploy"]["parsed"]["dags"][dag_id]["parsed"] is True, body
+    listed = (await cli_async(settings, "tasks", "list", dag_id)).split()
+    assert "two" in listed and "one" not in listed, listed
+    await call_ok(client, api="delete_dag", dag_id=dag_id)

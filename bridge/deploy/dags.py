@@ -73,11 +73,13 @@ class Deployer:
     ) -> Deployed:
         """Install the uploaded DAG file through the deploy target: checked, the version it
         replaces kept; then, with ``pause`` True/False, paused or unpaused."""
+        # Before the install moves the staged file into the dags folder.
+        uploaded_hash = await in_thread(source_hash, staged.path)
         if self.settings.deploy_target == "git":
             deployed = await self._deploy_to_git(staged, locks, force)
         else:
             deployed = await self._deploy_to_folder(staged, locks, force)
-        deployed.source_hash = await in_thread(source_hash, staged.path)
+        deployed.source_hash = uploaded_hash
         if pause is not None:
             action = "pause" if pause else "unpause"
             for dag_id in deployed.dag_ids:
