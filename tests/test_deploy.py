@@ -21,6 +21,7 @@ from bridge.deploy import install
 from bridge.deploy.staging import StagedUpload
 from tests.helpers import (
     API,
+    FAKE_AIRFLOW,
     ClientFactory,
     call,
     commands_of,
@@ -269,3 +270,24 @@ def test_the_source_hash_is_of_the_text_airflow_keeps(tmp_path: Path) -> None:
     from bridge.airflow_side.parsed_check import _hash
 
     assert _hash("a = 1\r\nb = 2\r\n") == _hash("a = 1\nb = 2\n") == unix
+
+
+@pytest.mark.parametrize(("parsed", "status"), [("yes", 200), ("no", 504)])
+async def test_a_folder_deploy_installs_the_file_and_waits_for_its_parse(
+    make_fake_client: ClientFactory,
+    fake_airflow_info: AirflowInfo,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    parsed: str,
+    status: int,
+) -> None:
+    """The file lands in the dags folder whole; wait=true answers from the parsed check
+    (the fake stands in for Airflow's interpreter: parsed, or not within wait_timeout)."""
+    monkeypatch.setenv("FAKE_AIRFLOW_PARSED", parsed)
+    client = await make_fake_client(replace(fake_airflow_info, python=str(FAKE_AIRFLOW)))
+    status_seen, body = await upload(
+        client, "my_dag.py", "x = 1\r\n", wait="true", wait_timeout="1"
+    )
+    assert status_seen == status, body
+    assert (tmp_path / "dags" / "my_dag.py").read_bytes() == b"x = 1\r\n"
+    assert body["deploy"]["parsed"]["dags"]["my_dag"]["parsed"] is (parsed == "yes")
