@@ -295,3 +295,17 @@ async def test_revoking_a_token_ends_its_follows_and_marks_its_running_jobs(
         assert "its token 'ops' was revoked at " in record["warning"], record  # kept
         assert "client left" not in record["warning"], record
     assert (await result_of(boss_follow))["state"] == "cancelled"
+
+
+async def test_a_run_wait_longer_than_command_timeout_is_refused_before_the_trigger(
+    make_fake_client: ClientFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = tmp_path / "argv.jsonl"
+    monkeypatch.setenv("FAKE_AIRFLOW_RECORD", str(record))
+    client = await make_fake_client(command_timeout=30)
+    params = {"api": "trigger_dag", "dag_id": "fake_dag", "wait": "true", "wait_timeout": "31"}
+    response = await client.get(API, params=params)
+    body = await response.json()
+    assert response.status == 400, body
+    assert body["output"] == "wait_timeout may be at most command_timeout (30 s)"
+    assert not record.exists()  # nothing ran

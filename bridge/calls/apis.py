@@ -13,6 +13,7 @@ from bridge.calls.cli import cli
 from bridge.calls.deploy_wait import wait_parsed
 from bridge.calls.events import Answer, Finished
 from bridge.calls.result import command_envelope
+from bridge.calls.stopping import wait_seconds
 from bridge.calls.task_log import task_log
 from bridge.catalogue.model import Handler
 from bridge.deploy.dags import Deployed, Deployer
@@ -45,11 +46,7 @@ async def deploy_dag(call: Call) -> Answer:
     if values.get("pause") and values.get("unpause"):
         raise RequestError("give pause or unpause, not both")
     pause = True if values.get("pause") else False if values.get("unpause") else None
-    waited = values.get("wait_timeout")
-    if waited is not None and float(waited) > call.settings.command_timeout:
-        raise RequestError(
-            f"wait_timeout may be at most command_timeout ({call.settings.command_timeout:g} s)"
-        )
+    wait_seconds(call)  # a wait_timeout over command_timeout: 400 before anything runs
     async with contextlib.AsyncExitStack() as following:
         if values.get("wait"):  # a follow: a 429 before anything is deployed when none is free
             call.follow = await following.enter_async_context(call.daemon.follows.place(call.owner))

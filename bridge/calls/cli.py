@@ -20,6 +20,7 @@ from bridge.calls.dag_report import dag_report
 from bridge.calls.events import Answer, Detached, Finished, Streamed
 from bridge.calls.result import Prepared, Ran
 from bridge.calls.runs import follow_run
+from bridge.calls.stopping import wait_seconds
 from bridge.catalogue.actions import logical_date_of
 from bridge.catalogue.model import EXCHANGE_FILE, RUN_DATE, After, Plan
 from bridge.catalogue.planning import plan_cli
@@ -47,11 +48,7 @@ async def cli(call: Call) -> Answer:
         )
     if service is not None and call.detach:
         raise RequestError("give daemon=true or detach=true, not both")
-    waited = call.values.get("wait_timeout")
-    if waited is not None and float(waited) > call.settings.command_timeout:
-        raise RequestError(
-            f"wait_timeout may be at most command_timeout ({call.settings.command_timeout:g} s)"
-        )
+    wait_seconds(call)  # a wait_timeout over command_timeout: 400 before anything runs
     # What the command holds until it ends (held), and a wait for the run it makes until
     # the wait ends (following): a job's task takes them over.
     async with contextlib.AsyncExitStack() as held, contextlib.AsyncExitStack() as following:

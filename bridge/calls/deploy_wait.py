@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.calls.call import Call
-from bridge.calls.stopping import Stopped, pause, unless_stopped
+from bridge.calls.stopping import Stopped, pause, unless_stopped, wait_seconds
 from bridge.deploy.dags import Deployed
 from bridge.errors import RequestError
 from bridge.process.path import CommandSpec
@@ -35,8 +35,7 @@ async def wait_parsed(call: Call, deployed: Deployed, file_name: str) -> int:
     """Wait for Airflow to parse ``deployed``; what it found goes to ``deployed.target``
     (``parsed``) and its warnings. The HTTP code: 200 parsed, 500 an import error, 504 not
     parsed within wait_timeout, or the code of what stopped the wait."""
-    asked_for = call.values.get("wait_timeout")
-    timeout = float(asked_for if asked_for is not None else call.settings.command_timeout)
+    timeout = wait_seconds(call)
     loop = asyncio.get_running_loop()
     give_up = loop.time() + timeout
     report: dict[str, Any] = {}

@@ -18,7 +18,7 @@ from typing import Any
 
 from bridge.calls.call import Call
 from bridge.calls.result import Prepared, Ran
-from bridge.calls.stopping import Stopped, pause, unless_stopped
+from bridge.calls.stopping import Stopped, pause, unless_stopped, wait_seconds
 from bridge.errors import RequestError
 from bridge.process.path import Captured, CommandSpec
 from bridge.text.noise import parse_json_output
@@ -38,8 +38,7 @@ async def follow_run(prepared: Prepared, ran: Ran) -> AsyncIterator[str]:
         ran.warnings.append("the trigger did not say which run it made: it was not followed")
         ran.http_code = 500
         return
-    asked_for = call.values.get("wait_timeout")
-    timeout = float(asked_for if asked_for is not None else call.settings.command_timeout)
+    timeout = wait_seconds(call)
     loop = asyncio.get_running_loop()
     give_up = loop.time() + timeout
     seen: list[dict[str, Any]] = []

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from bridge.calls.call import Call
 from bridge.calls.follows import REVOKED_HTTP_CODE
+from bridge.errors import RequestError
 
 T = TypeVar("T")
 
@@ -61,6 +62,16 @@ async def unless_stopped(call: Call, awaitable: Awaitable[T]) -> T:
     reason = stopped(call)
     assert reason is not None  # a watch ended the wait
     raise reason
+
+
+def wait_seconds(call: Call) -> float:
+    """How long the call's wait may last: its ``wait_timeout``, else ``command_timeout``;
+    a wait_timeout over command_timeout is a 400 (checked before anything runs)."""
+    asked_for = call.values.get("wait_timeout")
+    limit = call.settings.command_timeout
+    if asked_for is not None and float(asked_for) > limit:
+        raise RequestError(f"wait_timeout may be at most command_timeout ({limit:g} s)")
+    return float(asked_for) if asked_for is not None else limit
 
 
 async def pause(call: Call, seconds: float) -> None:
