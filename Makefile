@@ -29,6 +29,11 @@ DEMO_HOME := .airflow-demo/$(AIRFLOW_VERSION)
 airflow_bin = $(CACHE)/airflow-$(1)/bin/airflow
 # Airflow's metadata database on PostgreSQL needs its drivers (sync, and async on 3.x).
 POSTGRES_DRIVER := psycopg2-binary==2.9.13 asyncpg==0.32.0
+# The multi-host tests' providers, in the full-suite versions: Airflow 3's git DAG bundle, and
+# the Amazon provider for remote task logging to S3 (botocore needs python-dateutil < 3, so
+# 3.3.2's pin is 2.9.0.post0 rather than the 4.0.0 a bare install resolves).
+AIRFLOW_EXTRAS_3.3.2 := apache-airflow-providers-git==1.0.1 apache-airflow-providers-amazon==9.39.0
+AIRFLOW_EXTRAS_2.11.2 := apache-airflow-providers-amazon==9.39.0
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 AS_POSTGRES := $(if $(SUDO),sudo -u postgres,runuser -u postgres --)
@@ -52,7 +57,8 @@ airflow-venvs: dev
 airflow-venv-%: dev
 	@test -x $(call airflow_bin,$*) || $(BIN)/uv venv --quiet --python $(PYTHON) $(CACHE)/airflow-$*
 	VIRTUAL_ENV=$(CACHE)/airflow-$* $(BIN)/uv pip install --quiet \
-		apache-airflow==$* $(POSTGRES_DRIVER) -c tests/airflow-constraints/airflow-$*-constraints.txt
+		apache-airflow==$* $(POSTGRES_DRIVER) $(AIRFLOW_EXTRAS_$*) \
+		-c tests/airflow-constraints/airflow-$*-constraints.txt
 
 # The browser tests drive Debian's Chromium through Playwright (no browser download).
 chromium:
