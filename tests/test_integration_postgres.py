@@ -30,7 +30,7 @@ pytestmark = [
 ]
 
 
-def _pg(tool: str, database: str) -> None:
+def pg(tool: str, database: str) -> None:
     url = urlsplit(POSTGRES)
     env = dict(os.environ, PGPASSWORD=url.password or "")
     argv = [tool, "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 5432)]
@@ -46,12 +46,12 @@ def postgres_home(
 ) -> Iterator[Path]:
     """A fresh Airflow home whose metadata database is a new PostgreSQL database."""
     database = "bridge_airflow_" + airflow_info.version.replace(".", "_")
-    _pg("dropdb", database)
-    _pg("createdb", database)
+    pg("dropdb", database)
+    pg("createdb", database)
     home = tmp_path_factory.mktemp("airflow-home-postgres")
     make_home(airflow_info.executable, home, database=f"{POSTGRES}/{database}")
     yield home
-    _pg("dropdb", database)
+    pg("dropdb", database)
 
 
 async def test_fifty_concurrent_triggers_all_land(

@@ -99,7 +99,7 @@ def airflow_running(
         log.close()
     try:
         if airflow_info.major == 3:
-            _wait_for_port(port, started[0])
+            wait_for_port(port, started[0])
         yield
     finally:
         for proc in started:
@@ -114,7 +114,7 @@ def airflow_running(
             proc.wait()
 
 
-def _wait_for_port(port: int, server: subprocess.Popen[bytes]) -> None:
+def wait_for_port(port: int, server: subprocess.Popen[bytes]) -> None:
     """Until the API server listens (a task that cannot reach it fails). Another process's
     readiness has no event to await here: look, bounded in time."""
     give_up = time.monotonic() + 180

@@ -268,6 +268,9 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(__doc__ or "")
         return 2
     mode, poll, _, dag_id, task_id, run_id, map_index, wanted = argv
+    # The reader reads as Airflow's API server does, with the metadata database at hand: on
+    # Airflow 3 only a process that says so finds connections there (the remote log store's).
+    os.environ["_AIRFLOW_PROCESS_CONTEXT"] = "server"
     task = {"dag_id": dag_id, "task_id": task_id, "run_id": run_id, "map_index": int(map_index)}
     number = None if wanted == "latest" else int(wanted)
     return run(Report(out), mode == "follow", float(poll), task, number)
