@@ -22,8 +22,8 @@ import bridge
 from bridge import launch, token_commands
 from bridge.catalogue.installed import AirflowNotUsable
 from bridge.config import parsers
+from bridge.config.groups.defaults import DEFAULT_PORT
 from bridge.config.load import ConfigError
-from bridge.config.settings import DEFAULT_PORT
 from bridge.service.serve import rereader, serve, tls_context
 
 log = logging.getLogger("bridge")

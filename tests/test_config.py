@@ -12,8 +12,9 @@ import pytest
 
 from bridge.config import parsers
 from bridge.config import settings as config
+from bridge.config.groups.defaults import DEFAULT_PORT
 from bridge.config.load import ConfigError, default_airflow_executable, load, with_listen
-from bridge.config.settings import DEFAULT_PORT, Settings
+from bridge.config.settings import Settings
 from tests.helpers import API, ClientFactory
 
 SECTION = "[rest_api_plugin]"

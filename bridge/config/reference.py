@@ -41,7 +41,7 @@ def sample_cfg() -> str:
     lines = [
         f"# airflow-rest-bridge: the [{SECTION}] section of airflow.cfg, every key with its "
         "default.",
-        "# Generated from bridge/config/settings.py by `python -m bridge.docs`; do not edit.",
+        "# Generated from bridge/config/groups/ by `python -m bridge.docs`; do not edit.",
         "# Copy the keys you change into your airflow.cfg. Each key can also be set in the "
         "environment",
         f"# as AIRFLOW__{SECTION.upper()}__<KEY> (upper case), which wins over the file. A "
@@ -79,8 +79,7 @@ def settings_markdown() -> str:
     rows = [
         "# Settings reference",
         "",
-        "<!-- Generated from bridge/config/settings.py by `python -m bridge.docs`; do not edit. "
-        "-->",
+        "<!-- Generated from bridge/config/groups/ by `python -m bridge.docs`; do not edit. -->",
         "",
         f"Every key of the `[{SECTION}]` section of `airflow.cfg`. Each can also be set in the "
         f"environment as `AIRFLOW__{SECTION.upper()}__<KEY>`, which wins over the file. "

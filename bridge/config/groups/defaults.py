@@ -1,0 +1,8 @@
+"""Defaults more than one group of keys refers to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEFAULT_PORT = 8799  # not one of Airflow's own ports (8080, 8793, 8794, 5555)
+HOME = Path("~/airflow").expanduser()  # Airflow's own default home
