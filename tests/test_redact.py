@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from aiohttp.http_exceptions import LineTooLong
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
 from bridge.catalogue.model import Context
 from bridge.catalogue.planning import collect, plan_cli
@@ -199,7 +199,7 @@ def test_log_redactor_masks_escapes_and_drops_quoted_requests() -> None:
     token, password = "tok-abc123", "pw-987zyx"
     stream = logging.StreamHandler(io := _Buffer())
     stream.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    stream.addFilter(LogRedactor(lambda: token))
+    stream.addFilter(LogRedactor(lambda: token, (HttpProcessingError,)))
     logger = logging.getLogger("test.redactor")
     logger.propagate = False
     logger.addHandler(stream)

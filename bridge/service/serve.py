@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bridge.config.load import ConfigError, for_reload, load, with_listen
 from bridge.config.settings import CurrentSettings, Settings
@@ -74,7 +75,7 @@ async def serve(
         on_sighup()
     # On the handlers, so that aiohttp's own records (its parse errors quote the request
     # line, query string and all) pass through it too.
-    redactor = LogRedactor(lambda: current.settings.secret_values)
+    redactor = LogRedactor(lambda: current.settings.secret_values, (HttpProcessingError,))
     for handler in logging.getLogger().handlers:
         handler.addFilter(redactor)
     runner = web.AppRunner(app, handler_cancellation=True, access_log_class=AccessLogger)

@@ -16,8 +16,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from aiohttp.http_exceptions import HttpProcessingError
-
 MASK = "***"
 # scheme://user:password@host -> scheme://user:***@host
 # The password may itself contain '@': the host part is what follows the last '@' before
@@ -179,20 +177,27 @@ class LogRedactor(logging.Filter):
     - the bridge's secrets (``token``: the seed's token, or every secret value) and URI
       passwords are masked in every message and traceback;
     - CR and LF in a message are escaped, so that a value cannot start a log line of its own;
-    - aiohttp's HTTP parser errors lose the request bytes they quote (a request line holds
-      the query string, percent-encoded passwords included): the error's name stays.
+    - errors of the ``quoting`` classes (the HTTP server's parser errors, given by the
+      layer that runs it) lose the request bytes they quote (a request line holds the query
+      string, percent-encoded passwords included): the error's name and HTTP code stay.
     """
 
-    def __init__(self, token: Callable[[], str | Sequence[str] | None]) -> None:
+    def __init__(
+        self,
+        token: Callable[[], str | Sequence[str] | None],
+        quoting: tuple[type[BaseException], ...] = (),
+    ) -> None:
         super().__init__()
         self._token = token
+        self._quoting = quoting
 
     def filter(self, record: logging.LogRecord) -> bool:
         token = self._token()
         message = record.getMessage()
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, HttpProcessingError):
-            message += f": {type(error).__name__} (HTTP {error.code})"
+        if self._quoting and isinstance(error, self._quoting):
+            code = getattr(error, "code", None)
+            message += f": {type(error).__name__}" + (f" (HTTP {code})" if code else "")
             record.exc_info = None
             record.exc_text = None
         elif record.exc_info:
