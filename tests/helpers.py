@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -518,6 +519,21 @@ def live_members(*, group: int | None = None, session: int | None = None) -> lis
         ):
             found.append(int(entry.name))
     return found
+
+
+def stop_services(started: list[subprocess.Popen[bytes]]) -> None:
+    """Stop services a test started, each in a session of its own: SIGTERM to each whole
+    group, then (after Airflow's own shutdown, bounded) SIGKILL to any member left."""
+    for proc in started:
+        os.killpg(proc.pid, signal.SIGTERM)
+    for proc in started:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        for pid in live_members(session=proc.pid):  # a worker that outlived its parent
+            os.kill(pid, signal.SIGKILL)
+        proc.wait()
 
 
 # -- job webhooks ---------------------------------------------------------------------------

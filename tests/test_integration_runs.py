@@ -10,7 +10,6 @@ import json
 import os
 import re
 import secrets
-import signal
 import socket
 import subprocess
 import time
@@ -26,9 +25,9 @@ from tests.helpers import (
     call,
     call_ok,
     free_port,
-    live_members,
     new_marker,
     settings_for,
+    stop_services,
     unique_date,
     warm_mode,
 )
@@ -102,16 +101,7 @@ def airflow_running(
             wait_for_port(port, started[0])
         yield
     finally:
-        for proc in started:
-            os.killpg(proc.pid, signal.SIGTERM)
-        for proc in started:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
-            for pid in live_members(session=proc.pid):  # a worker that outlived its parent
-                os.kill(pid, signal.SIGKILL)
-            proc.wait()
+        stop_services(started)
 
 
 def wait_for_port(port: int, server: subprocess.Popen[bytes]) -> None:

@@ -18,9 +18,7 @@ import asyncio
 import configparser
 import contextlib
 import json
-import os
 import secrets
-import signal
 import subprocess
 import sys
 import threading
@@ -46,8 +44,8 @@ from tests.helpers import (
     call_ok,
     cli_async,
     free_port,
-    live_members,
     new_marker,
+    stop_services,
     unique_date,
     upload,
     warm_mode,
@@ -130,16 +128,7 @@ class TwoHosts:
                 wait_for_port(self.api_port, started[0])
             yield
         finally:
-            for proc in started:
-                os.killpg(proc.pid, signal.SIGTERM)
-            for proc in started:
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    pass
-                for pid in live_members(session=proc.pid):  # a worker that outlived its parent
-                    os.kill(pid, signal.SIGKILL)
-                proc.wait()
+            stop_services(started)
 
 
 def write_cfg(home: Path, database: str, shared: dict[str, dict[str, str]]) -> None:
