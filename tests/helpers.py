@@ -7,6 +7,7 @@ Test modules import from here (and get fixtures from conftest.py), never from ea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import itertools
@@ -17,12 +18,14 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import FormData, web
 from aiohttp.test_utils import TestClient
@@ -523,17 +526,59 @@ def live_members(*, group: int | None = None, session: int | None = None) -> lis
 
 def stop_services(started: list[subprocess.Popen[bytes]]) -> None:
     """Stop services a test started, each in a session of its own: SIGTERM to each whole
-    group, then (after Airflow's own shutdown, bounded) SIGKILL to any member left."""
+    group, then (after Airflow's own shutdown, bounded) SIGKILL to any member left. A group
+    or member already gone is no reason to leave the others running."""
     for proc in started:
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
     for proc in started:
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             pass
         for pid in live_members(session=proc.pid):  # a worker that outlived its parent
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         proc.wait()
+
+
+def wait_for_port(port: int, server: subprocess.Popen[bytes], what: str) -> None:
+    """Until ``server`` (``what`` it is) listens on ``port``. Another process's readiness
+    has no event to await here: look, bounded in time."""
+    give_up = time.monotonic() + 180
+    while time.monotonic() < give_up:
+        assert server.poll() is None, f"{what} exited"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"{what} did not listen on {port}")
+
+
+def git(cwd: Path, *args: str) -> str:
+    """A git command in ``cwd`` that must succeed; its output."""
+    done = subprocess.run(
+        ["git", "-C", str(cwd), *args], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+# The suite's PostgreSQL server (make integration sets it), for tests on Airflow's production
+# backend: postgresql+psycopg2://user:password@host:port
+POSTGRES = os.environ.get("BRIDGE_TEST_POSTGRES", "")
+
+
+def pg(tool: str, database: str) -> None:
+    """createdb or dropdb (if it exists) ``database`` on that server."""
+    url = urlsplit(POSTGRES)
+    env = dict(os.environ, PGPASSWORD=url.password or "")
+    argv = [tool, "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 5432)]
+    argv += ["-U", url.username or "postgres"]
+    if tool == "dropdb":
+        argv.append("--if-exists")
+    subprocess.run([*argv, database], env=env, check=True, timeout=300)
 
 
 # -- job webhooks ---------------------------------------------------------------------------

@@ -21,14 +21,8 @@ from bridge.catalogue.installed import AirflowInfo
 from bridge.config.load import load
 from bridge.deploy.git import locked as clone_locked
 from bridge.http.keys import SETTINGS, settings_of
-from tests.helpers import FAKE_AIRFLOW, ClientFactory, app_of, call, upload, write_cfg
+from tests.helpers import FAKE_AIRFLOW, ClientFactory, app_of, call, git, upload, write_cfg
 from tests.test_confined import HEADER, SEED, add
-
-
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
 
 
 @pytest.fixture

@@ -28,12 +28,13 @@ from tests.helpers import (
     call,
     call_ok,
     cli_async,
+    git,
     new_marker,
     settings_for,
     upload,
     warm_mode,
 )
-from tests.test_deploy_targets import commit_all, git, tree_of
+from tests.test_deploy_targets import commit_all, tree_of
 
 pytestmark = [
     pytest.mark.airflow,

@@ -5,21 +5,26 @@ failed on a lock, as SQLite cannot promise."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from bridge.catalogue.installed import AirflowInfo
 from bridge.http.app import create_app
 from tests.demo.make_home import make_home
-from tests.helpers import call, cli_json, new_marker, settings_for, unique_date, warm_mode
+from tests.helpers import (
+    POSTGRES,
+    call,
+    cli_json,
+    new_marker,
+    pg,
+    settings_for,
+    unique_date,
+    warm_mode,
+)
 
-POSTGRES = os.environ.get("BRIDGE_TEST_POSTGRES", "")  # postgresql+psycopg2://user:pw@host:port
 TRIGGERS = 50
 
 pytestmark = [
@@ -28,16 +33,6 @@ pytestmark = [
     # Once per Airflow version is enough: the cold pass would only repeat it, slower.
     pytest.mark.skipif(not warm_mode(), reason="runs in the warm pass"),
 ]
-
-
-def pg(tool: str, database: str) -> None:
-    url = urlsplit(POSTGRES)
-    env = dict(os.environ, PGPASSWORD=url.password or "")
-    argv = [tool, "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 5432)]
-    argv += ["-U", url.username or "postgres"]
-    if tool == "dropdb":
-        argv.append("--if-exists")
-    subprocess.run([*argv, database], env=env, check=True)
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,7 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from tests.helpers import (
     settings_for,
     stop_services,
     unique_date,
+    wait_for_port,
     warm_mode,
 )
 
@@ -98,24 +97,10 @@ def airflow_running(
         log.close()
     try:
         if airflow_info.major == 3:
-            wait_for_port(port, started[0])
+            wait_for_port(port, started[0], "the API server")
         yield
     finally:
         stop_services(started)
-
-
-def wait_for_port(port: int, server: subprocess.Popen[bytes]) -> None:
-    """Until the API server listens (a task that cannot reach it fails). Another process's
-    readiness has no event to await here: look, bounded in time."""
-    give_up = time.monotonic() + 180
-    while time.monotonic() < give_up:
-        assert server.poll() is None, "the API server exited"
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"the API server did not listen on {port}")
 
 
 async def test_trigger_and_wait_follows_the_run_to_its_end(

@@ -9,7 +9,10 @@ Airflow's own services and every task.
 - The bridge's host has nothing running and an empty logs folder: a DAG deployed through the
   bridge (``wait=true``) is parsed on the worker, a triggered run succeeds there (on 3.x its
   bundle version is the deploy's commit), and its task's log reaches the bridge through
-  Airflow's reader from the worker's log server, buffered and followed.
+  Airflow's reader, buffered and followed: from the worker's log server; and, with remote
+  logging on (the connection in the shared database), from an S3-compatible server (moto's
+  server mode) while no log server is within the bridge's reach. With that store gone, the
+  read is a 500 carrying the reader's error.
 """
 
 from __future__ import annotations
@@ -40,19 +43,20 @@ from bridge.http.app import create_app
 from tests.demo.make_home import airflow_cfg, child_env
 from tests.helpers import (
     API,
+    POSTGRES,
     call,
     call_ok,
     cli_async,
     free_port,
+    git,
     new_marker,
+    pg,
     stop_services,
     unique_date,
     upload,
+    wait_for_port,
     warm_mode,
 )
-from tests.test_deploy_targets import git
-from tests.test_integration_postgres import POSTGRES, pg
-from tests.test_integration_runs import wait_for_port
 
 pytestmark = [
     pytest.mark.airflow,
@@ -96,7 +100,7 @@ class TwoHosts:
     python: str
     database: str
     shared: dict[str, dict[str, str]]
-    api_port: int | None  # Airflow 3's API server on the worker (the task runner's)
+    airflow3: bool
 
     @contextlib.contextmanager
     def worker_running(self, **environ: str) -> Iterator[None]:
@@ -105,9 +109,15 @@ class TwoHosts:
         their whole sessions."""
         executable = self.settings.airflow_executable
         services = [[executable, "scheduler"]]
-        if self.api_port is not None:
+        api_port = None
+        if self.airflow3:
+            # The task runner reaches the API server's execution API. Its port is picked
+            # here, as late as can be: one picked minutes earlier may be taken meanwhile.
+            api_port = free_port()
+            url = f"http://127.0.0.1:{api_port}/execution/"
+            environ = {**environ, "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": url}
             services = [
-                [executable, "api-server", "--port", str(self.api_port), "--workers", "1"],
+                [executable, "api-server", "--port", str(api_port), "--workers", "1"],
                 *services,
                 [executable, "dag-processor"],
             ]
@@ -124,14 +134,14 @@ class TwoHosts:
                             start_new_session=True,
                         )
                     )
-            if self.api_port is not None:
-                wait_for_port(self.api_port, started[0])
+            if api_port is not None:
+                wait_for_port(api_port, started[0], "the worker's API server")
             yield
         finally:
             stop_services(started)
 
 
-def write_cfg(home: Path, database: str, shared: dict[str, dict[str, str]]) -> None:
+def write_airflow_cfg(home: Path, database: str, shared: dict[str, dict[str, str]]) -> None:
     """The home's airflow.cfg: the demo settings on ``database``, plus the settings both
     hosts share (the executor, the log server and its secret, the bundles)."""
     cfg = configparser.ConfigParser(interpolation=None)
@@ -145,9 +155,12 @@ def write_cfg(home: Path, database: str, shared: dict[str, dict[str, str]]) -> N
 
 
 def _git_sync(remote: Path, folder: Path, stop: threading.Event) -> None:
-    """git-sync, as the Helm chart's sidecar does it: the dags folder follows the branch."""
+    """git-sync, as the Helm chart's sidecar does it: the dags folder follows the branch. A
+    pull that fails or hangs is tried again on the next turn, as git-sync does."""
+    pull = ["git", "-C", str(folder), "pull", "--quiet", "--ff-only", str(remote), "main"]
     while not stop.wait(1.0):
-        git(folder, "pull", "--quiet", "--ff-only", str(remote), "main")
+        with contextlib.suppress(subprocess.SubprocessError):
+            subprocess.run(pull, capture_output=True, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -167,52 +180,53 @@ def two_hosts(
     database = "bridge_two_hosts_" + airflow_info.version.replace(".", "_")
     pg("dropdb", database)
     pg("createdb", database)
-    url = f"{POSTGRES}/{database}"
-    api_port, log_port = free_port(), free_port()
-    secret_section = "api" if airflow_info.major >= 3 else "webserver"
-    shared: dict[str, dict[str, str]] = {
-        "core": {"executor": "LocalExecutor", "parallelism": "4"},
-        "logging": {"worker_log_server_port": str(log_port)},
-        secret_section: {"secret_key": secrets.token_urlsafe(24)},
-    }
-    if airflow_info.major < 3:
-        # How often the scheduler looks for new files in its dags folder (default 5 min).
-        shared["scheduler"] = {"dag_dir_list_interval": "2"}
-    else:
-        bundles = [
-            {
-                "name": BUNDLE,
-                "classpath": "airflow.providers.git.bundles.git.GitDagBundle",
-                "kwargs": {"repo_url": str(remote), "tracking_ref": "main"},
-            }
-        ]
-        shared["dag_processor"] = {
-            "dag_bundle_config_list": json.dumps(bundles),
-            "refresh_interval": "2",  # how often the worker fetches the bundle
-        }
-        shared["api_auth"] = {"jwt_secret": secrets.token_urlsafe(24)}
-        shared["core"]["execution_api_server_url"] = f"http://127.0.0.1:{api_port}/execution/"
-    bridge_home, worker_home = root / "bridge-host", root / "worker-host"
-    bridge_home.mkdir()
-    write_cfg(bridge_home, url, shared)
-    if airflow_info.major < 3:
-        git(root, "clone", "--quiet", str(remote), str(worker_home / "dags"))
-    worker_home.mkdir(exist_ok=True)
-    write_cfg(worker_home, url, shared)
-    executable = airflow_info.executable
-    subprocess.run(
-        [executable, "db", "migrate"],
-        env=child_env(bridge_home),
-        check=True,
-        stdout=subprocess.DEVNULL,
-        timeout=600,
-    )
-
     stop_sync = threading.Event()
-    syncing = threading.Thread(target=_git_sync, args=(remote, worker_home / "dags", stop_sync))
-    if airflow_info.major < 3:
-        syncing.start()
+    syncing: threading.Thread | None = None
     try:
+        url = f"{POSTGRES}/{database}"
+        secret_section = "api" if airflow_info.major >= 3 else "webserver"
+        shared: dict[str, dict[str, str]] = {
+            "core": {"executor": "LocalExecutor", "parallelism": "4"},
+            "logging": {"worker_log_server_port": str(free_port())},
+            secret_section: {"secret_key": secrets.token_urlsafe(24)},
+        }
+        if airflow_info.major < 3:
+            # How often the scheduler looks for new files in its dags folder (default 5 min).
+            shared["scheduler"] = {"dag_dir_list_interval": "2"}
+        else:
+            bundles = [
+                {
+                    "name": BUNDLE,
+                    "classpath": "airflow.providers.git.bundles.git.GitDagBundle",
+                    "kwargs": {"repo_url": str(remote), "tracking_ref": "main"},
+                }
+            ]
+            shared["dag_processor"] = {
+                "dag_bundle_config_list": json.dumps(bundles),
+                "refresh_interval": "2",  # how often the worker fetches the bundle
+            }
+            shared["api_auth"] = {"jwt_secret": secrets.token_urlsafe(24)}
+        bridge_home, worker_home = root / "bridge-host", root / "worker-host"
+        bridge_home.mkdir()
+        write_airflow_cfg(bridge_home, url, shared)
+        if airflow_info.major < 3:
+            git(root, "clone", "--quiet", str(remote), str(worker_home / "dags"))
+        worker_home.mkdir(exist_ok=True)
+        write_airflow_cfg(worker_home, url, shared)
+        executable = airflow_info.executable
+        subprocess.run(
+            [executable, "db", "migrate"],
+            env=child_env(bridge_home),
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=600,
+        )
+        if airflow_info.major < 3:
+            syncing = threading.Thread(
+                target=_git_sync, args=(remote, worker_home / "dags", stop_sync)
+            )
+            syncing.start()
+
         settings = load(bridge_home / "airflow.cfg", {"AIRFLOW_HOME": str(bridge_home)})
         target: dict[str, Any] = {"deploy_target": "git", "deploy_git_url": str(remote)}
         if airflow_info.major >= 3:
@@ -230,11 +244,11 @@ def two_hosts(
             airflow_info.python,
             url,
             shared,
-            api_port if airflow_info.major >= 3 else None,
+            airflow_info.major >= 3,
         )
     finally:
         stop_sync.set()
-        if syncing.is_alive():
+        if syncing is not None:
             syncing.join()
         pg("dropdb", database)
 
@@ -244,7 +258,7 @@ async def deployed_and_run(client: Any, two_hosts: TwoHosts, major: int) -> dict
     and run to success by the worker's scheduler; the task's identity and its line."""
     dag_id, line = new_marker("shipped"), new_marker("said on the worker")
     source = SHIPPED.format(dag_id=dag_id, line=line)
-    status, body = await upload(client, f"{dag_id}.py", source, wait="true", wait_timeout="300")
+    status, body = await upload(client, f"{dag_id}.py", source, wait="true", wait_timeout="240")
     assert status == 200, (body.get("output"), body.get("warning"), body.get("deploy"))
     commit = body["deploy"]["commit"]
     assert commit == git(two_hosts.remote, "rev-parse", "main")
@@ -262,7 +276,7 @@ async def deployed_and_run(client: Any, two_hosts: TwoHosts, major: int) -> dict
         run_id=run_id,
         exec_date=unique_date(2026),
         wait="true",
-        wait_timeout="600",
+        wait_timeout="270",  # under the test client's own 300 s
     )
     assert ran["dag_run"]["state"] == "success", ran
     if major >= 3:
@@ -304,8 +318,9 @@ async def test_a_deploy_runs_on_the_other_host_and_its_log_comes_from_its_log_se
     with two_hosts.worker_running():
         task = await deployed_and_run(client, two_hosts, airflow_info.major)
         # The log is on the worker only; the bridge reads it through Airflow's reader.
-        assert not any((two_hosts.bridge_home / "logs").rglob("*.log"))
-        assert any((two_hosts.worker_home / "logs").rglob("*.log"))
+        task_logs = f"dag_id={task['dag_id']}/**/*.log"
+        assert not any((two_hosts.bridge_home / "logs").glob(task_logs))
+        assert any((two_hosts.worker_home / "logs").glob(task_logs))
         body, _ = await read_and_follow(client, task)
     assert body["task_log"]["source"] == "log server", body["task_log"]
 
@@ -338,19 +353,19 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
             start_new_session=True,
         )
     try:
-        wait_for_port(port, server)
+        wait_for_port(port, server, "the S3 server")
         url = f"http://127.0.0.1:{port}"
-        urllib.request.urlopen(urllib.request.Request(f"{url}/{BUCKET}", method="PUT")).close()
+        bucket = urllib.request.Request(f"{url}/{BUCKET}", method="PUT")
+        urllib.request.urlopen(bucket, timeout=30).close()
         yield S3Server(url, server)
     finally:
-        server.terminate()
-        server.wait()
+        stop_services([server])
 
 
 def stored_logs(s3: str, dag_id: str) -> list[str]:
     """The keys of the bucket's objects under the DAG's logs (S3's ListObjectsV2)."""
     query = urllib.parse.urlencode({"list-type": "2", "prefix": f"logs/dag_id={dag_id}/"})
-    with urllib.request.urlopen(f"{s3}/{BUCKET}?{query}") as listing:
+    with urllib.request.urlopen(f"{s3}/{BUCKET}?{query}", timeout=30) as listing:
         tree = ElementTree.fromstring(listing.read())
     return [key.text or "" for key in tree.iter() if key.tag.endswith("}Key")]
 
@@ -373,7 +388,7 @@ async def test_a_log_in_remote_logging_comes_from_the_s3_server(
     settings = dict(two_hosts.shared)
     settings["logging"] = {**settings["logging"], **REMOTE_LOGGING}
     settings["logging"]["worker_log_server_port"] = str(free_port())
-    write_cfg(reading_home, two_hosts.database, settings)
+    write_airflow_cfg(reading_home, two_hosts.database, settings)
     reading = replace(
         load(reading_home / "airflow.cfg", {"AIRFLOW_HOME": str(reading_home)}),
         airflow_executable=two_hosts.settings.airflow_executable,
@@ -396,8 +411,7 @@ async def test_a_log_in_remote_logging_comes_from_the_s3_server(
     assert body["task_log"]["sources"][0].startswith(f"s3://{BUCKET}/logs/"), body["task_log"]
 
     # The store gone: a 500 that carries the reader's own error, not a silent empty log.
-    s3_server.process.terminate()
-    s3_server.process.wait()
+    stop_services([s3_server.process])
     params = {k: v for k, v in task.items() if k != "line"}
     status, body = await call(client, api="task_log", **params)
     assert status == 500 and "Airflow's log reader failed" in body["output"], body

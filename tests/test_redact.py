@@ -6,14 +6,16 @@ import logging
 from pathlib import Path
 
 import pytest
-from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.http_exceptions import LineTooLong
 
 from bridge.catalogue.model import Context
 from bridge.catalogue.planning import collect, plan_cli
 from bridge.catalogue.table import BY_NAME
+from bridge.config.settings import CurrentSettings, Settings
 from bridge.http.forms import shown_arguments
+from bridge.service.serve import log_redactor
 from bridge.text.noise import StreamText
-from bridge.text.redact import MASK, LogRedactor, is_sensitive_name, mask_uri, shown_command
+from bridge.text.redact import MASK, is_sensitive_name, mask_uri, shown_command
 
 TOKEN = "tok-3f9a1c"
 URI = "postgres://user:secret@host:5432/db"
@@ -199,7 +201,7 @@ def test_log_redactor_masks_escapes_and_drops_quoted_requests() -> None:
     token, password = "tok-abc123", "pw-987zyx"
     stream = logging.StreamHandler(io := _Buffer())
     stream.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    stream.addFilter(LogRedactor(lambda: token, (HttpProcessingError,)))
+    stream.addFilter(log_redactor(CurrentSettings(Settings(metrics_token=token))))
     logger = logging.getLogger("test.redactor")
     logger.propagate = False
     logger.addHandler(stream)

@@ -75,7 +75,7 @@ async def serve(
         on_sighup()
     # On the handlers, so that aiohttp's own records (its parse errors quote the request
     # line, query string and all) pass through it too.
-    redactor = LogRedactor(lambda: current.settings.secret_values, (HttpProcessingError,))
+    redactor = log_redactor(current)
     for handler in logging.getLogger().handlers:
         handler.addFilter(redactor)
     runner = web.AppRunner(app, handler_cancellation=True, access_log_class=AccessLogger)
@@ -151,6 +151,12 @@ async def _reload(
     await in_force()
     log.info("configuration reloaded (auth %s)", "on" if new.auth_enabled else "off")
     notifier.ready("configuration reloaded")
+
+
+def log_redactor(current: CurrentSettings) -> LogRedactor:
+    """The filter on the daemon's log handlers: the settings' secrets masked, and aiohttp's
+    parser errors (they quote the request line, query string and all) reduced to their name."""
+    return LogRedactor(lambda: current.settings.secret_values, quoting=(HttpProcessingError,))
 
 
 def rereader(config: Path | None, host: str | None, port: int | None) -> Callable[[], Settings]:

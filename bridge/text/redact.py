@@ -185,7 +185,8 @@ class LogRedactor(logging.Filter):
     def __init__(
         self,
         token: Callable[[], str | Sequence[str] | None],
-        quoting: tuple[type[BaseException], ...] = (),
+        *,
+        quoting: tuple[type[BaseException], ...],
     ) -> None:
         super().__init__()
         self._token = token
@@ -195,7 +196,7 @@ class LogRedactor(logging.Filter):
         token = self._token()
         message = record.getMessage()
         error = record.exc_info[1] if record.exc_info else None
-        if self._quoting and isinstance(error, self._quoting):
+        if isinstance(error, self._quoting):
             code = getattr(error, "code", None)
             message += f": {type(error).__name__}" + (f" (HTTP {code})" if code else "")
             record.exc_info = None

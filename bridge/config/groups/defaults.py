@@ -1,4 +1,4 @@
-"""Defaults more than one group of keys refers to."""
+"""Defaults the keys and the code around them share (the CLI's --port, the Airflow home)."""
 
 from __future__ import annotations
 
