@@ -113,7 +113,9 @@ async def test_sigterm_ends_waits_and_follows_with_the_stopping_warning(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     daemon = await start_daemon(cfg, port)
-    timeout = ClientTimeout(total=HANG)
+    # The hang detector is for the stop: from SIGTERM on, each stream ends within HANG. The
+    # requests' whole lives (cold starts of Airflow before it) depend on the machine's load.
+    timeout = ClientTimeout(total=None, sock_read=HANG)
     async with ClientSession(timeout=timeout) as session:
         try:
             async with session.get(f"{base}{API}", params={"api": "pause", "dag_id": DAG}) as r:
@@ -127,9 +129,9 @@ async def test_sigterm_ends_waits_and_follows_with_the_stopping_warning(
                     # Once the follow asked Airflow at least once, stop the daemon.
                     await daemon.line_containing("follow the task", timeout=HANG)
                     daemon.signal(15)
-                    lines = (await log.read()).decode().splitlines()
+                    lines = (await asyncio.wait_for(log.read(), HANG)).decode().splitlines()
                     followed = json.loads(lines[-1])
-                waited = (await r.read()).decode()
+                waited = (await asyncio.wait_for(r.read(), HANG)).decode()
             assert await daemon.wait() == 0
         finally:
             await daemon.stop()
