@@ -190,14 +190,18 @@ async def test_served_without_the_token_and_linked_from_the_page(
 
 async def test_the_daemon_answers_as_documented(make_fake_client: ClientFactory) -> None:
     """The shapes a fuzzer does not reach: 403, a failed command, a timeout, both streams."""
-    client = await make_fake_client(
+    # Only the hang may meet the timeout: a command that answers gets a limit no loaded
+    # machine reaches, so a slow start of the fake is never taken for a hang.
+    client = await make_fake_client(rest_api_plugin_expected_http_token=TOKEN)
+    hanging = await make_fake_client(
         rest_api_plugin_expected_http_token=TOKEN, command_timeout=1.0, kill_grace_period=0.5
     )
     doc = await (await client.get(DOCUMENT)).json()
     call = {"api": "test", "dag_id": "openapi-doc", "execution_date": "2024-01-02"}
 
     async def answer(status: int, method: str = "GET", **params: str) -> Any:
-        response = await client.request(method, API, params=params, headers={HEADER: TOKEN})
+        daemon = hanging if params.get("task_id") == "hang" else client
+        response = await daemon.request(method, API, params=params, headers={HEADER: TOKEN})
         assert response.status == status, await response.text()
         if response.content_type == "application/json":
             return await response.json()
