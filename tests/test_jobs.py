@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 
 from bridge.jobs import spool
-from bridge.jobs.board import Job, Jobs
+from bridge.jobs.board import Jobs
+from bridge.jobs.job import Job
 from bridge.jobs.spool import OUTPUT, RECORD, STREAMS, JobFiles, Piece, existing
 from bridge.offload import in_thread
 

@@ -24,9 +24,9 @@ from bridge.calls.follows import REVOKED_HTTP_CODE, Follow, holding
 from bridge.calls.result import Prepared, display
 from bridge.config.tokens import OPEN_NAME
 from bridge.errors import RequestError
-from bridge.jobs.board import Job, Jobs
+from bridge.jobs.board import Jobs
+from bridge.jobs.job import Job
 from bridge.jobs.spool import READ_BLOCK
-from bridge.offload import in_thread
 from bridge.process.command import Command, Outcome
 from bridge.process.slots import Owner
 
@@ -177,26 +177,29 @@ def visible(job: Job, caller: Caller) -> bool:
     return not caller.confined or (isinstance(dag_id, str) and caller.may_see(dag_id))
 
 
-def find(jobs: Jobs, job_id: str, caller: Caller) -> Job:
-    """The caller's job by its id; a 404 for one it may not see."""
-    job = jobs.get(job_id)
+async def find(jobs: Jobs, job_id: str, caller: Caller) -> Job:
+    """The caller's job by its id, whichever bridge runs it; a 404 for one it may not see."""
+    job = await jobs.find(job_id)
     if job is None or not visible(job, caller):
         raise RequestError(f"no job '{job_id}' here (GET {JOBS_PATH} lists them)", 404)
     return job
 
 
-async def cancel(job: Job, by: str) -> None:
+async def cancel(jobs: Jobs, job: Job, by: str) -> None:
     """Stop its command (TERM, grace, KILL) and wait until it recorded its end; ``by``: the
-    name of the token that asked (its result's warning and audit line say it)."""
+    name of the token that asked (its result's warning and audit line say it). A job another
+    bridge runs is stopped by that bridge, told through the jobs database."""
     if job.ended:
         raise RequestError(f"job {job.job_id} already ended ({job.state})", 409)
-    job.cancelled = True
-    job.cancelled_by = "cancelled (DELETE) " + (
+    why = "cancelled (DELETE) " + (
         "with no token (the daemon asks for none)" if by == OPEN_NAME else f"by token '{by}'"
     )
-    await job.stop(f"{job.cancelled_by}: stopped")
-    while not job.ended:
-        await job.changed()
+    if jobs.instance is not None:
+        why += f" on bridge '{jobs.instance}'"
+    if job.elsewhere:
+        await jobs.cancel_elsewhere(job, why)
+    else:
+        await job.cancel(why)
 
 
 async def follow(
@@ -265,7 +268,7 @@ async def _output(
                 await _either(more, stop)
                 continue
             block = min(READ_BLOCK, size - position)
-            for piece in await in_thread(job.files.read, position, block):
+            for piece in await job.store.read(position, block):
                 decoder = decoders.setdefault(piece.stream, _utf8_decoder())
                 yield Output(piece.stream, decoder.decode(piece.data))
                 position = piece.offset + len(piece.data)

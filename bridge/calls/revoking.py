@@ -18,7 +18,7 @@ import time
 from bridge.calls import envelope
 from bridge.calls.call import Daemon
 from bridge.config.tokens import TokenTable
-from bridge.jobs.board import Job
+from bridge.jobs.job import Job
 
 log = logging.getLogger(__name__)
 

@@ -13,40 +13,40 @@ from bridge.errors import RequestError
 from bridge.http import answers
 from bridge.http.guards.auth import caller_of
 from bridge.http.keys import JOBS, daemon_of
-from bridge.jobs.board import Job
+from bridge.jobs.job import Job
 
 JOBS_PATH = jobs.JOBS_PATH
 
 
-def _job(request: web.Request) -> Job:
-    return jobs.find(request.app[JOBS], request.match_info["job_id"], caller_of(request))
+async def _job(request: web.Request) -> Job:
+    return await jobs.find(request.app[JOBS], request.match_info["job_id"], caller_of(request))
 
 
 async def job_list(request: web.Request) -> web.Response:
     """``GET /admin/rest_api/jobs``: every job kept that the caller may see, newest first."""
     caller = caller_of(request)
     listed = [
-        job.describe() for job in request.app[JOBS].newest_first() if jobs.visible(job, caller)
+        job.describe() for job in await request.app[JOBS].listing() if jobs.visible(job, caller)
     ]
     return web.json_response({"jobs": listed}, dumps=dumps)
 
 
 async def job_status(request: web.Request) -> web.Response:
     """``GET /admin/rest_api/jobs/<id>``: its record (the result envelope once it ended)."""
-    return web.json_response(_job(request).describe(), dumps=dumps)
+    return web.json_response((await _job(request)).describe(), dumps=dumps)
 
 
 async def job_cancel(request: web.Request) -> web.Response:
     """``DELETE /admin/rest_api/jobs/<id>``: stop its command (TERM, grace, KILL)."""
-    job = _job(request)
-    await jobs.cancel(job, caller_of(request).name)
+    job = await _job(request)
+    await jobs.cancel(request.app[JOBS], job, caller_of(request).name)
     return web.json_response(job.describe(), dumps=dumps)
 
 
 async def job_output(request: web.Request) -> web.StreamResponse:
     """``GET /admin/rest_api/jobs/<id>/output?stream=text|ndjson&offset=N``: the output from
     byte N, live until the job ends, then the result record."""
-    job = _job(request)
+    job = await _job(request)
     fmt = chosen_format(
         request.query.get("stream", ""),
         request.headers.get("Accept", ""),

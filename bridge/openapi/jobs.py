@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bridge.calls.formats import JOB_OUTPUT_FORMAT, Format, stream_words
-from bridge.jobs.board import ENDED_STATES, RUNNING_STATES
+from bridge.jobs.job import ENDED_STATES, RUNNING_STATES
 from bridge.openapi.answers import records, stream_content
 from bridge.openapi.schema import Schema, json_content, ref
 
