@@ -28,6 +28,7 @@ setup(
     install_requires=[
         "aiohttp>=3.14.5,<4",
         "aiohttp-jinja2>=1.6,<2",
+        "asyncpg>=0.30,<1",  # jobs_database: jobs shared by several bridges on PostgreSQL
         "jinja2>=3.1.5,<4",
         "multidict>=6.1,<8",
         "prometheus-client>=0.21,<1",  # GET /metrics

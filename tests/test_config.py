@@ -161,6 +161,12 @@ def every_key(tmp_path: Path) -> dict[str, tuple[str, object]]:
         "deploy_git_subdir": ("/dags/./team/", "dags/team"),
         "backups_to_keep": ("0", 0),
         "jobs_folder": (f"{tmp_path}/jobs", tmp_path / "jobs"),
+        "jobs_database": (
+            " postgresql+psycopg2://af:pw@db:5432/airflow ",
+            "postgresql+psycopg2://af:pw@db:5432/airflow",
+        ),
+        "bridge_instance": (" host-a:8082 ", "host-a:8082"),
+        "jobs_heartbeat": ("0.5", 0.5),
         "job_output_limit": ("1G", 1024**3),
         "jobs_to_keep": ("0", 0),
         "job_max_age": ("3600", 3600.0),

@@ -85,6 +85,7 @@ def test_the_settings_know_their_secrets_and_never_show_them() -> None:
     assert sorted(declared) == [
         "deploy_git_url",
         "job_webhook_secret",
+        "jobs_database",
         "metrics_token",
         "rest_api_plugin_expected_http_token",
     ]

@@ -226,3 +226,29 @@ def url_list(value: str) -> tuple[str, ...]:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{url!r} is no http:// or https:// URL")
     return urls
+
+
+def database_url(value: str) -> str | None:
+    """A PostgreSQL SQLAlchemy URL (``postgresql://``, ``postgresql+psycopg2://``, ...) or
+    nothing. Only the scheme and the host are checked here; the connection tells the rest.
+    Errors never quote the URL: it may hold a password."""
+    url = value.strip()
+    if not url:
+        return None
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.partition("+")[0]
+    if scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"must be a postgresql:// URL, not {parts.scheme or 'no'} scheme")
+    try:
+        parts.port  # noqa: B018 (raises for a port that is no number or out of range)
+    except ValueError:
+        raise ValueError("has no valid port") from None
+    return url
+
+
+def instance_name(value: str) -> str | None:
+    """A bridge's name among several: printable, no spaces, at most 100 characters."""
+    name = value.strip()
+    if len(name) > 100 or not all(c.isprintable() and not c.isspace() for c in name):
+        raise ValueError("must be at most 100 printable characters without spaces")
+    return name or None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,11 @@ class Settings(JobKeys, FileKeys, CommandKeys, AccessKeys):
     def auth_enabled(self) -> bool:
         """True when requests must carry the token header."""
         return bool(self.rest_api_plugin_expected_http_token) or self.tokens_file is not None
+
+    @property
+    def instance_name(self) -> str:
+        """bridge_instance, or the host's name and the port it listens on."""
+        return self.bridge_instance or f"{socket.gethostname()}:{self.listen_port}"
 
     @property
     def jobs_path(self) -> Path:

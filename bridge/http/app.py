@@ -5,7 +5,9 @@ helper, detecting Airflow) runs in the cleanup context before the port opens."""
 from __future__ import annotations
 
 import importlib.resources
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp_jinja2
 import jinja2
@@ -32,6 +34,7 @@ from bridge.http.keys import (
 )
 from bridge.http.webhook_sender import AiohttpSender
 from bridge.jobs.board import Jobs
+from bridge.jobs.shared.board import SharedJobs
 from bridge.jobs.webhooks import Webhooks
 from bridge.process.ledger import Ledger, folder_in
 from bridge.process.path import CommandPath
@@ -76,7 +79,7 @@ def create_app(
     app[UPLOAD_LOCKS] = {}
     app[BODY_BUDGET] = BodyBudget()
     app[WEBHOOKS] = Webhooks(current, AiohttpSender())
-    app[JOBS] = Jobs(settings.jobs_path, on_end=app[WEBHOOKS].ended)
+    app[JOBS] = jobs_board(settings, app[WEBHOOKS].ended)
     app[FOLLOWS] = Follows(current)
     app[metrics.METRICS] = metrics.Metrics(app)
     aiohttp_jinja2.setup(
@@ -105,3 +108,16 @@ def create_app(
     app.cleanup_ctx.append(lifecycle.startup(airflow, warm))
     app.on_shutdown.append(lifecycle.stop_commands)
     return app
+
+
+def jobs_board(settings: Settings, on_end: Callable[[dict[str, Any]], None]) -> Jobs:
+    """Where jobs are kept: the jobs folder, or the database several bridges share."""
+    if settings.jobs_database is None:
+        return Jobs(settings.jobs_path, on_end=on_end)
+    return SharedJobs(
+        settings.jobs_database,
+        settings.instance_name,
+        settings.jobs_heartbeat,
+        stop_wait=settings.kill_grace_period,
+        on_end=on_end,
+    )

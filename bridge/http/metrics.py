@@ -33,7 +33,12 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from bridge.config.tokens import Scope, allows
@@ -42,7 +47,8 @@ from bridge.http.answers import forbidden
 from bridge.http.guards.auth import identify, presented_token, token_matches
 from bridge.http.guards.browsers import cross_site
 from bridge.http.keys import COMMANDS, FOLLOWS, JOBS, WARM_HELPER, WEBHOOKS, settings_of
-from bridge.jobs.board import ENDED_STATES, RUNNING_STATES
+from bridge.jobs.job import ENDED_STATES, RUNNING_STATES
+from bridge.jobs.shared.board import SharedJobs
 from bridge.jobs.webhooks import OUTCOMES
 from bridge.process.warm import HELPER_STATES
 
@@ -85,6 +91,22 @@ class _StateCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         commands = self._app[COMMANDS]
+        jobs_board = self._app[JOBS]
+        shared = jobs_board if isinstance(jobs_board, SharedJobs) else None
+        yield InfoMetricFamily(
+            "bridge_instance",
+            "This bridge: its name among those sharing jobs_database, and where jobs are kept",
+            value={
+                "instance": settings_of(self._app).instance_name,
+                "jobs_store": "folder" if shared is None else "database",
+            },
+        )
+        if shared is not None:
+            yield GaugeMetricFamily(
+                "bridge_jobs_database_reachable",
+                "1 while jobs_database answers, 0 while the bridge reconnects",
+                value=1 if shared.reachable.is_set() else 0,
+            )
         yield GaugeMetricFamily(
             "bridge_commands_running",
             "Calls running Airflow commands (each holds one of max_concurrent_commands)",
@@ -122,7 +144,9 @@ class _StateCollector(Collector):
             "Warm helper restarts since the daemon started (it died, or Airflow changed)",
             value=status.restarts if status is not None else 0,
         )
-        jobs = GaugeMetricFamily("bridge_jobs", "Jobs kept, by state", labels=["state"])
+        jobs = GaugeMetricFamily(
+            "bridge_jobs", "Jobs this bridge runs or keeps, by state", labels=["state"]
+        )
         tally = Tally(job.state for job in self._app[JOBS].jobs.values())
         for name in (*RUNNING_STATES, *ENDED_STATES):
             jobs.add_metric([name], tally.get(name, 0))

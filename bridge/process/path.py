@@ -168,8 +168,9 @@ class CommandPath:
 
     def _audit(self, spec: CommandSpec, outcome: Outcome | None, how: str) -> None:
         audit.info(
-            "peer=%s api=%s cmd=%s exit=%s duration=%.3fs %s %s",
+            "peer=%s bridge=%s api=%s cmd=%s exit=%s duration=%.3fs %s %s",
             spec.peer,
+            self._current().instance_name,
             spec.api,
             self.display(spec.argv),
             outcome.exit_code if outcome else None,

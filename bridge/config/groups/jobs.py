@@ -25,6 +25,34 @@ class JobKeys:
         example="/var/lib/airflow-rest-bridge/jobs",
         restart=True,
     )
+    jobs_database: str | None = setting(
+        None,
+        parsers.database_url,
+        "A PostgreSQL SQLAlchemy URL (it may be Airflow's own sql_alchemy_conn): jobs are kept "
+        "there instead of jobs_folder, in tables of the bridge's own (schema "
+        "airflow_rest_bridge, made and migrated by the bridge), and every bridge naming the "
+        "same database lists, follows and cancels every job, whichever bridge runs it.",
+        secret=True,
+        example="postgresql://airflow:secret@db.example.com:5432/airflow",
+        restart=True,
+    )
+    bridge_instance: str | None = setting(
+        None,
+        parsers.instance_name,
+        "This bridge's name among those sharing jobs_database: each job records the bridge "
+        "that runs it, and /metrics and the audit lines name it.",
+        unset="<host name>:<listen_port>",
+        example="airflow-a:8082",
+        restart=True,
+    )
+    jobs_heartbeat: float = setting(
+        2.0,
+        parsers.positive_seconds,
+        "Seconds between a bridge's heartbeats in jobs_database; a bridge silent for three "
+        "of them has its running jobs marked lost by any peer, which says which bridge lost "
+        "them.",
+        restart=True,
+    )
     job_output_limit: int = setting(
         64 * 1024 * 1024,
         parsers.size,
