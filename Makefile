@@ -138,9 +138,11 @@ smoke-%: dev
 test: lint unit integration smoke
 
 # Latency, throughput, RSS and streaming delay: the bridge (warm and cold) against the plain
-# CLI and Airflow's own REST API, for each Airflow version (docs/performance.md).
-bench: airflow-venvs
-	$(BIN)/python -m tests.bench $(foreach v,$(AIRFLOW_VERSIONS),$(call airflow_bin,$(v)))
+# CLI and Airflow's own REST API, for each Airflow version (docs/performance.md); and a job's
+# output on another bridge sharing its jobs database (the suite's PostgreSQL).
+bench: airflow-venvs postgres
+	$(BIN)/python -m tests.bench $(foreach v,$(AIRFLOW_VERSIONS),$(call airflow_bin,$(v))) \
+		--postgres postgresql://bridge:bridge@127.0.0.1:$(PG_PORT)
 
 # Mutation testing of the modules that decide what runs and what is refused, against the unit
 # suite (mutmut; settings in pyproject.toml). It takes long, so it is not part of `make test`;

@@ -24,6 +24,7 @@ from bridge.catalogue.installed import AirflowNotUsable
 from bridge.config import parsers
 from bridge.config.groups.defaults import DEFAULT_PORT
 from bridge.config.load import ConfigError
+from bridge.jobs.shared.schema import JobsDatabaseUnusable
 from bridge.service.serve import rereader, serve, tls_context
 
 log = logging.getLogger("bridge")
@@ -105,6 +106,9 @@ def _run(args: argparse.Namespace) -> int:
     except AirflowNotUsable as exc:
         log.error("cannot use Airflow: %s", exc)
         return 3
+    except JobsDatabaseUnusable as exc:
+        log.error("cannot use jobs_database: %s", exc)
+        return 5
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s", settings.listen_host, settings.listen_port, exc)
         return 4

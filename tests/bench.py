@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import configparser
+import contextlib
 import json
 import os
 import re
@@ -30,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 
+from bridge.jobs.shared.schema import connection_string
 from tests.demo.make_home import child_env, make_home
 from tests.helpers import free_port
 
@@ -259,6 +262,42 @@ async def streaming_delays(session: aiohttp.ClientSession, base: str) -> Samples
     return samples
 
 
+async def cross_bridge_delays(
+    session: aiohttp.ClientSession, bridge_a: str, bridge_b: str
+) -> tuple[Samples, float]:
+    """A detached job on bridge A followed on bridge B (one jobs database): the time from the
+    task printing a line on A's side (its own timestamp) to B's client reading it; and the
+    first line's alone (the job's first byte on the other bridge)."""
+    params = {
+        "api": "test",
+        "dag_id": "bench_stream",
+        "task_id": "ticks",
+        "execution_date": DATE,
+        "detach": "true",
+    }
+    async with session.get(f"{bridge_a}/admin/rest_api/api", params=params) as response:
+        location = response.headers["Location"]
+    samples = Samples()
+    async with session.get(f"{bridge_b}{location}/output") as response:
+        async for chunk in response.content.iter_any():
+            received = time.time()
+            for match in TICK.finditer(chunk):
+                samples.seconds.append(received - float(match[1]))
+    return samples, samples.seconds[0] if samples.seconds else float("nan")
+
+
+async def fresh_database(url: str, name: str) -> str:
+    """A new, empty database ``name`` on the server of ``url`` (a SQLAlchemy URL); its URL."""
+    server = connection_string(url).rstrip("/")  # the server's URL names no database
+    connection = await asyncpg.connect(f"{server}/postgres")
+    try:
+        await connection.execute(f"DROP DATABASE IF EXISTS {name}")
+        await connection.execute(f"CREATE DATABASE {name}")
+    finally:
+        await connection.close()
+    return f"{server}/{name}"
+
+
 def rest_api_argv(airflow: str, major: int, port: int) -> list[str]:
     if major >= 3:
         return [airflow, "api-server", "--port", str(port), "--workers", "1"]
@@ -286,7 +325,9 @@ def with_section(cfg: Path, text: str) -> None:
         parser.write(out)
 
 
-async def bench_one(airflow: str, samples: int, cold_samples: int) -> str:
+async def bench_one(
+    airflow: str, samples: int, cold_samples: int, postgres: str | None = None
+) -> str:
     printed = subprocess.run([airflow, "version"], capture_output=True, text=True).stdout
     version = next(
         line.strip() for line in reversed(printed.splitlines()) if re.match(r"\d+\.\d+", line)
@@ -303,6 +344,11 @@ async def bench_one(airflow: str, samples: int, cold_samples: int) -> str:
         (home / "webserver_config.py").write_text('AUTH_ROLE_PUBLIC = "Admin"\n')
     env = child_env(home)
     ports = {"warm": free_port(), "cold": free_port(), "rest": free_port()}
+    ports |= {"shared_a": free_port(), "shared_b": free_port()}
+    shared: dict[str, str] = {}
+    if postgres:  # two more bridges, one jobs database (their own: the others keep a folder)
+        database = await fresh_database(postgres, "bridge_bench_" + version.replace(".", "_"))
+        shared = {"AIRFLOW__REST_API_PLUGIN__JOBS_DATABASE": database}
     daemon = [sys.executable, "-m", "bridge", "--config", str(cfg)]
     common = dict(
         env,
@@ -326,7 +372,18 @@ async def bench_one(airflow: str, samples: int, cold_samples: int) -> str:
                 work / "cold.log",
             ) as cold_proc,
             process(rest_argv, env, work / "rest.log") as rest_proc,
+            contextlib.ExitStack() as more,
         ):
+            shared_procs = [
+                more.enter_context(
+                    process(
+                        [*daemon, "--port", str(ports[name])],
+                        dict(common, **shared, AIRFLOW__REST_API_PLUGIN__BRIDGE_INSTANCE=name),
+                        work / f"{name}.log",
+                    )
+                )
+                for name in (("shared_a", "shared_b") if shared else ())
+            ]
             warm = f"http://127.0.0.1:{ports['warm']}/admin/rest_api/api"
             cold = f"http://127.0.0.1:{ports['cold']}/admin/rest_api/api"
             rest = f"http://127.0.0.1:{ports['rest']}{prefix}"
@@ -357,6 +414,13 @@ async def bench_one(airflow: str, samples: int, cold_samples: int) -> str:
             burst = await burst_statuses(session, warm, clients=16, per_client=4)
             print("   streaming delay", file=sys.stderr, flush=True)
             delays = await streaming_delays(session, warm)
+            across: tuple[Samples, float] | None = None
+            if shared_procs:
+                print("   a job followed on another bridge", file=sys.stderr, flush=True)
+                bridges = [f"http://127.0.0.1:{ports[name]}" for name in ("shared_a", "shared_b")]
+                for url, proc in zip(bridges, shared_procs, strict=True):
+                    await wait_http(session, f"{url}/health", proc)
+                across = await cross_bridge_delays(session, *bridges)
             daemon_rss = rss_kib(warm_proc.pid)
             daemon_peak = rss_kib(warm_proc.pid, "VmHWM")
             helper_rss = rss_kib(helper_pid)
@@ -400,6 +464,13 @@ async def bench_one(airflow: str, samples: int, cold_samples: int) -> str:
         f"streaming delay (task prints a line -> client reads it), {len(delays.seconds)} lines: "
         f"p50 {ms(delays.p(50))} ms, p95 {ms(delays.p(95))} ms"
     )
+    if across is not None:
+        lines, first = across
+        out.append(
+            f"a detached job on bridge A followed on bridge B (one jobs database, PostgreSQL), "
+            f"{len(lines.seconds)} lines: first byte {ms(first)} ms after the task printed it; "
+            f"p50 {ms(lines.p(50))} ms, p95 {ms(lines.p(95))} ms"
+        )
     out.append(
         f"RSS: daemon {daemon_rss / 1024:.0f} MiB (peak {daemon_peak / 1024:.0f} MiB), "
         f"warm helper {helper_rss / 1024:.0f} MiB; one plain 'airflow dags list' peaks at "
@@ -430,8 +501,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("airflow", nargs="+", help="airflow executables, one per version")
     parser.add_argument("--samples", type=int, default=40, help="warm and REST samples per API")
     parser.add_argument("--cold-samples", type=int, default=5, help="cold and CLI samples")
+    parser.add_argument(
+        "--postgres",
+        help="a PostgreSQL server's URL (postgresql://user:password@host:port) whose user may "
+        "create databases: two more bridges share a jobs database there",
+    )
     args = parser.parse_args(argv)
-    tables = [asyncio.run(bench_one(a, args.samples, args.cold_samples)) for a in args.airflow]
+    tables = [
+        asyncio.run(bench_one(a, args.samples, args.cold_samples, args.postgres))
+        for a in args.airflow
+    ]
     print("\n".join(tables))
     return 0
 

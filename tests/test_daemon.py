@@ -144,6 +144,18 @@ def test_an_airflow_python_that_is_not_there_stops_startup(tmp_path: Path) -> No
     assert f"airflow_python = {tmp_path / 'python'}: no such executable file" in result.stderr
 
 
+def test_a_jobs_database_out_of_reach_is_exit_code_5_without_its_password(tmp_path: Path) -> None:
+    nothing_there = free_port()
+    url = f"postgresql://bridge:pa55word@127.0.0.1:{nothing_there}/jobs"
+    section = f"airflow_executable = {FAKE_AIRFLOW}\nwarm_helper = false\njobs_database = {url}"
+    cfg = write_cfg(tmp_path / "airflow.cfg", section)
+    result = run_bridge("--config", str(cfg), "--port", str(free_port()))
+    assert result.returncode == 5, result.stderr
+    said = [line for line in result.stderr.splitlines() if "cannot use jobs_database" in line]
+    assert len(said) == 1 and "ConnectionRefusedError" in said[0], result.stderr
+    assert "pa55word" not in result.stderr and "Traceback" not in result.stderr
+
+
 async def _get(url: str, **params: str) -> tuple[int, Any]:
     async with ClientSession() as session, session.get(url, params=params) as response:
         return response.status, json.loads(await response.text())

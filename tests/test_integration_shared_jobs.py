@@ -178,6 +178,16 @@ async def test_a_job_on_one_bridge_is_listed_followed_and_cancelled_on_the_other
         await a.line_containing(" bridge=a api=test ")
         assert not [line for line in b.lines if " api=test " in line], "A ran the jobs, not B"
 
+        # B stops while it follows a job A runs: the follow ends, saying so; the job goes on.
+        again = await both.detach("a", **TICKS, execution_date=unique_date(2022))
+        async with both.session.get(both.url("b", f"{again}/output")) as following:
+            await read_until(following, b"tick 1")
+            assert await both.daemons.pop("b").stop() == 0
+            _, ended = split_result(await following.read())
+        assert ended["http_response_code"] == 503 and ended["state"] == "running", ended
+        assert "this bridge is stopping" in ended["warning"] and "bridge 'a'" in ended["warning"]
+        assert (await both.status("a", again))["state"] == "running"
+
 
 async def test_a_killed_bridges_jobs_are_lost_and_its_restart_leaves_the_peers_alone(
     settings: Settings, airflow_bin: str, jobs_database: str, tmp_path: Path

@@ -16,7 +16,7 @@ import pytest
 from bridge.errors import RequestError
 from bridge.jobs.job import Job
 from bridge.jobs.shared.board import SharedJobs
-from bridge.jobs.shared.schema import PIECE, SCHEMA, connection_string
+from bridge.jobs.shared.schema import PIECE, SCHEMA, JobsDatabaseUnusable, connection_string
 from bridge.jobs.spool import Piece
 from tests.helpers import POSTGRES, free_port, pg, warm_mode
 
@@ -160,7 +160,7 @@ async def test_finished_jobs_are_kept_per_owner_and_by_age(board: SharedJobs) ->
 async def test_a_start_without_the_database_fails_and_says_why_without_the_password() -> None:
     port = free_port()  # nothing listens there
     jobs = SharedJobs(f"postgresql://u:sekrit@127.0.0.1:{port}/x", "n", 0.5, 1.0)
-    with pytest.raises(RuntimeError, match="jobs_database cannot be used") as raised:
+    with pytest.raises(JobsDatabaseUnusable, match="ConnectionRefusedError") as raised:
         await jobs.load(keep=1, max_age=1)
     assert "sekrit" not in str(raised.value)
 
@@ -173,7 +173,7 @@ async def test_a_newer_schema_is_refused(database: str) -> None:
     )
     await first.close()
     second = SharedJobs(database, "y", 0.5, 1.0)
-    with pytest.raises(RuntimeError, match="upgrade this bridge"):
+    with pytest.raises(JobsDatabaseUnusable, match="upgrade this bridge"):
         await second.load(keep=1, max_age=1)
 
 

@@ -218,23 +218,32 @@ async def _follow(
     daemon: Daemon, job: Job, offset: int, place: Follow
 ) -> AsyncGenerator[Event, None]:
     yield JobNamed(job.job_id)
-    async for event in _output(daemon.jobs, job, offset, place.stop):
+    # A job this bridge runs ends when the bridge stops (its command is stopped); one that
+    # another bridge runs goes on, so its follow here ends with the bridge.
+    stops = [place.stop, *([daemon.commands.closing] if job.elsewhere else [])]
+    async for event in _output(daemon.jobs, job, offset, stops):
         yield event
-    if place.stop.is_set() and not job.ended:  # its token was revoked: the job goes on
-        said = f"{place.why}: following the job stopped; the job goes on"
-        record = job.describe()
-        warning = "; ".join(filter(None, [record.get("warning"), said]))
-        stopped = {"status": "ERROR", "http_response_code": REVOKED_HTTP_CODE, "warning": warning}
-        yield Result({**record, **stopped})
+    if job.ended:
+        yield Result(job.describe())
         return
-    yield Result(job.describe())
+    if place.stop.is_set():  # its token was revoked: the job goes on
+        said, code = f"{place.why}: following the job stopped; the job goes on", REVOKED_HTTP_CODE
+    else:
+        runner = job.record.get("bridge", "another bridge")
+        said, code = (
+            f"this bridge is stopping: following ended; bridge '{runner}' runs the job on",
+            503,
+        )
+    record = job.describe()
+    warning = "; ".join(filter(None, [record.get("warning"), said]))
+    yield Result({**record, "status": "ERROR", "http_response_code": code, "warning": warning})
 
 
 async def _output(
-    jobs: Jobs, job: Job, offset: int, stop: asyncio.Event
+    jobs: Jobs, job: Job, offset: int, stops: list[asyncio.Event]
 ) -> AsyncGenerator[Output, None]:
-    """The spooled output from ``offset``; more as it comes until the job ends or ``stop``
-    is set."""
+    """The spooled output from ``offset``; more as it comes until the job ends or one of
+    ``stops`` is set."""
     decoders: dict[str, codecs.IncrementalDecoder] = {}
     position = offset
     live_taken = 0  # past the spool: the number of the live piece this follower sent last
@@ -250,12 +259,12 @@ async def _output(
                 beyond = position > size
                 job.followers_beyond += 1 if beyond else -1
                 job.notify()
-            if stop.is_set():
+            if any(stop.is_set() for stop in stops):
                 return
             if beyond:
                 if ended:
                     return
-                await _either(more, stop)
+                await _any(more, *stops)
                 continue
             if position >= size or live_taken:  # live, the spool is behind it for good
                 if job.live is not None and job.live_number > live_taken:
@@ -265,7 +274,7 @@ async def _output(
                     continue
                 if ended:
                     return
-                await _either(more, stop)
+                await _any(more, *stops)
                 continue
             block = min(READ_BLOCK, size - position)
             for piece in await job.store.read(position, block):
@@ -281,9 +290,9 @@ async def _output(
             _abandoned(jobs, job)
 
 
-async def _either(first: asyncio.Event, second: asyncio.Event) -> None:
-    """Until one of the two is set."""
-    waits = {asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())}
+async def _any(*events: asyncio.Event) -> None:
+    """Until one of them is set."""
+    waits = {asyncio.ensure_future(event.wait()) for event in events}
     try:
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     finally:

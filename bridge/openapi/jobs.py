@@ -68,6 +68,14 @@ def schemas() -> dict[str, Schema]:
                 "exit_code": {"type": ["integer", "null"]},
                 "status": {"enum": ["OK", "ERROR"]},
                 "warning": {"type": "string"},
+                "bridge": {
+                    "type": "string",
+                    "description": "jobs_database: the bridge that runs it (bridge_instance)",
+                },
+                "lost_by": {
+                    "type": "string",
+                    "description": "jobs_database: the bridge whose silence made it lost",
+                },
             },
         },
     }

@@ -41,7 +41,7 @@ from bridge.jobs.board import Jobs, Kept, past_keeping
 from bridge.jobs.job import RUNNING_STATES, Job
 from bridge.jobs.shared import queries
 from bridge.jobs.shared.link import DatabaseLink
-from bridge.jobs.shared.schema import PIECE, UNREACHABLE, said
+from bridge.jobs.shared.schema import PIECE, UNREACHABLE, JobsDatabaseUnusable, said
 from bridge.jobs.spool import JOB_ID, READ_BLOCK, Piece, new_job_id
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ class SharedJobs(Jobs):
             await queries.register(self.link.connected(), self.incarnation, self.name, host, pid)
         except UNREACHABLE as exc:
             await self.link.close()
-            raise RuntimeError(f"jobs_database cannot be used: {said(exc)}") from None
+            raise JobsDatabaseUnusable(said(exc)) from None
         log.info("jobs are kept in jobs_database (schema %d), as bridge %r", version, self.name)
         self._give_peers_a_lapse()
         listening = self.link.listen(self._notified, self._back, self._closing)

@@ -21,7 +21,14 @@ import asyncpg
 from bridge.errors import RequestError
 from bridge.jobs.job import ENDED_STATES
 from bridge.jobs.shared import queries
-from bridge.jobs.shared.schema import CHANNEL, UNREACHABLE, connection_string, migrate, said
+from bridge.jobs.shared.schema import (
+    CHANNEL,
+    UNREACHABLE,
+    JobsDatabaseUnusable,
+    connection_string,
+    migrate,
+    said,
+)
 from bridge.jobs.spool import Piece
 from bridge.jobs.store import StoreFailed
 
@@ -47,7 +54,7 @@ class DatabaseLink:
 
     async def open(self) -> int:
         """The pool, and the tables made or migrated; the schema's version. Raises
-        RuntimeError (without the URL) when the database cannot be used."""
+        JobsDatabaseUnusable (without the URL) when the database cannot be used."""
         try:
             self.pool = await asyncpg.create_pool(
                 connection_string(self.url),
@@ -63,7 +70,7 @@ class DatabaseLink:
             if self.pool is not None:  # a schema too new, as much as a database not there
                 await self.pool.close()
             if isinstance(exc, UNREACHABLE):
-                raise RuntimeError(f"jobs_database cannot be used: {said(exc)}") from None
+                raise JobsDatabaseUnusable(f"{said(exc)}") from None
             raise
         self.reachable.set()
         return version

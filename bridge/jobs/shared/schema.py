@@ -30,6 +30,11 @@ UNREACHABLE = (
     TimeoutError,
 )
 
+
+class JobsDatabaseUnusable(RuntimeError):
+    """The bridge cannot keep its jobs in jobs_database (not reached, a schema too new)."""
+
+
 MIGRATIONS = (
     # 1: bridges, jobs and their output.
     f"""
@@ -82,7 +87,7 @@ async def migrate(connection: asyncpg.pool.PoolConnectionProxy[asyncpg.Record]) 
         found = await connection.fetchval(f"SELECT max(version) FROM {SCHEMA}.schema_version")
         version = int(found or 0)
         if version > len(MIGRATIONS):
-            raise RuntimeError(
+            raise JobsDatabaseUnusable(
                 f"jobs_database holds schema version {version}, newer than this bridge's "
                 f"{len(MIGRATIONS)}: upgrade this bridge"
             )
