@@ -6,6 +6,7 @@ sharing it, with Airflow, are tests/test_integration_shared_jobs.py."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -15,7 +16,8 @@ import pytest
 
 from bridge.errors import RequestError
 from bridge.jobs.job import Job
-from bridge.jobs.shared.board import SharedJobs
+from bridge.jobs.shared import queries
+from bridge.jobs.shared.board import LAPSE, SharedJobs
 from bridge.jobs.shared.schema import PIECE, SCHEMA, JobsDatabaseUnusable, connection_string
 from bridge.jobs.spool import Piece
 from tests.helpers import POSTGRES, free_port, pg, warm_mode
@@ -85,9 +87,13 @@ async def test_a_job_elsewhere_is_seen_through_the_database(
         view = await board.find(job.job_id)
         assert view is not None and view.elsewhere and view.state == "running"
         assert view.record["bridge"] == "other"
+        # Looked up again (at once, as a status poll and a follow do): the same view, the
+        # one notifications keep current.
+        again = await asyncio.gather(*(board.find(job.job_id) for _ in range(3)))
+        assert all(found is view for found in again)
         pulse = view.pulse
         await job.write("stdout", "live\n")
-        await pulse.wait()  # the notification, not a poll
+        await asyncio.wait_for(pulse.wait(), timeout=120)  # the notification, not a poll
         assert view.size == 5 and await view.store.read(0) == [Piece("stdout", 0, b"live\n")]
         assert [j.job_id for j in await board.listing()] == [job.job_id]
         assert await board.find("0" * 20) is None and await board.find("../etc") is None
@@ -184,3 +190,41 @@ async def test_while_the_database_is_gone_calls_get_a_503(board: SharedJobs) -> 
         with pytest.raises(RequestError) as raised:
             await attempt
         assert raised.value.status == 503, raised.value
+
+
+async def test_each_bridge_is_judged_by_its_own_heartbeat(board: SharedJobs, database: str) -> None:
+    slow = SharedJobs(database, "slow", heartbeat=30.0, stop_wait=1.0)
+    await slow.load(keep=100, max_age=3600)
+    try:
+        job = await slow.create({"api": "test"}, limit=10)
+        await job.set_state("running")
+        pool = board.link.connected()
+
+        async def silent_for(seconds: int) -> list[str]:
+            await pool.execute(
+                f"UPDATE {SCHEMA}.bridges SET heartbeat_at = now() - make_interval(secs => $2) "
+                "WHERE incarnation = $1",
+                slow.incarnation,
+                seconds,
+            )
+            rows = await queries.mark_lost(pool, board.incarnation, LAPSE)
+            return [row["job_id"] for row in rows]
+
+        # Silent for ten times the judge's own heartbeat, but not for three of its own.
+        assert await silent_for(10) == []
+        assert await silent_for(95) == [job.job_id]
+    finally:
+        slow._closing.set()  # its job is lost already; close without its final word
+        await slow.close()
+
+
+async def test_records_land_in_order_and_a_nul_is_no_failure(board: SharedJobs) -> None:
+    job = await board.create({"api": "test", "arguments": {"x": "a\x00b"}}, limit=10)
+    records = [{**job.describe(), "state": "running", "step": n} for n in range(20)]
+    await asyncio.gather(*(job.store.write_record(record) for record in records))
+    stored = await board.link.connected().fetchval(
+        f"SELECT record FROM {SCHEMA}.jobs WHERE job_id = $1", job.job_id
+    )
+    assert json.loads(stored)["step"] == 19
+    assert json.loads(stored)["arguments"] == {"x": "a\ufffdb"}
+    assert board.link.pending == {}

@@ -277,7 +277,15 @@ async def _output(
                 await _any(more, *stops)
                 continue
             block = min(READ_BLOCK, size - position)
-            for piece in await job.store.read(position, block):
+            try:
+                pieces = await job.store.read(position, block)
+            except OSError:
+                if not job.store.resumable:
+                    raise
+                continue  # the read waited a while for the database: look again
+            if not pieces:  # removed meanwhile (retention): what was there is all there is
+                return
+            for piece in pieces:
                 decoder = decoders.setdefault(piece.stream, _utf8_decoder())
                 yield Output(piece.stream, decoder.decode(piece.data))
                 position = piece.offset + len(piece.data)

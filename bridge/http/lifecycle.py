@@ -59,37 +59,46 @@ def startup(airflow: AirflowInfo | None, warm: WarmHelper | None) -> CleanupCont
         await start_workers()
         await in_thread(_tidy_up, settings)
         await app[JOBS].load(settings.jobs_to_keep, settings.job_max_age)  # after the ledger
-        python = await in_thread(interpreter, settings.airflow_executable, settings.airflow_python)
-        await in_thread(aiohttp_jinja2.get_env(app).get_template, PAGE_TEMPLATE)
-        owned = None if warm is not None else await _new_warm_helper(settings, python)
-        helper = warm or owned
-        if owned is not None:
-            owned.start()  # warms up while Airflow is detected
-        watching: asyncio.Future[None] | None = None
+        serving = False
         try:
-            if airflow is None:
-                installation = await Installation.detect(commands, settings)
-                watching = asyncio.ensure_future(installation.watch(commands, app[SETTINGS]))
-            else:
-                installation = Installation(airflow)
-            app[INSTALLATION] = installation
-            found = installation.airflow
-            log.info("Airflow %s at %s", found.version, found.executable)
-            warn_unknown_disabled(app)
-            if settings.log_loading:
-                log.info("settings: %s", settings)  # the token is excluded from the repr
-            if helper is not None:
-                await in_thread(helper.settled)
-                app[WARM_HELPER] = helper
-                commands.launcher = helper
-            yield
-        finally:
-            if watching is not None:
-                watching.cancel()
-                await asyncio.gather(watching, return_exceptions=True)
-            commands.launcher = None
+            python = await in_thread(
+                interpreter, settings.airflow_executable, settings.airflow_python
+            )
+            await in_thread(aiohttp_jinja2.get_env(app).get_template, PAGE_TEMPLATE)
+            owned = None if warm is not None else await _new_warm_helper(settings, python)
+            helper = warm or owned
             if owned is not None:
-                await in_thread(owned.close)
+                owned.start()  # warms up while Airflow is detected
+            watching: asyncio.Future[None] | None = None
+            try:
+                if airflow is None:
+                    installation = await Installation.detect(commands, settings)
+                    watching = asyncio.ensure_future(installation.watch(commands, app[SETTINGS]))
+                else:
+                    installation = Installation(airflow)
+                app[INSTALLATION] = installation
+                found = installation.airflow
+                log.info("Airflow %s at %s", found.version, found.executable)
+                warn_unknown_disabled(app)
+                if settings.log_loading:
+                    log.info("settings: %s", settings)  # the token is excluded from the repr
+                if helper is not None:
+                    await in_thread(helper.settled)
+                    app[WARM_HELPER] = helper
+                    commands.launcher = helper
+                serving = True
+                yield
+            finally:
+                if watching is not None:
+                    watching.cancel()
+                    await asyncio.gather(watching, return_exceptions=True)
+                commands.launcher = None
+                if owned is not None:
+                    await in_thread(owned.close)
+        except BaseException:
+            if not serving:  # a start that failed: nothing else closes the jobs' store
+                await app[JOBS].close()
+            raise
 
     return context
 

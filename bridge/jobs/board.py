@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 class Jobs:
     """Every job this daemon knows, by id (oldest first), kept in its jobs folder. The jobs
-    database's board (:class:`bridge.jobs.database.SharedJobs`) is this with jobs other
+    database's board (:class:`bridge.jobs.shared.board.SharedJobs`) is this with jobs other
     bridges run besides: it overrides where jobs are made, found, listed and removed."""
 
     instance: str | None = None  # the bridge's name among several (jobs_database)

@@ -1,9 +1,10 @@
-"""Where one job's record and output are kept: what :class:`bridge.jobs.board.Job` writes and
+"""Where one job's record and output are kept: what :class:`bridge.jobs.job.Job` writes and
 its followers read, whichever store holds them.
 
 Two stores keep jobs: the daemon's folder (:class:`FolderStore`, the default: the files of
 :mod:`.spool`, written from worker threads) and a PostgreSQL database that several bridges
-share (``jobs_database``: :mod:`.database`). A job and its followers only see this interface.
+share (``jobs_database``: :mod:`bridge.jobs.shared`). A job and its followers only
+see this interface.
 
 A store that fails to write raises :class:`StoreFailed` (an ``OSError``, as a full disk's).
 Where the store may come back (a database that restarts), ``resumable`` says so: the job

@@ -41,7 +41,7 @@ from bridge.jobs.board import Jobs, Kept, past_keeping
 from bridge.jobs.job import RUNNING_STATES, Job
 from bridge.jobs.shared import queries
 from bridge.jobs.shared.link import DatabaseLink
-from bridge.jobs.shared.schema import PIECE, UNREACHABLE, JobsDatabaseUnusable, said
+from bridge.jobs.shared.schema import FAILED, PIECE, UNREACHABLE, JobsDatabaseUnusable, said
 from bridge.jobs.spool import JOB_ID, READ_BLOCK, Piece, new_job_id
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,8 @@ class DatabaseStore:
         self.job_id = job_id
 
     async def append(self, stream: str, offset: int, data: bytes) -> None:
-        for start in range(0, len(data), PIECE):
-            piece = data[start : start + PIECE]
-            await self.link.append(self.job_id, stream, offset + start, piece)
+        pieces = [data[start : start + PIECE] for start in range(0, len(data), PIECE)]
+        await self.link.append(self.job_id, stream, offset, pieces)
 
     async def write_record(self, record: dict[str, Any]) -> None:
         await self.link.write_record(self.job_id, record)
@@ -113,8 +112,9 @@ class SharedJobs(Jobs):
         version = await self.link.open()
         host, pid = socket.gethostname(), os.getpid()
         try:
-            await queries.register(self.link.connected(), self.incarnation, self.name, host, pid)
-        except UNREACHABLE as exc:
+            pool = self.link.connected()
+            await queries.register(pool, self.incarnation, self.name, host, pid, self.heartbeat)
+        except FAILED as exc:
             await self.link.close()
             raise JobsDatabaseUnusable(said(exc)) from None
         log.info("jobs are kept in jobs_database (schema %d), as bridge %r", version, self.name)
@@ -123,6 +123,7 @@ class SharedJobs(Jobs):
         self._background = [
             asyncio.create_task(listening, name="jobs database listener"),
             asyncio.create_task(self._beat(), name="jobs database heartbeat"),
+            asyncio.create_task(self._look_around(), name="jobs database peers"),
         ]
         await self.prune(keep, max_age)
 
@@ -136,7 +137,7 @@ class SharedJobs(Jobs):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         if self.link.pool is not None:
-            with contextlib.suppress(*UNREACHABLE):
+            with contextlib.suppress(*FAILED):
                 await self.link.write_pending()
                 await queries.stopped(self.link.connected(), self.incarnation)
         if self.link.pending:
@@ -158,8 +159,9 @@ class SharedJobs(Jobs):
             await queries.insert_job(pool, job_id, self.incarnation, self.name, record)
         except UNREACHABLE as exc:
             self.link.unreachable(exc)
+            log.warning("jobs database: no job can start: %s", said(exc))
             raise RequestError(
-                f"the jobs database cannot be reached, so no job can start: {said(exc)}", 503
+                "the jobs database cannot be reached, so no job can start; try again", 503
             ) from None
         return self._add(Job(DatabaseStore(self.link, job_id), record, limit, self.on_end))
 
@@ -173,9 +175,11 @@ class SharedJobs(Jobs):
         if row is None:
             return None
         view = self._view(row)
-        if not view.ended:
-            self.views[job_id] = view  # kept current while it runs, dropped once it ended
-        return view
+        if view.ended:
+            return view
+        # Kept current while it runs, dropped once it ended; a view another request made
+        # meanwhile is the one (its followers are woken, a second one's would not be).
+        return self.views.setdefault(job_id, view)
 
     async def listing(self) -> list[Job]:
         rows = await self.link.or_503(queries.every_job(self.link.connected()))
@@ -220,32 +224,40 @@ class SharedJobs(Jobs):
             old = past_keeping(kept, keep, max_age)
             if old:
                 await queries.remove(self.link.connected(), old)
-        except UNREACHABLE as exc:
-            self.link.unreachable(exc)
+        except FAILED as exc:
+            if isinstance(exc, UNREACHABLE):
+                self.link.unreachable(exc)
             return  # the next end of a job prunes again
+        # Gone from the database (here, or pruned by a peer): gone from memory.
+        stored = {row["job_id"] for row in rows} - set(old)
+        for job_id, job in list(self.jobs.items()):
+            if job.ended and job_id not in stored:
+                del self.jobs[job_id]
         for job_id in old:
-            self.jobs.pop(job_id, None)
             self.views.pop(job_id, None)
-
-    # -- what a job's store does -----------------------------------------------------------
 
     # -- liveness ------------------------------------------------------------------------
 
     async def _beat(self) -> None:
-        """Every heartbeat: say this bridge lives, mark silent bridges' jobs lost, carry out
-        the cancels asked for here, write what could not be written, refresh the views."""
-        while not self._closing.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), timeout=self.heartbeat)
-            if self._closing.is_set():
-                return
+        """Every heartbeat, on a connection of its own: this bridge lives. Nothing else
+        shares the turn, so a slow peer or a busy pool never makes it late."""
+        while await self._tick():
+            try:
+                await self.link.beat(self.incarnation, timeout=self.heartbeat)
+            except UNREACHABLE as exc:
+                self.link.unreachable(exc)
+            except Exception as exc:  # the heartbeat outlives any one surprise
+                log.warning("jobs database heartbeat: %s", said(exc))
+
+    async def _look_around(self) -> None:
+        """Every heartbeat: write what could not be written, mark silent bridges' jobs lost,
+        carry out the cancels asked for here, refresh the views."""
+        while await self._tick():
             try:
                 pool = self.link.connected()
-                await queries.beat(pool, self.incarnation)
                 await self.link.write_pending()
                 if asyncio.get_running_loop().time() >= self._judge_after:
-                    lapse = self.heartbeat * LAPSE
-                    for row in await queries.mark_lost(pool, self.incarnation, lapse):
+                    for row in await queries.mark_lost(pool, self.incarnation, LAPSE):
                         log.warning("job %s: lost by bridge %r, which went silent", *row[:2])
                 for row in await queries.cancels_for(pool, self.incarnation):
                     self._cancel_here(row["job_id"], row["cancel_by"])
@@ -253,8 +265,14 @@ class SharedJobs(Jobs):
                     await self._refresh(view)
             except UNREACHABLE as exc:
                 self.link.unreachable(exc)
-            except Exception:  # the heartbeat must outlive any one surprise
-                log.exception("jobs database heartbeat")
+            except Exception as exc:  # it outlives any one surprise
+                log.warning("jobs database, looking at peers: %s", said(exc))
+
+    async def _tick(self) -> bool:
+        """Wait a heartbeat; False once the bridge closes."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), timeout=self.heartbeat)
+        return not self._closing.is_set()
 
     def _cancel_here(self, job_id: str, why: str | None) -> None:
         job = self.jobs.get(job_id)
@@ -266,8 +284,9 @@ class SharedJobs(Jobs):
         """A view's record and size as the database has them; an ended view is dropped."""
         try:
             row = await queries.job(self.link.connected(), view.job_id)
-        except UNREACHABLE as exc:
-            self.link.unreachable(exc)
+        except FAILED as exc:
+            if isinstance(exc, UNREACHABLE):
+                self.link.unreachable(exc)
             return
         if row is None:  # removed: as good as ended for whoever waits
             record = dict(view.record)
@@ -283,6 +302,8 @@ class SharedJobs(Jobs):
 
     def _notified(self, kind: str, job_id: str, size: str) -> None:
         """A notification: a cancel of a job here, or news of one another bridge runs."""
+        if self._closing.is_set():
+            return
         if kind == "c" and job_id in self.jobs:
             self.start(self._read_cancel(job_id), f"job {job_id} cancel")
             return
@@ -307,7 +328,5 @@ class SharedJobs(Jobs):
 
     async def _read_cancel(self, job_id: str) -> None:
         """A notified cancel: read who asked (the notification does not say)."""
-        with contextlib.suppress(*UNREACHABLE):
+        with contextlib.suppress(*FAILED):
             self._cancel_here(job_id, await queries.cancel_asked(self.link.connected(), job_id))
-
-    # -- plumbing ------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from bridge.jobs.job import ENDED_STATES
 from bridge.jobs.shared import queries
 from bridge.jobs.shared.schema import (
     CHANNEL,
+    FAILED,
     UNREACHABLE,
     JobsDatabaseUnusable,
     connection_string,
@@ -51,6 +52,7 @@ class DatabaseLink:
         self.reachable = asyncio.Event()  # set while the database answers
         self.pending: dict[str, dict[str, Any]] = {}  # records not written yet
         self._listening: asyncpg.Connection | None = None
+        self._writing = asyncio.Lock()  # one writer of the kept records at a time
 
     async def open(self) -> int:
         """The pool, and the tables made or migrated; the schema's version. Raises
@@ -69,7 +71,7 @@ class DatabaseLink:
         except BaseException as exc:
             if self.pool is not None:  # a schema too new, as much as a database not there
                 await self.pool.close()
-            if isinstance(exc, UNREACHABLE):
+            if isinstance(exc, FAILED):  # not reached, the login refused, not allowed
                 raise JobsDatabaseUnusable(f"{said(exc)}") from None
             raise
         self.reachable.set()
@@ -111,24 +113,36 @@ class DatabaseLink:
             self._listening.terminate()  # the listener may not have noticed yet: make it
 
     async def or_503(self, query: Coroutine[Any, Any, T]) -> T:
-        """The query's answer; a 503 for the caller while the database cannot be reached."""
+        """The query's answer; a 503 for the caller while the database cannot be reached
+        (the reason is logged, not told: it names the database's host and user)."""
         try:
             return await query
         except UNREACHABLE as exc:
             self.unreachable(exc)
-            raise RequestError(f"the jobs database cannot be reached: {said(exc)}", 503) from None
+            raise RequestError("the jobs database cannot be reached; try again", 503) from None
+
+    async def beat(self, incarnation: str, timeout: float) -> None:
+        """This bridge's heartbeat, on the listening connection: the pool's connections may
+        all be busy with output, and a late heartbeat has a live bridge's jobs marked lost."""
+        connection = self._listening
+        if connection is None or connection.is_closed():
+            raise ConnectionError("the jobs database is being reconnected to")
+        await queries.beat(connection, incarnation, timeout)
 
     # -- what a job's store does -----------------------------------------------------------
 
-    async def append(self, job_id: str, stream: str, offset: int, data: bytes) -> None:
+    async def append(self, job_id: str, stream: str, offset: int, pieces: list[bytes]) -> None:
+        """Store ``pieces`` from ``offset``, all or none. Raises StoreFailed, never anything
+        else: whatever happened, it never fails the command."""
         if not self.reachable.is_set():
             raise StoreFailed("the jobs database cannot be reached")
         try:
-            await queries.append(self.connected(), job_id, stream, offset, data)
-        except Exception as exc:  # whatever it was, it never fails the command
-            if not isinstance(exc, UNREACHABLE):
-                log.exception("jobs database: output of job %s not kept", job_id)
-            self.unreachable(exc)
+            await queries.append(self.connected(), job_id, stream, offset, pieces)
+        except Exception as exc:
+            if isinstance(exc, UNREACHABLE):
+                self.unreachable(exc)
+            else:  # a full disk, or a surprise: this write is lost, the next one may not be
+                log.warning("jobs database: output of job %s not kept: %s", job_id, said(exc))
             raise StoreFailed(f"the jobs database did not take it: {said(exc)}") from None
 
     async def write_record(self, job_id: str, record: dict[str, Any]) -> None:
@@ -140,27 +154,36 @@ class DatabaseLink:
                 await self.write_pending()
 
     async def write_pending(self) -> None:
-        for job_id, record in list(self.pending.items()):
-            ended = record.get("state") in ENDED_STATES
-            ended_at = float(record.get("ended_at") or 0) if ended else None
-            try:
-                await queries.write_record(self.connected(), job_id, record, ended_at)
-            except UNREACHABLE as exc:
-                self.unreachable(exc)
-                raise
-            if self.pending.get(job_id) is record:
-                del self.pending[job_id]
+        """Write the records kept, one writer at a time (so that an older record never
+        lands after a newer one), each as it is when its turn comes."""
+        async with self._writing:
+            for job_id in list(self.pending):
+                record = self.pending.get(job_id)
+                if record is None:
+                    continue
+                ended = record.get("state") in ENDED_STATES
+                ended_at = float(record.get("ended_at") or 0) if ended else None
+                try:
+                    await queries.write_record(self.connected(), job_id, record, ended_at)
+                except UNREACHABLE as exc:
+                    self.unreachable(exc)
+                    raise
+                except asyncpg.PostgresError as exc:  # this record cannot be written at all
+                    log.warning("jobs database: record of job %s not written: %s", job_id, exc)
+                if self.pending.get(job_id) is record:
+                    del self.pending[job_id]
 
     async def read(self, job_id: str, offset: int, limit: int) -> list[Piece]:
-        """Output from byte ``offset``, at most ``limit`` bytes. While the database cannot
-        be reached: nothing, after waiting a while for it to come back."""
+        """Output from byte ``offset``, at most ``limit`` bytes; none past what is stored.
+        While the database cannot be reached: StoreFailed, after waiting a while for it to
+        come back."""
         try:
             rows = await queries.pieces(self.connected(), job_id, offset, limit)
         except UNREACHABLE as exc:
             self.unreachable(exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.reachable.wait(), timeout=self.read_wait)
-            return []
+            raise StoreFailed(f"the jobs database cannot be reached: {said(exc)}") from None
         found = []
         for row in rows:
             start, data = int(row["start_at"]), bytes(row["data"])
@@ -196,7 +219,7 @@ class DatabaseLink:
                 )
                 self._listening.add_termination_listener(lambda *_: lost.set())  # noqa: B023 (this turn's)
                 await self._listening.add_listener(CHANNEL, notified)
-            except UNREACHABLE as exc:
+            except FAILED as exc:  # a login refused is as good as no database
                 self.unreachable(exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(closing.wait(), timeout=backoff)
@@ -204,15 +227,21 @@ class DatabaseLink:
                 continue
             backoff = RECONNECT_BACKOFF[0]
             if not self.reachable.is_set():
-                log.warning("jobs database: reachable again")
-                await self.connected().expire_connections()  # the old ones died with it
-                self.reachable.set()
-                with contextlib.suppress(*UNREACHABLE):
-                    await self.write_pending()
-                await on_back()
+                try:
+                    await self._back(on_back)
+                except Exception as exc:  # the listener outlives any one surprise
+                    log.warning("jobs database: after reconnecting: %s", said(exc))
             await _first_of(closing, lost)
             if lost.is_set():
                 self.unreachable(ConnectionError("the listening connection was closed"))
+
+    async def _back(self, on_back: Callable[[], Awaitable[None]]) -> None:
+        log.warning("jobs database: reachable again")
+        await self.connected().expire_connections()  # the old ones died with it
+        self.reachable.set()
+        with contextlib.suppress(*UNREACHABLE):
+            await self.write_pending()
+        await on_back()
 
 
 async def _first_of(*events: asyncio.Event) -> None:

@@ -14,22 +14,39 @@ Pool = asyncpg.Pool
 
 
 def as_json(record: dict[str, Any]) -> str:
-    return json.dumps(record, default=str)
+    """The record as jsonb takes it: a NUL (which jsonb refuses) becomes U+FFFD."""
+    return json.dumps(_without_nul(record), default=str)
 
 
-async def register(pool: Pool, incarnation: str, instance: str, host: str, pid: int) -> None:
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nul(item) for item in value]
+    return value
+
+
+async def register(
+    pool: Pool, incarnation: str, instance: str, host: str, pid: int, heartbeat: float
+) -> None:
     await pool.execute(
-        f"INSERT INTO {SCHEMA}.bridges (incarnation, instance, host, pid) VALUES ($1, $2, $3, $4)",
+        f"INSERT INTO {SCHEMA}.bridges (incarnation, instance, host, pid, heartbeat_seconds) "
+        "VALUES ($1, $2, $3, $4, $5)",
         incarnation,
         instance,
         host,
         pid,
+        heartbeat,
     )
 
 
-async def beat(pool: Pool, incarnation: str) -> None:
-    await pool.execute(
-        f"UPDATE {SCHEMA}.bridges SET heartbeat_at = now() WHERE incarnation = $1", incarnation
+async def beat(connection: asyncpg.Connection, incarnation: str, timeout: float) -> None:
+    await connection.execute(
+        f"UPDATE {SCHEMA}.bridges SET heartbeat_at = now() WHERE incarnation = $1",
+        incarnation,
+        timeout=timeout,
     )
 
 
@@ -55,29 +72,44 @@ async def insert_job(
     )
 
 
-async def append(pool: Pool, job_id: str, stream: str, offset: int, data: bytes) -> None:
-    """One piece of output, the job's new size, and ``o JOB SIZE``."""
-    await pool.execute(
-        f"WITH piece AS (INSERT INTO {SCHEMA}.job_output (job_id, start_at, stream, data) "
-        "VALUES ($1, $2, $3, $4)), "
-        f"sized AS (UPDATE {SCHEMA}.jobs SET output_size = $5 WHERE job_id = $1) "
-        "SELECT pg_notify($6, 'o ' || $1 || ' ' || $5::text)",
-        job_id,
-        offset,
-        stream,
-        data,
-        offset + len(data),
-        CHANNEL,
-    )
+async def append(pool: Pool, job_id: str, stream: str, offset: int, pieces: list[bytes]) -> None:
+    """Output from byte ``offset`` in one transaction (all pieces or none), the job's new
+    size, and ``o JOB SIZE``. A piece already at its offset is replaced: one the job took
+    for lost (its commit's answer did not arrive) gives way to what the job wrote next."""
+    async with pool.acquire() as connection, connection.transaction():
+        at = offset
+        for data in pieces:
+            await connection.execute(
+                f"INSERT INTO {SCHEMA}.job_output (job_id, start_at, stream, data) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (job_id, start_at) "
+                "DO UPDATE SET stream = EXCLUDED.stream, data = EXCLUDED.data",
+                job_id,
+                at,
+                stream,
+                data,
+            )
+            at += len(data)
+        await connection.execute(
+            f"WITH sized AS (UPDATE {SCHEMA}.jobs SET output_size = $2 WHERE job_id = $1) "
+            "SELECT pg_notify($3, 'o ' || $1 || ' ' || $2::text)",
+            job_id,
+            at,
+            CHANNEL,
+        )
 
 
 async def write_record(
     pool: Pool, job_id: str, record: dict[str, Any], ended_at: float | None
 ) -> None:
-    """The job's record (and its state), and ``r JOB``."""
+    """The job's record (and its state), and ``r JOB``. The bridge that runs the job writes
+    it, and its word is the last; where a peer had marked the job lost meanwhile (this
+    bridge's heartbeat was late), the record says so."""
     await pool.execute(
-        f"WITH written AS (UPDATE {SCHEMA}.jobs SET record = $2, state = $3, ended_at = $4 "
-        "WHERE job_id = $1) SELECT pg_notify($5, 'r ' || $1)",
+        f"WITH written AS (UPDATE {SCHEMA}.jobs SET state = $3, ended_at = $4, record = "
+        "CASE WHEN jobs.record ? 'lost_by' AND NOT $2::jsonb ? 'lost_by' THEN $2::jsonb || "
+        "jsonb_build_object('warning', concat_ws('; ', nullif($2::jsonb->>'warning', ''), "
+        "'a peer had marked it lost meanwhile (' || (jobs.record->>'warning') || ')')) "
+        "ELSE $2::jsonb END WHERE job_id = $1) SELECT pg_notify($5, 'r ' || $1)",
         job_id,
         as_json(record),
         record.get("state"),
@@ -150,14 +182,16 @@ async def cancels_for(pool: Pool, incarnation: str) -> list[asyncpg.Record]:
     )
 
 
-async def mark_lost(pool: Pool, incarnation: str, lapse: float) -> list[asyncpg.Record]:
-    """The running jobs of every other incarnation that stopped, or sent no heartbeat for
-    ``lapse`` seconds (by the database's clock): ``lost``, the warning naming the bridge;
+async def mark_lost(pool: Pool, incarnation: str, lapse: int) -> list[asyncpg.Record]:
+    """The running jobs of every other incarnation that stopped, or missed ``lapse`` of its
+    own heartbeats (by the database's clock): ``lost``, the warning naming the bridge;
     ``r JOB`` for each."""
     return await pool.fetch(
         f"WITH silent AS (SELECT incarnation, instance, heartbeat_at FROM {SCHEMA}.bridges "
         "WHERE incarnation <> $1 AND (stopped_at IS NOT NULL "
-        "OR heartbeat_at < now() - make_interval(secs => $2))), "
+        # A restart of the server gives every bridge a lapse from then to beat again.
+        "OR greatest(heartbeat_at, pg_postmaster_start_time()) "
+        "< now() - make_interval(secs => heartbeat_seconds * $2))), "
         f"lost AS (UPDATE {SCHEMA}.jobs j SET state = 'lost', "
         "ended_at = extract(epoch FROM now()), "
         "record = j.record || jsonb_build_object('state', 'lost', "

@@ -20,15 +20,22 @@ import asyncpg
 SCHEMA = "airflow_rest_bridge"
 CHANNEL = "airflow_rest_bridge_jobs"
 PIECE = 64 * 1024  # the largest output row: a long burst is several
-# The errors that mean "the database is not there or cannot take it now", not a bug here.
-# InternalClientError: a connection the server cut in the middle of a statement.
+# The errors that mean "the database is not there now" (the connection, not the statement):
+# only these make the bridge take it for gone and reconnect. InternalClientError: a
+# connection the server cut in the middle of a statement; the server's classes 08
+# (connection exception) and 57P (shut down, cannot connect now).
 UNREACHABLE = (
-    asyncpg.PostgresError,
     asyncpg.InterfaceError,
     asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
     OSError,
     TimeoutError,
 )
+# Any error of a statement: a full disk, a value it refuses, besides the above.
+FAILED = (*UNREACHABLE, asyncpg.PostgresError)
 
 
 class JobsDatabaseUnusable(RuntimeError):
@@ -43,6 +50,7 @@ MIGRATIONS = (
         instance text NOT NULL,
         host text NOT NULL,
         pid integer NOT NULL,
+        heartbeat_seconds double precision NOT NULL,
         started_at timestamptz NOT NULL DEFAULT now(),
         heartbeat_at timestamptz NOT NULL DEFAULT now(),
         stopped_at timestamptz
