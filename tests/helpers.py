@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from aiohttp import FormData, web
 from aiohttp.test_utils import TestClient
 
+from bridge.calls.formats import TEXT_RESULT_PREFIX
 from bridge.catalogue.installed_cli import InstalledCli, parse_installed_cli
 from bridge.config.load import load
 from bridge.config.settings import Settings
@@ -321,6 +322,12 @@ async def schemathesis(
 
 
 # -- streams -----------------------------------------------------------------------------------
+
+
+def split_result(text: bytes) -> tuple[bytes, dict[str, Any]]:
+    """A text stream's (or a job's followed output's) bytes: the output and the result line."""
+    output, _, result = text.rpartition(TEXT_RESULT_PREFIX.encode())
+    return output, json.loads(result)
 
 
 async def read_until(response: Any, needle: bytes) -> bytes:

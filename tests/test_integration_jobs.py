@@ -13,7 +13,6 @@ import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient
 
-from bridge.calls.formats import TEXT_RESULT_PREFIX
 from bridge.config.settings import Settings
 from tests.helpers import (
     API,
@@ -23,6 +22,7 @@ from tests.helpers import (
     live_members,
     read_until,
     slow_lines,
+    split_result,
     start_daemon,
     unique_date,
     warm_mode,
@@ -50,11 +50,6 @@ async def replay(client: TestClient[Any, Any], location: str, offset: int = 0) -
     response = await client.get(f"{location}/output", params={"offset": str(offset)})
     assert response.status == 200
     return await response.read()
-
-
-def split_result(text: bytes) -> tuple[bytes, dict[str, Any]]:
-    output, _, result = text.rpartition(TEXT_RESULT_PREFIX.encode())
-    return output, json.loads(result)
 
 
 async def test_a_detached_call_replays_to_what_a_buffered_call_prints(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import glob
-import json
 import os
 import re
 import shutil
@@ -26,7 +25,6 @@ from typing import Any
 import pytest
 from aiohttp import ClientSession, ClientTimeout
 
-from bridge.calls.formats import TEXT_RESULT_PREFIX
 from bridge.catalogue.installed import AirflowInfo
 from bridge.config.settings import Settings
 from tests.helpers import (
@@ -37,6 +35,7 @@ from tests.helpers import (
     live_members,
     pg,
     read_until,
+    split_result,
     start_daemon,
     unique_date,
     warm_mode,
@@ -53,11 +52,6 @@ JOBS = "/admin/rest_api/jobs"
 TICKS = {"api": "test", "dag_id": "bridge_long", "task_id": "ticks"}  # four minutes of ticks
 SLOW_LINES = {"api": "test", "dag_id": "bridge_demo", "task_id": "slow_lines"}
 HANG = ClientTimeout(total=None, sock_read=300)  # a hang detector, not a measure of speed
-
-
-def split_result(text: bytes) -> tuple[bytes, dict[str, Any]]:
-    output, _, result = text.rpartition(TEXT_RESULT_PREFIX.encode())
-    return output, json.loads(result)
 
 
 class Bridges:

@@ -29,6 +29,7 @@ from bridge.jobs.job import Job
 from bridge.jobs.spool import READ_BLOCK
 from bridge.process.command import Command, Outcome
 from bridge.process.slots import Owner
+from bridge.waiting import until_any
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +265,7 @@ async def _output(
             if beyond:
                 if ended:
                     return
-                await _any(more, *stops)
+                await until_any(more, *stops)
                 continue
             if position >= size or live_taken:  # live, the spool is behind it for good
                 if job.live is not None and job.live_number > live_taken:
@@ -274,7 +275,7 @@ async def _output(
                     continue
                 if ended:
                     return
-                await _any(more, *stops)
+                await until_any(more, *stops)
                 continue
             block = min(READ_BLOCK, size - position)
             try:
@@ -296,16 +297,6 @@ async def _output(
         job.notify()
         if not job.followers and not job.ended:
             _abandoned(jobs, job)
-
-
-async def _any(*events: asyncio.Event) -> None:
-    """Until one of them is set."""
-    waits = {asyncio.ensure_future(event.wait()) for event in events}
-    try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for wait in waits:
-            wait.cancel()
 
 
 def _abandoned(jobs: Jobs, job: Job) -> None:

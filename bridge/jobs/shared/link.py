@@ -32,6 +32,7 @@ from bridge.jobs.shared.schema import (
 )
 from bridge.jobs.spool import Piece
 from bridge.jobs.store import StoreFailed
+from bridge.waiting import until_any
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +232,7 @@ class DatabaseLink:
                     await self._back(on_back)
                 except Exception as exc:  # the listener outlives any one surprise
                     log.warning("jobs database: after reconnecting: %s", said(exc))
-            await _first_of(closing, lost)
+            await until_any(closing, lost)
             if lost.is_set():
                 self.unreachable(ConnectionError("the listening connection was closed"))
 
@@ -242,12 +243,3 @@ class DatabaseLink:
         with contextlib.suppress(*UNREACHABLE):
             await self.write_pending()
         await on_back()
-
-
-async def _first_of(*events: asyncio.Event) -> None:
-    waits = {asyncio.ensure_future(event.wait()) for event in events}
-    try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for wait in waits:
-            wait.cancel()
