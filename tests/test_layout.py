@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).parents[1] / "bridge"
 ROOT = PACKAGE.parent
 # Lowest first: a module may import its own package and the layers below it, never above.
 LAYERS = (
-    ("errors", "offload"),
+    ("errors", "offload", "waiting"),
     ("text",),
     ("config",),
     ("catalogue",),
