@@ -40,11 +40,14 @@ AS_POSTGRES := $(if $(SUDO),sudo -u postgres,runuser -u postgres --)
 # The first local PostgreSQL cluster's port (after `make postgres`).
 PG_PORT = $$(pg_lsclusters -h | awk 'NR==1 {print $$3}')
 
-.PHONY: run test bench lint docs mutation unit integration smoke postgres dev airflow-venvs airflow-constraints chromium systemd-analyze clean
+.PHONY: run test bench lint docs mutation unit integration smoke postgres dev dev-constraints airflow-venvs airflow-constraints chromium systemd-analyze clean
 
-$(BIN)/.installed: setup.py constraints.txt tests/requirements-dev.txt
+# The development tools' whole set is pinned too (tests/dev-constraints.txt): a new release of
+# something schemathesis or moto pulls in cannot change what `make test` runs with.
+$(BIN)/.installed: setup.py constraints.txt tests/requirements-dev.txt tests/dev-constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e . -r tests/requirements-dev.txt -c constraints.txt
+	$(BIN)/pip install --quiet -e . -r tests/requirements-dev.txt \
+		-c constraints.txt -c tests/dev-constraints.txt
 	touch $@
 
 dev: $(BIN)/.installed
@@ -163,6 +166,18 @@ airflow-constraints: airflow-venvs
 		  VIRTUAL_ENV=$(CACHE)/airflow-$$v $(BIN)/uv pip freeze | grep -v '^apache-airflow=='; \
 		} > tests/airflow-constraints/airflow-$$v-constraints.txt; \
 	done
+
+# Re-pin the development tools' dependencies after changing tests/requirements-dev.txt (the
+# daemon's own packages stay in constraints.txt, and are left out here).
+dev-constraints: dev
+	{ echo "# Every package of the development virtualenv (make dev) that constraints.txt does not pin."; \
+	  echo "# Regenerate with: make dev-constraints"; \
+	  $(BIN)/pip freeze --exclude-editable | awk -F'==' \
+		'function key(n) { n = tolower(n); gsub(/[_.]/, "-", n); return n } \
+		 NR == FNR { if ($$0 !~ /^#/) pinned[key($$1)] = 1; next } !(key($$1) in pinned)' \
+		constraints.txt -; \
+	} > tests/dev-constraints.txt.new
+	mv tests/dev-constraints.txt.new tests/dev-constraints.txt
 
 # Re-resolve a smoke-set minor as of its AS_OF date and pin the result.
 airflow-resolve-%: dev
