@@ -39,6 +39,22 @@ import sys
 import time
 
 
+def shows_marker(child: subprocess.Popen[bytes], marker: str) -> bool:
+    """Whether ``child`` lives with ``marker`` in its /proc command line, within 60 s."""
+    cmdline = f"/proc/{child.pid}/cmdline"
+    for _ in range(600):
+        if child.poll() is not None:
+            return False
+        try:
+            with open(cmdline, "rb") as seen:
+                if marker.encode() in seen.read():
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
 def forever() -> None:
     while True:
         time.sleep(60)
@@ -177,12 +193,20 @@ def main(argv: list[str]) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         forever()
     if mode == "grandchildren":
-        for _ in range(2):
+        children = [
             subprocess.Popen(
                 [sys.executable, "-c", "import time; time.sleep(600)", marker],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
+            for _ in range(2)
+        ]
+        # "spawned" promises a test that both children show the marker in /proc (a test
+        # counts them there); a child that died or never shows it is said instead.
+        for child in children:
+            if not shows_marker(child, marker):
+                print(f"child {child.pid} not seen: exit {child.poll()}", flush=True)
+                return 1
         print("spawned", flush=True)
         forever()
     if mode.startswith(("lines", "errlines")):  # lines5000: numbered lines, on stdout
