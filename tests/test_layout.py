@@ -145,3 +145,10 @@ def test_relative_links_lead_somewhere(page: Path) -> None:
         if "://" in target or target.startswith("mailto:"):
             continue
         assert (page.parent / target).exists(), f"{page.name} links to missing {target}"
+
+
+def test_readme_stays_a_front_door() -> None:
+    """README.md is where a new user starts: the two commands, three calls, links on. The
+    guides and the generated reference belong in docs/, so it stays under 15 KB."""
+    size = len((ROOT / "README.md").read_bytes())
+    assert size < 15_000, f"README.md is {size} bytes; move reference material to docs/"
